@@ -1,0 +1,92 @@
+"""All configuration, read once from the environment (and an optional `.env`).
+
+One object, passed explicitly to whatever needs it, so tests can build their own
+without touching process-wide state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # --- public HTTP edge -------------------------------------------------
+    host: str = Field("0.0.0.0", description="Address of the public listener (HTTP API, later Slack).")
+    port: int = Field(3000, description="Port of the public listener.")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token for /api/*. Without it the API answers 503 (never open by accident)."
+    )
+    max_body_bytes: int = 64 * 1024
+
+    # --- iWF worker edge (private) ------------------------------------------
+    worker_host: str = Field("127.0.0.1", description="Listener for iWF's worker callbacks; keep it private.")
+    worker_port: int = 8802
+    worker_url: str | None = Field(
+        None, description="URL the iWF server uses to reach the worker; default http://WORKER_HOST:WORKER_PORT."
+    )
+
+    # --- engine -------------------------------------------------------------
+    iwf_server_url: str = Field("http://localhost:8801", description="The iWF server's API.")
+    temporal_host_port: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    embedded_engine: bool = Field(
+        True, description="Start a local Temporal dev server and iWF server if they are not already running."
+    )
+    state_dir: Path = Field(REPO_ROOT / ".state", description="SQLite file, logs, outbox of the embedded stack.")
+    iwf_server_bin: Path | None = Field(None, description="A prebuilt iwf-server binary to use instead of go install.")
+
+    # --- agent --------------------------------------------------------------
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout_seconds: float = 60.0
+    openai_max_retries: int = 2
+    conversation_max_turns: int = Field(40, description="Older turns are dropped from the prompt, not from the log.")
+    default_timezone: str = "UTC"
+
+    # --- mail ---------------------------------------------------------------
+    google_email_address: str | None = None
+    google_email_app_password: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_security: Literal["ssl", "starttls", "none"] = "ssl"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = 30.0
+    mail_from: str | None = Field(None, description="From address; defaults to the SMTP or Google account.")
+    outbox_dir: Path | None = Field(None, description="Where .eml files go when no SMTP is configured.")
+    send_max_attempts: int = Field(5, description="Transient SMTP failures retried this many times in all.")
+    send_backoff_seconds: int = 2
+    send_backoff_max_seconds: int = 300
+    allowed_recipient_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="If set, recipients outside these domains are refused in code."
+    )
+
+    @field_validator("allowed_recipient_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [d.strip().lower() for d in value.split(",") if d.strip()]
+        return value
+
+    # --- derived ------------------------------------------------------------
+    @property
+    def effective_worker_url(self) -> str:
+        host = "127.0.0.1" if self.worker_host in ("0.0.0.0", "") else self.worker_host
+        return self.worker_url or f"http://{host}:{self.worker_port}"
+
+    @property
+    def effective_outbox_dir(self) -> Path:
+        return self.outbox_dir or self.state_dir / "outbox"
+
+    @property
+    def smtp_configured(self) -> bool:
+        return bool(self.smtp_host or (self.google_email_address and self.google_email_app_password))
