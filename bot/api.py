@@ -1,0 +1,186 @@
+"""The HTTP API: start, describe, request, save draft and cancel, JSON in and out."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
+from bot.openapi import openapi_document
+from workflows.model import CancelInput, DraftInput, StartInput, UserRequest
+from workflows.sendtime import is_valid_timezone
+
+log = logging.getLogger(__name__)
+
+ENGINE_KEY = web.AppKey("engine", EmailEngine)
+TOKEN_KEY = web.AppKey("api_token", str)
+EMAIL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class StartBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if not is_valid_timezone(value):
+            raise ValueError(f"'{value}' is not an IANA time zone such as Europe/Paris")
+        return value
+
+
+class MessageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=8000)
+    message_id: str | None = Field(None, max_length=200)
+
+
+class DraftBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=8000)
+
+
+class ApiError(Exception):
+    """Answered as JSON by the middleware: {"error": {"code": ..., "message": ...}}."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure is JSON with a plain message; stack traces stay in the log."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message, error.headers)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return error_response(error.status, error.reason.lower().replace(" ", "_"), error.reason)
+    except EmailNotFound:
+        return error_response(404, "not_found", "no email with this id")
+    except EmailClosed:
+        return error_response(409, "closed", "this email is finished (sent or canceled) and takes no more requests")
+    except EngineBusy as error:
+        return error_response(503, "busy", str(error), {"Retry-After": "1"})
+    except EngineUnavailable as error:
+        log.warning("engine unavailable: %s", error)
+        return error_response(503, "engine_unavailable", "the workflow engine is not reachable; try again later")
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; it has been logged")
+
+
+def require_token(request: web.Request) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <API_TOKEN>)")
+    if not hmac.compare_digest(token.encode(), request.app[TOKEN_KEY].encode()):
+        raise ApiError(401, "unauthorized", "invalid bearer token")
+
+
+def email_id(request: web.Request) -> str:
+    value = request.match_info["email_id"]
+    if not EMAIL_ID.match(value):
+        raise ApiError(400, "bad_id", "ids are 1-200 characters of letters, digits, '.', '_', ':' and '-'")
+    return value
+
+
+async def body_of(request: web.Request, model: type[M], optional: bool = False) -> M:
+    raw = await request.read()
+    if not raw.strip() and optional:
+        return model()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {error}") from error
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
+        )
+        raise ApiError(422, "invalid", problems) from error
+
+
+def ok(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(text=model.model_dump_json(), status=status, content_type="application/json")
+
+
+async def start_email(request: web.Request) -> web.Response:
+    require_token(request)
+    wid = email_id(request)
+    body = await body_of(request, StartBody, optional=True)
+    created = await request.app[ENGINE_KEY].start(wid, StartInput(timezone=body.timezone))
+    return web.json_response({"id": wid, "created": created}, status=201 if created else 200)
+
+
+async def describe_email(request: web.Request) -> web.Response:
+    require_token(request)
+    return ok(await request.app[ENGINE_KEY].describe(email_id(request)))
+
+
+async def post_message(request: web.Request) -> web.Response:
+    require_token(request)
+    wid = email_id(request)
+    body = await body_of(request, MessageBody)
+    result = await request.app[ENGINE_KEY].request(wid, UserRequest(text=body.text, message_id=body.message_id))
+    return ok(result, status=202 if result.accepted else 409)
+
+
+async def save_draft(request: web.Request) -> web.Response:
+    require_token(request)
+    wid = email_id(request)
+    body = await body_of(request, DraftBody)
+    result = await request.app[ENGINE_KEY].save_draft(wid, DraftInput(text=body.text))
+    return ok(result, status=200 if result.ok else 409)
+
+
+async def cancel_email(request: web.Request) -> web.Response:
+    require_token(request)
+    result = await request.app[ENGINE_KEY].cancel(email_id(request), CancelInput())
+    return ok(result, status=200 if result.ok else 409)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(StartBody, MessageBody, DraftBody))
+
+
+def add_api_routes(app: web.Application, engine: EmailEngine, api_token: str) -> None:
+    app[ENGINE_KEY] = engine
+    app[TOKEN_KEY] = api_token
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_post("/api/emails/{email_id}", start_email)
+    app.router.add_get("/api/emails/{email_id}", describe_email)
+    app.router.add_post("/api/emails/{email_id}/messages", post_message)
+    app.router.add_put("/api/emails/{email_id}/draft", save_draft)
+    app.router.add_post("/api/emails/{email_id}/cancel", cancel_email)
+
+
+def public_app(engine: EmailEngine, api_token: str, max_body_bytes: int) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json], client_max_size=max_body_bytes)
+    add_api_routes(app, engine, api_token)
+    return app
+

@@ -1,0 +1,135 @@
+"""The four email operations as coroutines, on top of iWF's synchronous client.
+
+The iWF SDK blocks (httpx, sync), so every call runs in a bounded thread pool
+and the event loop that serves Slack and the API never waits on the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import httpx
+
+from iwf.client import Client
+from iwf.client_options import ClientOptions
+from iwf.errors import (
+    ClientSideError,
+    HttpError,
+    WorkflowAlreadyStartedError,
+    WorkflowNotExistsError,
+    WorkflowRPCAcquiringLockFailure,
+)
+from iwf.iwf_api.models import IDReusePolicy
+from iwf.object_encoder import ObjectEncoder
+from iwf.registry import Registry
+from iwf.workflow_options import WorkflowOptions
+
+from workflows.email_workflow import Record, build_view
+from workflows.email_workflow import EmailAgentWorkflow as Wf
+from workflows.model import (
+    ActionResult,
+    CancelInput,
+    DraftInput,
+    EmailView,
+    RequestResult,
+    StartInput,
+    UserRequest,
+)
+
+T = TypeVar("T")
+
+
+class EmailNotFound(LookupError):
+    pass
+
+
+class EmailClosed(RuntimeError):
+    """The workflow has ended (sent or canceled): it takes no more requests."""
+
+
+class EngineBusy(RuntimeError):
+    """The engine could not take the request now (lock contention, timeout); safe to retry."""
+
+
+class EngineUnavailable(RuntimeError):
+    pass
+
+
+class _Attributes:
+    """Persistence-like read access to a closed workflow's attributes, so describe shares one builder."""
+
+    def __init__(self, values: dict[str, object]):
+        self._values = values
+
+    def get_data_attribute(self, key: str) -> object:
+        return self._values.get(key)
+
+
+class EmailEngine:
+    def __init__(self, registry: Registry, server_url: str, worker_url: str, max_threads: int = 32):
+        options = ClientOptions(server_url=server_url, worker_url=worker_url, object_encoder=ObjectEncoder.default)
+        self._client = Client(registry, options)
+        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-client")
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn)
+        except WorkflowNotExistsError as error:
+            raise EmailNotFound(str(error)) from error
+        except WorkflowRPCAcquiringLockFailure as error:
+            raise EngineBusy("the email is busy; try again in a moment") from error
+        except ClientSideError as error:
+            if "not running" in str(error).lower() or "completed" in str(error).lower():
+                raise EmailClosed(str(error)) from error
+            raise
+        except HttpError as error:
+            raise EngineUnavailable(f"the workflow engine answered {error.status}") from error
+        except httpx.HTTPError as error:
+            raise EngineUnavailable(f"the workflow engine could not be reached: {error}") from error
+
+    async def start(self, email_id: str, start: StartInput) -> bool:
+        """Start the workflow once; True if this call created it. Ids are never reused, even after the end."""
+        options = WorkflowOptions(workflow_id_reuse_policy=IDReusePolicy.DISALLOW_REUSE)
+        try:
+            await self._run(lambda: self._client.start_workflow(Wf, email_id, 0, start.model_dump_json(), options))
+        except WorkflowAlreadyStartedError:
+            return False
+        except ClientSideError as error:
+            if "already" in str(error).lower():
+                return False
+            raise
+        return True
+
+    async def request(self, email_id: str, request: UserRequest) -> RequestResult:
+        raw = await self._rpc(email_id, Wf.send_request, request.model_dump_json())
+        return RequestResult.model_validate_json(raw)
+
+    async def save_draft(self, email_id: str, draft: DraftInput) -> ActionResult:
+        raw = await self._rpc(email_id, Wf.save_draft, draft.model_dump_json())
+        return ActionResult.model_validate_json(raw)
+
+    async def cancel(self, email_id: str, cancel: CancelInput) -> ActionResult:
+        raw = await self._rpc(email_id, Wf.cancel, cancel.model_dump_json())
+        return ActionResult.model_validate_json(raw)
+
+    async def describe(self, email_id: str) -> EmailView:
+        try:
+            raw = await self._rpc(email_id, Wf.describe, None)
+        except EmailClosed:
+            # An ended workflow runs no RPCs, but its attributes can still be read.
+            values = await self._run(lambda: self._client.get_all_workflow_data_attributes(Wf, email_id))
+            return build_view(Record(_Attributes(values)), pending=0)  # type: ignore[arg-type]
+        return EmailView.model_validate_json(raw)
+
+    async def _rpc(self, email_id: str, method: Callable[..., str], payload: str | None) -> str:
+        result = await self._run(lambda: self._client.invoke_rpc(email_id, method, payload, str))
+        if not isinstance(result, str):
+            raise EngineUnavailable("the workflow returned no answer")
+        return result
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

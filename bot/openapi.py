@@ -1,0 +1,122 @@
+"""The OpenAPI document, generated from the same pydantic models that validate requests."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from workflows.model import ActionResult, EmailView, RequestResult
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    meanings = {
+        400: "Bad JSON or id", 401: "Missing or wrong bearer token", 404: "No such email",
+        409: "Refused: finished, being sent, or not the owner", 413: "Body too large",
+        422: "Body does not match the schema", 503: "Engine unreachable or busy",
+    }
+    return {str(s): {"description": meanings[s], **_json({"$ref": "#/components/schemas/Error"})} for s in statuses}
+
+
+@cache
+def _document(start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel]) -> dict[str, Any]:
+    _, defs = models_json_schema(
+        [(m, "validation") for m in (start, message, draft)]
+        + [(m, "serialization") for m in (EmailView, RequestResult, ActionResult)],
+        ref_template=REF,
+    )
+    schemas = {**defs.get("$defs", {}), "Error": ERROR}
+    id_param = {
+        "name": "email_id", "in": "path", "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"},
+    }
+    common = _errors(400, 401, 404, 503)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "email-agent", "version": "1", "description": "Compose, schedule and send one email."},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/emails/{email_id}": {
+                "parameters": [id_param],
+                "post": {
+                    "summary": "Start an email (idempotent)",
+                    "requestBody": {"required": False, **_json(_ref(start))},
+                    "responses": {
+                        "201": {"description": "Created", **_json({"type": "object"})},
+                        "200": {"description": "Already existed", **_json({"type": "object"})},
+                        **_errors(400, 401, 413, 422, 503),
+                    },
+                },
+                "get": {
+                    "summary": "Describe an email",
+                    "responses": {"200": {"description": "The email", **_json(_ref(EmailView))}, **common},
+                },
+            },
+            "/api/emails/{email_id}/messages": {
+                "parameters": [id_param],
+                "post": {
+                    "summary": "Send a request to the assistant",
+                    "requestBody": {"required": True, **_json(_ref(message))},
+                    "responses": {
+                        "202": {"description": "Accepted", **_json(_ref(RequestResult))},
+                        **_errors(400, 401, 404, 409, 413, 422, 503),
+                    },
+                },
+            },
+            "/api/emails/{email_id}/draft": {
+                "parameters": [id_param],
+                "put": {
+                    "summary": "Save the user's unsent draft text",
+                    "requestBody": {"required": True, **_json(_ref(draft))},
+                    "responses": {
+                        "200": {"description": "Saved", **_json(_ref(ActionResult))},
+                        **_errors(400, 401, 404, 409, 413, 422, 503),
+                    },
+                },
+            },
+            "/api/emails/{email_id}/cancel": {
+                "parameters": [id_param],
+                "post": {
+                    "summary": "Cancel the email",
+                    "responses": {
+                        "200": {"description": "Canceled", **_json(_ref(ActionResult))},
+                        **_errors(400, 401, 404, 409, 503),
+                    },
+                },
+            },
+            "/healthz": {"get": {"security": [], "responses": {"200": {"description": "Alive"}}}},
+        },
+    }
+
+
+def openapi_document(start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel]) -> dict[str, Any]:
+    return _document(start, message, draft)

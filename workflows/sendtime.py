@@ -1,0 +1,69 @@
+"""Turning the model's wall-clock time into an instant.
+
+The model only ever says what a clock on the user's wall would show; the
+arithmetic (time zones, DST, "is this in the past?") is done here, where it
+can be tested, never by the model.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# "send it now" reaches us after the model has thought for a while; a time this
+# close behind us is taken to mean "now", anything older is a mistake to ask about.
+NOW_GRACE = timedelta(minutes=2)
+
+
+class SendTimeError(ValueError):
+    """The time cannot be used; `str(error)` is a question or remark for the user."""
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise SendTimeError(f"'{name}' is not a time zone I know (expected an IANA name like Europe/Paris)") from error
+
+
+def is_valid_timezone(name: str) -> bool:
+    try:
+        zone(name)
+    except SendTimeError:
+        return False
+    return True
+
+
+def resolve(local_text: str, timezone: str, now: datetime, grace: timedelta = NOW_GRACE) -> datetime:
+    """The UTC instant for a local wall-clock time such as '2026-11-26T09:00'.
+
+    Ambiguous times (the repeated hour when clocks go back) mean the first
+    occurrence; times that do not exist (the skipped hour when clocks go
+    forward) move forward by the gap, as calendars do.
+    """
+    tz = zone(timezone)
+    try:
+        parsed = datetime.fromisoformat(local_text.strip())
+    except ValueError as error:
+        raise SendTimeError(
+            f"I could not read '{local_text}' as a date and time. When should I send it?"
+        ) from error
+    # fold=0 (PEP 495) is exactly the rule above: the first of two repeated
+    # times, and for a skipped time the pre-transition offset, which lands
+    # after the gap.
+    instant = (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz, fold=0)).astimezone(UTC)
+    if instant < now - grace:
+        shown = format_local(instant, timezone)
+        raise SendTimeError(f"{shown} is in the past. When should I send it?")
+    return max(instant, now)
+
+
+def format_local(instant: datetime, timezone: str) -> str:
+    """How a time is shown to the user: their zone, 12-hour clock, zone abbreviation."""
+    local = instant.astimezone(zone(timezone))
+    hour = local.strftime("%I").lstrip("0") or "12"
+    return f"{local:%a %d %b %Y}, {hour}:{local:%M %p} {local.tzname()}"
+
+
+def seconds_until(instant: datetime, now: datetime) -> int:
+    return max(0, int((instant - now) / timedelta(seconds=1) + 0.999))

@@ -1,0 +1,46 @@
+"""Builds the workflow and its services from settings: the one place that reads configuration for workflows/."""
+
+from __future__ import annotations
+
+import openai
+from iwf.registry import Registry
+
+from settings import Settings
+from workflows.agent import Agent
+from workflows.email_workflow import EmailAgentWorkflow, Services
+from workflows.mailer import Mailer, mailer_from_settings
+
+
+def openai_client(settings: Settings) -> openai.OpenAI:
+    # A missing key still builds a client: the first request then fails with a
+    # clear message on the card instead of the app refusing to start.
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-set"
+    return openai.OpenAI(
+        api_key=key,
+        base_url=settings.openai_base_url,
+        timeout=settings.openai_timeout_seconds,
+        max_retries=settings.openai_max_retries,
+    )
+
+
+def build_services(settings: Settings, mailer: Mailer | None = None) -> Services:
+    mailer = mailer or mailer_from_settings(settings)
+    agent_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1) + 30
+    from_address = settings.mail_from or settings.smtp_username or settings.google_email_address or ""
+    return Services(
+        agent=Agent(openai_client(settings), settings.openai_model, settings.conversation_max_turns),
+        mailer=mailer,
+        mail_domain=from_address.rpartition("@")[2] or "email-agent.local",
+        allowed_domains=tuple(settings.allowed_recipient_domains),
+        send_max_attempts=settings.send_max_attempts,
+        send_backoff_seconds=settings.send_backoff_seconds,
+        send_backoff_max_seconds=settings.send_backoff_max_seconds,
+        agent_timeout_seconds=int(agent_budget),
+        send_timeout_seconds=int(settings.smtp_timeout_seconds * 2 + 30),
+    )
+
+
+def build_registry(services: Services) -> Registry:
+    registry = Registry()
+    registry.add_workflow(EmailAgentWorkflow(services))
+    return registry
