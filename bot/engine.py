@@ -7,6 +7,7 @@ and the event loop that serves Slack and the API never waits on the engine.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -69,7 +70,10 @@ class _Attributes:
 
 
 class EmailEngine:
-    def __init__(self, registry: Registry, server_url: str, worker_url: str, max_threads: int = 32):
+    def __init__(
+        self, registry: Registry, server_url: str, worker_url: str, max_threads: int = 32, lock_retries: int = 20
+    ):
+        self._lock_retries = lock_retries
         options = ClientOptions(server_url=server_url, worker_url=worker_url, object_encoder=ObjectEncoder.default)
         self._client = Client(registry, options)
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-client")
@@ -122,14 +126,31 @@ class EmailEngine:
         except EmailClosed:
             # An ended workflow runs no RPCs, but its attributes can still be read.
             values = await self._run(lambda: self._client.get_all_workflow_data_attributes(Wf, email_id))
-            return build_view(Record(_Attributes(values)), pending=0)  # type: ignore[arg-type]
+            return build_view(Record(_Attributes(values)))  # type: ignore[arg-type]
         return EmailView.model_validate_json(raw)
 
     async def _rpc(self, email_id: str, method: Callable[..., str], payload: str | None) -> str:
-        result = await self._run(lambda: self._client.invoke_rpc(email_id, method, payload, str))
+        try:
+            result = await self._with_lock_retries(lambda: self._client.invoke_rpc(email_id, method, payload, str))
+        except EmailNotFound:
+            # iWF answers "not exists" for an ended workflow too; tell the two apart.
+            await self._run(lambda: self._client.describe_workflow(email_id))
+            raise EmailClosed(email_id) from None
         if not isinstance(result, str):
             raise EngineUnavailable("the workflow returned no answer")
         return result
+
+    async def _with_lock_retries(self, fn: Callable[[], T]) -> T:
+        """iWF refuses, rather than queues, an RPC whose lock is held (by another RPC or a state taking
+        up a request); both hold it for milliseconds, so a few jittered retries absorb the contention."""
+        delay = 0.02
+        for _ in range(self._lock_retries):
+            try:
+                return await self._run(fn)
+            except EngineBusy:
+                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 0.5)
+        return await self._run(fn)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -94,10 +94,17 @@ class SmtpSink:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
         if self.reject_with:
             return self.reject_with
-        message = message_from_bytes(envelope.content, policy=policy.default)
+        # SMTP carries CRLF; compare texts with the line endings Python uses.
+        message = message_from_bytes(envelope.content.replace(b"\r\n", b"\n"), policy=policy.default)
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
         return "250 OK"
+
+    @staticmethod
+    def text_of(received: Received) -> str:
+        """The body as the user wrote it: canonical CRLF line ends folded back to \\n."""
+        content = received.message.get_content()
+        return str(content).replace("\r\n", "\n").strip()
 
     def with_message_id(self, message_id: str) -> list[Received]:
         with self.lock:

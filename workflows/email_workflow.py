@@ -63,6 +63,7 @@ DA_LAST_ERROR = "last_error"
 DA_INBOX = "inbox"  # ids of accepted requests, for de-duplication; written only under the RPC lock
 DA_SEND_ATTEMPTS = "send_attempts"
 DA_SENT_MESSAGE_ID = "sent_message_id"  # set once the SMTP server accepted this Message-ID
+DA_PENDING = "pending"  # requests accepted but not yet taken up by a state; under the same lock as the inbox
 
 CH_USER_INPUT = "user_input"
 CH_CANCEL = "cancel"
@@ -70,10 +71,19 @@ CH_CANCEL = "cancel"
 MAX_STORED_TURNS = 200
 MAX_REMEMBERED_IDS = 500
 
+# The inbox and the pending count change together, under one lock shared by the RPCs that accept
+# requests and the states that take them up, so "processing" is shown from the moment a request is
+# accepted until the agent has answered it.
+_INBOX_KEYS = [DA_INBOX, DA_PENDING]
 _LOCKED_INBOX = PersistenceLoadingPolicy(
     persistence_loading_type=PersistenceLoadingType.LOAD_PARTIAL_WITH_EXCLUSIVE_LOCK,
-    partial_loading_keys=[DA_STATUS, DA_OWNER, DA_INBOX, DA_SEND_ATTEMPTS],
-    locking_keys=[DA_INBOX],
+    partial_loading_keys=[DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, *_INBOX_KEYS],
+    locking_keys=_INBOX_KEYS,
+)
+_TAKES_UP_REQUESTS = WorkflowStateOptions(
+    execute_api_data_attributes_loading_policy=PersistenceLoadingPolicy(
+        persistence_loading_type=PersistenceLoadingType.LOAD_ALL_WITH_PARTIAL_LOCK, locking_keys=_INBOX_KEYS
+    )
 )
 
 
@@ -142,10 +152,17 @@ class Record:
         raw = self._str(DA_INBOX)
         return list(json.loads(raw)) if raw else []
 
+    def _int(self, key: str) -> int:
+        value = self._p.get_data_attribute(key)
+        return value if isinstance(value, int) else 0
+
     @property
     def send_attempts(self) -> int:
-        value = self._p.get_data_attribute(DA_SEND_ATTEMPTS)
-        return value if isinstance(value, int) else 0
+        return self._int(DA_SEND_ATTEMPTS)
+
+    @property
+    def pending(self) -> int:
+        return self._int(DA_PENDING)
 
     def set(self, key: str, value: Any) -> None:
         self._p.set_data_attribute(key, value)
@@ -165,9 +182,10 @@ def message_id(workflow_id: str, revision: int, domain: str) -> str:
     return f"<{digest}.r{revision}@{domain}>"
 
 
-def build_view(record: Record, pending: int) -> EmailView:
+def build_view(record: Record) -> EmailView:
     email = record.email
     status = record.status
+    pending = record.pending
     if pending and status in (EmailStatus.WAITING, EmailStatus.SCHEDULED, EmailStatus.FAILED):
         status = EmailStatus.PROCESSING
     return EmailView(
@@ -200,6 +218,7 @@ def _received(results: CommandResults, channel: str) -> Any:
 def _accept_request(record: Record, raw: str) -> None:
     request = UserRequest.model_validate_json(raw)
     record.add_turn(Turn(role="user", text=request.text))
+    record.set(DA_PENDING, max(0, record.pending - 1))
     record.set(DA_DRAFT, "")
     record.status = EmailStatus.PROCESSING
 
@@ -225,6 +244,9 @@ class InitState(WorkflowState[str]):
 
 class AgentState(WorkflowState[None]):
     """Waits for the user. A failure stays visible here until the next request."""
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return _TAKES_UP_REQUESTS
 
     def wait_until(
         self, ctx: WorkflowContext, input: None, persistence: Persistence, communication: Communication
@@ -313,6 +335,9 @@ class ScheduleState(WorkflowState[None]):
 
     def __init__(self, services: Services):
         self._services = services
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return _TAKES_UP_REQUESTS
 
     def wait_until(
         self, ctx: WorkflowContext, input: None, persistence: Persistence, communication: Communication
@@ -451,6 +476,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
                 DA_LAST_REPLY, DA_LAST_ERROR, DA_INBOX, DA_SENT_MESSAGE_ID,
             )),
             PersistenceField.data_attribute_def(DA_SEND_ATTEMPTS, int),
+            PersistenceField.data_attribute_def(DA_PENDING, int),
         )
 
     def get_communication_schema(self) -> CommunicationSchema:
@@ -473,8 +499,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
         inbox = record.inbox
         if request.message_id and request.message_id in inbox:
             return RequestResult(accepted=True, duplicate=True, detail="already received").model_dump_json()
-        queued = communication.get_internal_channel_size(CH_USER_INPUT)
+        queued = record.pending
         communication.publish_to_internal_channel(CH_USER_INPUT, request.model_dump_json())
+        record.set(DA_PENDING, queued + 1)
         if request.message_id:
             record.set(DA_INBOX, json.dumps([*inbox, request.message_id][-MAX_REMEMBERED_IDS:]))
         detail = "received" if not queued else f"received; {queued} earlier request(s) go first"
@@ -503,8 +530,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
 
     @rpc(timeout_seconds=10)
     def describe(self, ctx: WorkflowContext, persistence: Persistence, communication: Communication) -> str:
-        pending = communication.get_internal_channel_size(CH_USER_INPUT)
-        return build_view(Record(persistence), pending).model_dump_json()
+        return build_view(Record(persistence)).model_dump_json()
 
 
 def _refusal(record: Record, actor: str | None) -> str:

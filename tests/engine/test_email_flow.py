@@ -27,6 +27,155 @@ async def test_draft_schedule_and_send_once(api: Api, smtp_sink: SmtpSink) -> No
     assert mail.message["From"] == "assistant@example.org"
     assert mail.message["Message-ID"] == view["sent_message_id"]
     assert mail.message["Date"]
-    assert mail.message.get_content().strip() == "Shall we have lunch tomorrow?"
+    assert smtp_sink.text_of(mail) == "Shall we have lunch tomorrow?"
     await asyncio.sleep(2)
     assert len(smtp_sink.to("ana@example.com")) == 1, "sent more than once"
+
+
+async def test_translation_to_japanese_arrives_intact(api: Api, smtp_sink: SmtpSink) -> None:
+    wid = unique("ja")
+    await api.start(wid, timezone="Asia/Tokyo")
+    await api.say(wid, "to: kenji@example.jp; subject: Lunch; body: Lunch tomorrow?")
+    view = await api.wait_for(wid, "waiting")
+    assert view["subject"] == "Lunch" and view["send_at"] is None
+    await api.say(wid, "translate to Japanese")
+    view = await api.wait_for(wid, "waiting")
+    assert view["subject"] == JAPANESE_SUBJECT
+    await api.say(wid, "send in 1 seconds")
+    await api.wait_for(wid, "sent")
+    [mail] = await wait_for_mail(smtp_sink, "kenji@example.jp")
+    assert mail.message["Subject"] == JAPANESE_SUBJECT
+    assert smtp_sink.text_of(mail) == JAPANESE_BODY.strip()
+
+
+async def test_cancel_while_scheduled_sends_nothing(api: Api, smtp_sink: SmtpSink) -> None:
+    wid = unique("cancel")
+    await api.start(wid)
+    await api.say(wid, "to: carol@example.com; subject: Hi; body: Hello Carol; send in 4 seconds")
+    await api.wait_for(wid, "scheduled")
+    await api.say(wid, "cancel it please")
+    view = await api.wait_for(wid, "canceled")
+    assert "cancel" in view["last_reply"].lower()
+    await asyncio.sleep(6)  # past the original send time
+    assert smtp_sink.to("carol@example.com") == []
+    status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "send it after all"})
+    assert status == 409 and body["error"]["code"] == "closed"
+
+
+async def test_cancel_button_path_uses_no_model(api: Api, smtp_sink: SmtpSink) -> None:
+    wid = unique("cancel-api")
+    await api.start(wid)
+    await api.say(wid, "to: dave@example.com; subject: Hi; body: Hello Dave; send in 4 seconds")
+    await api.wait_for(wid, "scheduled")
+    status, body = await api.call("POST", f"/api/emails/{wid}/cancel")
+    assert status == 200 and body["ok"] is True
+    await api.wait_for(wid, "canceled")
+    await asyncio.sleep(5)
+    assert smtp_sink.to("dave@example.com") == []
+    status, body = await api.call("POST", f"/api/emails/{wid}/cancel")
+    assert status == 409, "a second cancel of a finished email must say so"
+
+
+async def test_revise_while_scheduled_sends_only_the_revision_once(api: Api, smtp_sink: SmtpSink) -> None:
+    wid = unique("revise")
+    await api.start(wid)
+    await api.say(wid, "to: erin@example.com; subject: Draft one; body: First words; send in 4 seconds")
+    first = await api.wait_for(wid, "scheduled")
+    await api.say(wid, "subject: Draft two; body: Better words")
+    second = await api.wait_for(wid, "scheduled")
+    assert second["revision"] == first["revision"] + 1
+    assert second["send_at"] == first["send_at"], "a revision keeps the time the user chose"
+    await api.wait_for(wid, "sent")
+    await asyncio.sleep(2)
+    mails = smtp_sink.to("erin@example.com")
+    assert [m.message["Subject"] for m in mails] == ["Draft two"]
+    assert smtp_sink.text_of(mails[0]) == "Better words"
+
+
+async def test_duplicate_deliveries_of_one_message_make_one_request(api: Api, fake_openai) -> None:  # type: ignore[no-untyped-def]
+    wid = unique("dedupe")
+    await api.start(wid)
+    marker = f"note-{wid}"
+    results = await asyncio.gather(*(api.say(wid, marker, message_id="slack-ts-1") for _ in range(3)))
+    assert sum(1 for r in results if not r["duplicate"]) == 1, results
+    view = await api.wait_for(wid, "waiting")
+    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == [marker]
+    assert len(fake_openai.requests_for(marker)) == 1
+
+
+async def test_messages_sent_while_busy_are_queued_not_lost(api: Api) -> None:
+    wid = unique("queue")
+    await api.start(wid)
+    texts = [f"remark {i} for {wid}" for i in range(4)]
+    for text in texts:
+        await api.say(wid, text)
+    view = await api.wait_for(wid, "waiting")
+    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == texts
+    assert len([t for t in view["conversation"] if t["role"] == "assistant"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("trigger", "reason"),
+    [
+        ("GARBAGE", "not usable"),
+        ("SCHEMA", "not usable"),
+        ("FAIL500", "error (500)"),
+        ("SLOW", "took too long"),
+    ],
+)
+async def test_model_failures_leave_the_email_waiting_and_say_why(
+    api: Api, trigger: str, reason: str
+) -> None:
+    wid = unique(f"llm-{trigger.lower()}")
+    await api.start(wid)
+    await api.say(wid, "to: fay@example.com; subject: Report; body: The report is attached.")
+    before = await api.wait_for(wid, "waiting")
+    await api.say(wid, f"{trigger} make it shorter")
+    view = await api.wait_for(wid, "waiting", timeout=40)
+    assert reason in view["last_error"], view["last_error"]
+    assert (view["subject"], view["body"], view["revision"]) == (before["subject"], before["body"], before["revision"])
+    assert view["conversation"][-1] == {**view["conversation"][-1], "role": "user"}, "the request is kept"
+    # And the workflow still works afterwards.
+    await api.say(wid, "subject: Report v2")
+    view = await api.wait_for(wid, "waiting")
+    assert view["subject"] == "Report v2" and view["last_error"] == ""
+
+
+async def test_past_time_is_questioned_not_scheduled(api: Api) -> None:
+    wid = unique("past")
+    await api.start(wid, timezone="America/New_York")
+    await api.say(wid, "to: gus@example.com; subject: Late; body: Sorry; send at 2020-01-01T09:00:00")
+    view = await api.wait_for(wid, "waiting")
+    assert view["send_at"] is None
+    assert "in the past" in view["last_reply"] and "When should I send it?" in view["last_reply"]
+
+
+async def test_invalid_recipient_is_refused_in_code(api: Api) -> None:
+    wid = unique("badrcpt")
+    await api.start(wid)
+    await api.say(wid, "to: not-an-address; subject: X; body: Y; send in 2 seconds")
+    view = await api.wait_for(wid, "waiting")
+    assert view["to"] == [] and view["send_at"] is None
+    assert "not a valid email address" in view["last_error"]
+
+
+async def test_save_draft_is_durable_and_cleared_by_the_next_request(api: Api) -> None:
+    wid = unique("draft")
+    await api.start(wid)
+    status, body = await api.call("PUT", f"/api/emails/{wid}/draft", {"text": "half a thought about Ja"})
+    assert status == 200 and body["ok"]
+    assert (await api.describe(wid))["draft"] == "half a thought about Ja"
+    await api.say(wid, "a finished thought")
+    view = await api.wait_for(wid, "waiting")
+    assert view["draft"] == ""
+
+
+async def test_describe_still_works_after_the_email_is_sent(api: Api, smtp_sink: SmtpSink) -> None:
+    wid = unique("closed")
+    await api.start(wid)
+    await api.say(wid, "to: hal@example.com; subject: Done; body: Bye; send in 1 seconds")
+    await api.wait_for(wid, "sent")
+    view = await api.describe(wid)
+    assert view["status"] == "sent" and view["subject"] == "Done"
+    status, _ = await api.call("POST", f"/api/emails/{wid}")
+    assert status == 200, "a start of an existing id is idempotent, even after it finished"
