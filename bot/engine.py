@@ -28,7 +28,7 @@ from iwf.object_encoder import ObjectEncoder
 from iwf.registry import Registry
 from iwf.workflow_options import WorkflowOptions
 
-from workflows.email_workflow import Record, build_view
+from workflows.email_workflow import Record, build_view, initial_attributes
 from workflows.email_workflow import EmailAgentWorkflow as Wf
 from workflows.model import (
     ActionResult,
@@ -97,7 +97,11 @@ class EmailEngine:
 
     async def start(self, email_id: str, start: StartInput) -> bool:
         """Start the workflow once; True if this call created it. Ids are never reused, even after the end."""
-        options = WorkflowOptions(workflow_id_reuse_policy=IDReusePolicy.DISALLOW_REUSE)
+        options = WorkflowOptions(
+            workflow_id_reuse_policy=IDReusePolicy.DISALLOW_REUSE,
+            # Set with the start itself, so a describe right after a start already sees them.
+            initial_data_attributes=initial_attributes(start),
+        )
         try:
             await self._run(lambda: self._client.start_workflow(Wf, email_id, 0, start.model_dump_json(), options))
         except WorkflowAlreadyStartedError:

@@ -229,16 +229,23 @@ def _cancel(record: Record) -> StateDecision:
     return StateDecision.graceful_complete_workflow("canceled")
 
 
+def initial_attributes(start: StartInput) -> dict[str, Any]:
+    """Written atomically with the workflow's start (iWF initial data attributes)."""
+    return {DA_TIMEZONE: start.timezone, DA_OWNER: start.owner or "", DA_STATUS: EmailStatus.INITIALIZED.value}
+
+
 class InitState(WorkflowState[str]):
+    """Entry point. A workflow started without initial attributes (by hand, with the CLI) gets them here."""
+
     def execute(
         self, ctx: WorkflowContext, input: str, command_results: CommandResults,
         persistence: Persistence, communication: Communication,
     ) -> StateDecision:
-        start = StartInput.model_validate_json(input) if input else StartInput()
         record = Record(persistence)
-        record.set(DA_TIMEZONE, start.timezone)
-        record.set(DA_OWNER, start.owner or "")
-        record.status = EmailStatus.INITIALIZED
+        if not record.get_str(DA_TIMEZONE):
+            start = StartInput.model_validate_json(input) if input else StartInput()
+            for key, value in initial_attributes(start).items():
+                record.set(key, value)
         return StateDecision.single_next_state(AgentState)
 
 

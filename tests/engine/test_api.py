@@ -1,0 +1,93 @@
+"""The HTTP API's edges: auth, bad input, unknown ids, the OpenAPI document, the private worker port."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.conftest import Api, AppProcess, unique
+
+pytestmark = pytest.mark.engine
+
+
+async def test_missing_and_wrong_tokens_are_refused(api: Api) -> None:
+    status, body = await api.call("GET", "/api/emails/anything", token=None)
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    status, body = await api.call("GET", "/api/emails/anything", token="wrong")
+    assert status == 401 and "invalid" in body["error"]["message"]
+
+
+async def test_unknown_ids_are_404_for_every_operation(api: Api) -> None:
+    wid = unique("never-started")
+    for method, path, payload in (
+        ("GET", "", None),
+        ("POST", "/messages", {"text": "hi"}),
+        ("PUT", "/draft", {"text": "hi"}),
+        ("POST", "/cancel", None),
+    ):
+        status, body = await api.call(method, f"/api/emails/{wid}{path}", payload)
+        assert status == 404, (method, path, body)
+        assert body["error"]["code"] == "not_found"
+
+
+async def test_bad_input_gets_a_clear_4xx(api: Api) -> None:
+    wid = unique("bad-input")
+    status, body = await api.call("POST", f"/api/emails/{wid}", {"timezone": "Mars/Olympus"})
+    assert status == 422 and "IANA" in body["error"]["message"]
+    status, body = await api.call("POST", "/api/emails/bad id!")
+    assert status in (400, 404)
+    await api.start(wid)
+    status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": ""})
+    assert status == 422 and "text" in body["error"]["message"]
+    status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "hi", "extra": 1})
+    assert status == 422 and "extra" in body["error"]["message"]
+    async with api.session.post(
+        f"{api.base_url}/api/emails/{wid}/messages",
+        data=b"{not json",
+        headers={"Authorization": "Bearer test-token-4f1c9a", "Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "bad_json"
+
+
+async def test_oversized_bodies_are_refused(api: Api) -> None:
+    wid = unique("big")
+    await api.start(wid)
+    status, body = await api.call("PUT", f"/api/emails/{wid}/draft", {"text": "x" * 100_000})
+    assert status == 413, body
+
+
+async def test_start_is_idempotent(api: Api) -> None:
+    wid = unique("idem")
+    first, _ = await api.call("POST", f"/api/emails/{wid}", {"timezone": "Asia/Tokyo"})
+    second, body = await api.call("POST", f"/api/emails/{wid}", {"timezone": "Asia/Tokyo"})
+    assert (first, second) == (201, 200) and body["created"] is False
+    assert (await api.describe(wid))["timezone"] == "Asia/Tokyo"
+
+
+async def test_openapi_document_describes_every_route(api: Api) -> None:
+    async with api.session.get(f"{api.base_url}/api/openapi.json") as response:
+        assert response.status == 200
+        doc = await response.json()
+    assert doc["openapi"].startswith("3.")
+    assert set(doc["paths"]) >= {
+        "/api/emails/{email_id}", "/api/emails/{email_id}/messages", "/api/emails/{email_id}/draft",
+        "/api/emails/{email_id}/cancel",
+    }
+    assert "EmailView" in doc["components"]["schemas"]
+
+
+async def test_worker_endpoints_are_not_on_the_public_port(api: Api, app_process: AppProcess) -> None:
+    for path in ("/api/v1/workflowState/start", "/api/v1/workflowState/decide", "/api/v1/workflowWorker/rpc"):
+        async with api.session.post(f"{api.base_url}{path}", json={}) as response:
+            assert response.status == 404, path
+    worker = f"http://0.0.0.0:{app_process.env['WORKER_PORT']}"
+    assert app_process.env.get("WORKER_HOST") in (None, "127.0.0.1")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{worker}/api/v1/workflowWorker/rpc".replace("0.0.0.0", "127.0.0.1"), json={}) as r:
+            assert r.status == 500, "reachable on loopback, where the iWF server calls it"
+
+
+async def test_healthz(api: Api) -> None:
+    async with api.session.get(f"{api.base_url}/healthz") as response:
+        assert response.status == 200 and (await response.json())["ok"] is True
