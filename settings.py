@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     worker_host: str = Field("127.0.0.1", description="Listener for iWF's worker callbacks; keep it private.")
     worker_port: int = 8802
     worker_url: str | None = Field(
-        None, description="URL the iWF server uses to reach the worker; default http://WORKER_HOST:WORKER_PORT."
+        None,
+        description="URL the iWF server uses to reach the worker; default http://WORKER_HOST:WORKER_PORT.",
     )
 
     # --- engine -------------------------------------------------------------
@@ -40,8 +41,12 @@ class Settings(BaseSettings):
     embedded_engine: bool = Field(
         True, description="Start a local Temporal dev server and iWF server if they are not already running."
     )
-    state_dir: Path = Field(REPO_ROOT / ".state", description="SQLite file, logs, outbox of the embedded stack.")
-    iwf_server_bin: Path | None = Field(None, description="A prebuilt iwf-server binary to use instead of go install.")
+    state_dir: Path = Field(
+        REPO_ROOT / ".state", description="SQLite file, logs, outbox of the embedded stack."
+    )
+    iwf_server_bin: Path | None = Field(
+        None, description="A prebuilt iwf-server binary to use instead of go install."
+    )
 
     # --- agent --------------------------------------------------------------
     openai_api_key: SecretStr | None = None
@@ -49,7 +54,9 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_timeout_seconds: float = 60.0
     openai_max_retries: int = 2
-    conversation_max_turns: int = Field(40, description="Older turns are dropped from the prompt, not from the log.")
+    conversation_max_turns: int = Field(
+        40, description="Older turns are dropped from the prompt, not from the log."
+    )
     default_timezone: str = "UTC"
 
     # --- mail ---------------------------------------------------------------

@@ -58,7 +58,9 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
@@ -76,12 +78,16 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except EmailNotFound:
         return error_response(404, "not_found", "no email with this id")
     except EmailClosed:
-        return error_response(409, "closed", "this email is finished (sent or canceled) and takes no more requests")
+        return error_response(
+            409, "closed", "this email is finished (sent or canceled) and takes no more requests"
+        )
     except EngineBusy as error:
         return error_response(503, "busy", str(error), {"Retry-After": "1"})
     except EngineUnavailable as error:
         log.warning("engine unavailable: %s", error)
-        return error_response(503, "engine_unavailable", "the workflow engine is not reachable; try again later")
+        return error_response(
+            503, "engine_unavailable", "the workflow engine is not reachable; try again later"
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; it has been logged")
@@ -141,7 +147,9 @@ async def post_message(request: web.Request) -> web.Response:
     require_token(request)
     wid = email_id(request)
     body = await body_of(request, MessageBody)
-    result = await request.app[ENGINE_KEY].request(wid, UserRequest(text=body.text, message_id=body.message_id))
+    result = await request.app[ENGINE_KEY].request(
+        wid, UserRequest(text=body.text, message_id=body.message_id)
+    )
     return ok(result, status=202 if result.accepted else 409)
 
 
@@ -183,4 +191,3 @@ def public_app(engine: EmailEngine, api_token: str, max_body_bytes: int) -> web.
     app = web.Application(middlewares=[errors_as_json], client_max_size=max_body_bytes)
     add_api_routes(app, engine, api_token)
     return app
-

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import httpx
-
 from iwf.client import Client
 from iwf.client_options import ClientOptions
 from iwf.errors import (
@@ -28,8 +27,8 @@ from iwf.object_encoder import ObjectEncoder
 from iwf.registry import Registry
 from iwf.workflow_options import WorkflowOptions
 
-from workflows.email_workflow import Record, build_view, initial_attributes
 from workflows.email_workflow import EmailAgentWorkflow as Wf
+from workflows.email_workflow import Record, build_view, initial_attributes
 from workflows.model import (
     ActionResult,
     CancelInput,
@@ -71,10 +70,17 @@ class _Attributes:
 
 class EmailEngine:
     def __init__(
-        self, registry: Registry, server_url: str, worker_url: str, max_threads: int = 32, lock_retries: int = 20
+        self,
+        registry: Registry,
+        server_url: str,
+        worker_url: str,
+        max_threads: int = 32,
+        lock_retries: int = 20,
     ):
         self._lock_retries = lock_retries
-        options = ClientOptions(server_url=server_url, worker_url=worker_url, object_encoder=ObjectEncoder.default)
+        options = ClientOptions(
+            server_url=server_url, worker_url=worker_url, object_encoder=ObjectEncoder.default
+        )
         self._client = Client(registry, options)
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-client")
 
@@ -103,7 +109,9 @@ class EmailEngine:
             initial_data_attributes=initial_attributes(start),
         )
         try:
-            await self._run(lambda: self._client.start_workflow(Wf, email_id, 0, start.model_dump_json(), options))
+            await self._run(
+                lambda: self._client.start_workflow(Wf, email_id, 0, start.model_dump_json(), options)
+            )
         except WorkflowAlreadyStartedError:
             return False
         except ClientSideError as error:
@@ -135,7 +143,9 @@ class EmailEngine:
 
     async def _rpc(self, email_id: str, method: Callable[..., str], payload: str | None) -> str:
         try:
-            result = await self._with_lock_retries(lambda: self._client.invoke_rpc(email_id, method, payload, str))
+            result = await self._with_lock_retries(
+                lambda: self._client.invoke_rpc(email_id, method, payload, str)
+            )
         except EmailNotFound:
             # iWF answers "not exists" for an ended workflow too; tell the two apart.
             await self._run(lambda: self._client.describe_workflow(email_id))

@@ -36,11 +36,18 @@ ERROR = {
 
 def _errors(*statuses: int) -> dict[str, Any]:
     meanings = {
-        400: "Bad JSON or id", 401: "Missing or wrong bearer token", 404: "No such email",
-        409: "Refused: finished, being sent, or not the owner", 413: "Body too large",
-        422: "Body does not match the schema", 503: "Engine unreachable or busy",
+        400: "Bad JSON or id",
+        401: "Missing or wrong bearer token",
+        404: "No such email",
+        409: "Refused: finished, being sent, or not the owner",
+        413: "Body too large",
+        422: "Body does not match the schema",
+        503: "Engine unreachable or busy",
     }
-    return {str(s): {"description": meanings[s], **_json({"$ref": "#/components/schemas/Error"})} for s in statuses}
+    return {
+        str(s): {"description": meanings[s], **_json({"$ref": "#/components/schemas/Error"})}
+        for s in statuses
+    }
 
 
 @cache
@@ -52,13 +59,19 @@ def _document(start: type[BaseModel], message: type[BaseModel], draft: type[Base
     )
     schemas = {**defs.get("$defs", {}), "Error": ERROR}
     id_param = {
-        "name": "email_id", "in": "path", "required": True,
+        "name": "email_id",
+        "in": "path",
+        "required": True,
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"},
     }
     common = _errors(400, 401, 404, 503)
     return {
         "openapi": "3.0.3",
-        "info": {"title": "email-agent", "version": "1", "description": "Compose, schedule and send one email."},
+        "info": {
+            "title": "email-agent",
+            "version": "1",
+            "description": "Compose, schedule and send one email.",
+        },
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -118,5 +131,7 @@ def _document(start: type[BaseModel], message: type[BaseModel], draft: type[Base
     }
 
 
-def openapi_document(start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel]) -> dict[str, Any]:
+def openapi_document(
+    start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel]
+) -> dict[str, Any]:
     return _document(start, message, draft)

@@ -49,7 +49,9 @@ class RunningApp:
         registry = build_registry(services)
         log.info("mail goes to %s", services.mailer.description)
         if not settings.smtp_configured:
-            log.warning("no SMTP or Gmail credentials: emails are written to %s", settings.effective_outbox_dir)
+            log.warning(
+                "no SMTP or Gmail credentials: emails are written to %s", settings.effective_outbox_dir
+            )
         self.engine = EmailEngine(registry, settings.iwf_server_url, settings.effective_worker_url)
         worker = worker_app(registry)
         public = public_app(self.engine, api_token(settings), settings.max_body_bytes)

@@ -13,7 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
-from iwf.iwf_api.models import WorkflowStateExecuteRequest, WorkflowStateWaitUntilRequest, WorkflowWorkerRpcRequest
+from iwf.iwf_api.models import (
+    WorkflowStateExecuteRequest,
+    WorkflowStateWaitUntilRequest,
+    WorkflowWorkerRpcRequest,
+)
 from iwf.registry import Registry
 from iwf.worker_service import WorkerService
 

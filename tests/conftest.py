@@ -27,7 +27,7 @@ from devstack.stack import LocalStack
 from settings import REPO_ROOT, Settings
 from tests.fakes.openai_server import FakeOpenAI
 
-API_TOKEN = "test-token-4f1c9a"  # noqa: S105 - a test fixture, not a secret
+API_TOKEN = "test-token-4f1c9a"
 
 
 def free_port() -> int:
@@ -91,7 +91,7 @@ class SmtpSink:
     reject_with: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.reject_with:
             return self.reject_with
         # SMTP carries CRLF; compare texts with the line endings Python uses.
@@ -191,7 +191,9 @@ def app_process(
     state = tmp_path_factory.mktemp("app")
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SMTP_", "GOOGLE_", "SLACK_"))},
+        **{
+            k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SMTP_", "GOOGLE_", "SLACK_"))
+        },
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "WORKER_PORT": str(free_port()),
@@ -225,7 +227,9 @@ class Api:
         self.session = session
         self.base_url = base_url
 
-    async def call(self, method: str, path: str, json: Any = None, token: str | None = API_TOKEN) -> tuple[int, Any]:
+    async def call(
+        self, method: str, path: str, json: Any = None, token: str | None = API_TOKEN
+    ) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with self.session.request(method, self.base_url + path, json=json, headers=headers) as response:
             return response.status, await response.json()
@@ -235,7 +239,9 @@ class Api:
         assert status in (200, 201), body
 
     async def say(self, email_id: str, text: str, message_id: str | None = None) -> dict[str, Any]:
-        status, body = await self.call("POST", f"/api/emails/{email_id}/messages", {"text": text, "message_id": message_id})
+        status, body = await self.call(
+            "POST", f"/api/emails/{email_id}/messages", {"text": text, "message_id": message_id}
+        )
         assert status == 202, body
         return dict(body)
 

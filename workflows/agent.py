@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Literal
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field, ValidationError
 
 from workflows.model import EmailDraft, Turn
@@ -69,7 +70,9 @@ class Agent:
         self._model = model
         self._max_turns = max_turns
 
-    def respond(self, conversation: list[Turn], email: EmailDraft, now_local: datetime, timezone: str) -> AgentReply:
+    def respond(
+        self, conversation: list[Turn], email: EmailDraft, now_local: datetime, timezone: str
+    ) -> AgentReply:
         context = {
             "now_local": now_local.replace(tzinfo=None).isoformat(timespec="seconds"),
             "weekday": now_local.strftime("%A"),
@@ -79,21 +82,27 @@ class Agent:
                 "subject": email.subject,
                 "body": email.body,
                 "send_at_local": (
-                    email.send_at.astimezone(now_local.tzinfo).replace(tzinfo=None).isoformat(timespec="seconds")
+                    email.send_at.astimezone(now_local.tzinfo)
+                    .replace(tzinfo=None)
+                    .isoformat(timespec="seconds")
                     if email.send_at
                     else None
                 ),
             },
         }
-        messages: list[dict[str, str]] = [
+        messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "system", "content": json.dumps(context, ensure_ascii=False)},
         ]
-        messages += [{"role": t.role, "content": t.text} for t in conversation[-self._max_turns :]]
+        for turn in conversation[-self._max_turns :]:
+            if turn.role == "user":
+                messages.append({"role": "user", "content": turn.text})
+            else:
+                messages.append({"role": "assistant", "content": turn.text})
         try:
             completion = self._client.chat.completions.create(
                 model=self._model,
-                messages=messages,  # type: ignore[arg-type]
+                messages=messages,
                 response_format={"type": "json_object"},
                 temperature=0.2,
             )
@@ -102,7 +111,9 @@ class Agent:
         except openai.RateLimitError as error:
             raise AgentUnavailableError("the assistant is rate-limited right now") from error
         except openai.APIStatusError as error:
-            raise AgentUnavailableError(f"the assistant's service answered with an error ({error.status_code})") from error
+            raise AgentUnavailableError(
+                f"the assistant's service answered with an error ({error.status_code})"
+            ) from error
         except openai.APIConnectionError as error:
             raise AgentUnavailableError("the assistant's service could not be reached") from error
         if not completion.choices:

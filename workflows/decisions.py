@@ -83,7 +83,9 @@ def apply_reply(
     missing = [name for name, value in (("recipient", to), ("subject", subject), ("body", body)) if not value]
     if missing:
         question = f"To schedule it I still need the {', '.join(missing)}."
-        return Outcome(email=updated, next="wait", reply=f"{reply.reply} {question}".strip(), problem=question)
+        return Outcome(
+            email=updated, next="wait", reply=f"{reply.reply} {question}".strip(), problem=question
+        )
     when = format_local(updated.send_at, timezone) if updated.send_at else ""
     text = reply.reply or f"Scheduled for {when}."
     return Outcome(email=updated, next="schedule", reply=text)

@@ -22,7 +22,12 @@ from iwf.command_request import CommandRequest, InternalChannelCommand, TimerCom
 from iwf.command_results import CommandResults
 from iwf.communication import Communication
 from iwf.communication_schema import CommunicationMethod, CommunicationSchema
-from iwf.iwf_api.models import ChannelRequestStatus, PersistenceLoadingPolicy, PersistenceLoadingType, RetryPolicy
+from iwf.iwf_api.models import (
+    ChannelRequestStatus,
+    PersistenceLoadingPolicy,
+    PersistenceLoadingType,
+    RetryPolicy,
+)
 from iwf.persistence import Persistence
 from iwf.persistence_schema import PersistenceField, PersistenceSchema
 from iwf.rpc import rpc
@@ -231,15 +236,23 @@ def _cancel(record: Record) -> StateDecision:
 
 def initial_attributes(start: StartInput) -> dict[str, Any]:
     """Written atomically with the workflow's start (iWF initial data attributes)."""
-    return {DA_TIMEZONE: start.timezone, DA_OWNER: start.owner or "", DA_STATUS: EmailStatus.INITIALIZED.value}
+    return {
+        DA_TIMEZONE: start.timezone,
+        DA_OWNER: start.owner or "",
+        DA_STATUS: EmailStatus.INITIALIZED.value,
+    }
 
 
 class InitState(WorkflowState[str]):
     """Entry point. A workflow started without initial attributes (by hand, with the CLI) gets them here."""
 
     def execute(
-        self, ctx: WorkflowContext, input: str, command_results: CommandResults,
-        persistence: Persistence, communication: Communication,
+        self,
+        ctx: WorkflowContext,
+        input: str,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
     ) -> StateDecision:
         record = Record(persistence)
         if not record.get_str(DA_TIMEZONE):
@@ -266,8 +279,12 @@ class AgentState(WorkflowState[None]):
         )
 
     def execute(
-        self, ctx: WorkflowContext, input: None, command_results: CommandResults,
-        persistence: Persistence, communication: Communication,
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
     ) -> StateDecision:
         record = Record(persistence)
         if _received(command_results, CH_CANCEL) is not None:
@@ -286,20 +303,29 @@ class ComposeState(WorkflowState[None]):
         return WorkflowStateOptions(
             execute_api_timeout_seconds=self._services.agent_timeout_seconds,
             execute_api_retry_policy=RetryPolicy(
-                initial_interval_seconds=2, backoff_coefficient=2, maximum_interval_seconds=60, maximum_attempts=4
+                initial_interval_seconds=2,
+                backoff_coefficient=2,
+                maximum_interval_seconds=60,
+                maximum_attempts=4,
             ),
             proceed_to_state_when_execute_retry_exhausted=ComposeCrashedState,
         )
 
     def execute(
-        self, ctx: WorkflowContext, input: None, command_results: CommandResults,
-        persistence: Persistence, communication: Communication,
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
     ) -> StateDecision:
         services = self._services
         record = Record(persistence)
         email, timezone, now = record.email, record.timezone, services.clock()
         try:
-            reply = services.agent.respond(record.conversation, email, now.astimezone(zone(timezone)), timezone)
+            reply = services.agent.respond(
+                record.conversation, email, now.astimezone(zone(timezone)), timezone
+            )
         except AgentError as error:
             # The request stays in the conversation: the next message (or "try again") replays it.
             record.status = EmailStatus.WAITING
@@ -327,8 +353,12 @@ class ComposeCrashedState(WorkflowState[None]):
     """Reached only when the compose step kept crashing (a bug or an outage), not on a model error."""
 
     def execute(
-        self, ctx: WorkflowContext, input: None, command_results: CommandResults,
-        persistence: Persistence, communication: Communication,
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
     ) -> StateDecision:
         record = Record(persistence)
         record.status = EmailStatus.WAITING
@@ -359,8 +389,12 @@ class ScheduleState(WorkflowState[None]):
         )
 
     def execute(
-        self, ctx: WorkflowContext, input: None, command_results: CommandResults,
-        persistence: Persistence, communication: Communication,
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
     ) -> StateDecision:
         record = Record(persistence)
         if _received(command_results, CH_CANCEL) is not None:
@@ -382,7 +416,10 @@ class SendingState(WorkflowState[None]):
         return WorkflowStateOptions(
             execute_api_timeout_seconds=self._services.send_timeout_seconds,
             execute_api_retry_policy=RetryPolicy(
-                initial_interval_seconds=2, backoff_coefficient=2, maximum_interval_seconds=60, maximum_attempts=5
+                initial_interval_seconds=2,
+                backoff_coefficient=2,
+                maximum_interval_seconds=60,
+                maximum_attempts=5,
             ),
             proceed_to_state_when_execute_retry_exhausted=SendCrashedState,
         )
@@ -397,8 +434,12 @@ class SendingState(WorkflowState[None]):
         )
 
     def execute(
-        self, ctx: WorkflowContext, input: None, command_results: CommandResults,
-        persistence: Persistence, communication: Communication,
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
     ) -> StateDecision:
         services = self._services
         record = Record(persistence)
@@ -449,8 +490,12 @@ class SendCrashedState(WorkflowState[None]):
     """Reached when the send step itself kept crashing; iWF gave up retrying it."""
 
     def execute(
-        self, ctx: WorkflowContext, input: None, command_results: CommandResults,
-        persistence: Persistence, communication: Communication,
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
     ) -> StateDecision:
         record = Record(persistence)
         record.status = EmailStatus.FAILED
@@ -478,10 +523,21 @@ class EmailAgentWorkflow(ObjectWorkflow):
 
     def get_persistence_schema(self) -> PersistenceSchema:
         return PersistenceSchema.create(
-            *(PersistenceField.data_attribute_def(key, str) for key in (
-                DA_STATUS, DA_EMAIL, DA_CONVERSATION, DA_TIMEZONE, DA_OWNER, DA_DRAFT,
-                DA_LAST_REPLY, DA_LAST_ERROR, DA_INBOX, DA_SENT_MESSAGE_ID,
-            )),
+            *(
+                PersistenceField.data_attribute_def(key, str)
+                for key in (
+                    DA_STATUS,
+                    DA_EMAIL,
+                    DA_CONVERSATION,
+                    DA_TIMEZONE,
+                    DA_OWNER,
+                    DA_DRAFT,
+                    DA_LAST_REPLY,
+                    DA_LAST_ERROR,
+                    DA_INBOX,
+                    DA_SENT_MESSAGE_ID,
+                )
+            ),
             PersistenceField.data_attribute_def(DA_SEND_ATTEMPTS, int),
             PersistenceField.data_attribute_def(DA_PENDING, int),
         )
@@ -495,8 +551,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
     # RPCs take and return JSON text of the models in workflows.model: validated on both sides.
 
     @rpc(timeout_seconds=10, data_attribute_loading_policy=_LOCKED_INBOX)
-    def send_request(self, ctx: WorkflowContext, input: str, persistence: Persistence,
-                     communication: Communication) -> str:
+    def send_request(
+        self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication
+    ) -> str:
         """Atomic under iWF's RPC lock on the inbox, so concurrent retries of one message de-duplicate."""
         request = UserRequest.model_validate_json(input)
         record = Record(persistence)
@@ -515,8 +572,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
         return RequestResult(accepted=True, queued_behind=queued, detail=detail).model_dump_json()
 
     @rpc(timeout_seconds=10, data_attribute_loading_policy=_LOCKED_INBOX)
-    def cancel(self, ctx: WorkflowContext, input: str, persistence: Persistence,
-               communication: Communication) -> str:
+    def cancel(
+        self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication
+    ) -> str:
         request = CancelInput.model_validate_json(input)
         record = Record(persistence)
         refusal = _refusal(record, request.actor)
@@ -530,8 +588,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
         draft = DraftInput.model_validate_json(input)
         record = Record(persistence)
         if record.owner and draft.actor and draft.actor != record.owner:
-            return ActionResult(ok=False, detail="only the person who started this email can change it")\
-                .model_dump_json()
+            return ActionResult(
+                ok=False, detail="only the person who started this email can change it"
+            ).model_dump_json()
         record.set(DA_DRAFT, draft.text)
         return ActionResult(ok=True, detail="draft saved").model_dump_json()
 

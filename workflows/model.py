@@ -55,13 +55,17 @@ class EmailDraft(BaseModel):
 
 class StartInput(BaseModel):
     timezone: str = "UTC"
-    owner: str | None = Field(None, description="Who may change or cancel this email; None: anyone with access.")
+    owner: str | None = Field(
+        None, description="Who may change or cancel this email; None: anyone with access."
+    )
 
 
 class UserRequest(BaseModel):
     text: str = Field(min_length=1, max_length=8000)
     message_id: str | None = Field(
-        None, max_length=200, description="Idempotency key: the same id is accepted once (e.g. Slack's message ts)."
+        None,
+        max_length=200,
+        description="Idempotency key: the same id is accepted once (e.g. Slack's message ts).",
     )
     actor: str | None = None
 

@@ -23,7 +23,7 @@ def normalize(addresses: Iterable[str], allowed_domains: Sequence[str] = ()) -> 
     result: list[str] = []
     for raw in addresses:
         text = raw.strip()
-        if any(ch in text for ch in "\r\n,;<>\"") or not text:
+        if any(ch in text for ch in '\r\n,;<>"') or not text:
             raise RecipientError(f"'{raw.strip()[:80]}' is not a single email address")
         try:
             checked = validate_email(text, check_deliverability=False)

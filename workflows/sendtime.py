@@ -23,7 +23,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as error:
-        raise SendTimeError(f"'{name}' is not a time zone I know (expected an IANA name like Europe/Paris)") from error
+        raise SendTimeError(
+            f"'{name}' is not a time zone I know (expected an IANA name like Europe/Paris)"
+        ) from error
 
 
 def is_valid_timezone(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Builds the workflow and its services from settings: the one place that reads configuration for workflows/."""
+"""Builds the workflow and its services from settings: where workflows/ meets configuration."""
 
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.engine
 async def test_draft_schedule_and_send_once(api: Api, smtp_sink: SmtpSink) -> None:
     wid = unique("lunch")
     await api.start(wid, timezone="Europe/Paris")
-    await api.say(wid, "to: ana@example.com; subject: Lunch; body: Shall we have lunch tomorrow?; send in 3 seconds")
+    await api.say(
+        wid, "to: ana@example.com; subject: Lunch; body: Shall we have lunch tomorrow?; send in 3 seconds"
+    )
     view = await api.wait_for(wid, "scheduled")
     assert view["to"] == ["ana@example.com"] and view["subject"] == "Lunch"
     assert view["send_at_local"] and ("CET" in view["send_at_local"] or "CEST" in view["send_at_local"])
@@ -133,7 +135,11 @@ async def test_model_failures_leave_the_email_waiting_and_say_why(
     await api.say(wid, f"{trigger} make it shorter")
     view = await api.wait_for(wid, "waiting", timeout=40)
     assert reason in view["last_error"], view["last_error"]
-    assert (view["subject"], view["body"], view["revision"]) == (before["subject"], before["body"], before["revision"])
+    assert (view["subject"], view["body"], view["revision"]) == (
+        before["subject"],
+        before["body"],
+        before["revision"],
+    )
     assert view["conversation"][-1] == {**view["conversation"][-1], "role": "user"}, "the request is kept"
     # And the workflow still works afterwards.
     await api.say(wid, "subject: Report v2")

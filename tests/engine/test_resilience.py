@@ -34,10 +34,14 @@ async def test_app_killed_while_scheduled_sends_once_after_restart(
     assert len(mails) == 1 and mails[0].message["Message-ID"] == view["sent_message_id"]
 
 
-async def test_engine_restarted_while_scheduled_sends_once(api: Api, engine: Engine, smtp_sink: SmtpSink) -> None:
+async def test_engine_restarted_while_scheduled_sends_once(
+    api: Api, engine: Engine, smtp_sink: SmtpSink
+) -> None:
     wid = unique("engine-kill")
     await api.start(wid)
-    await api.say(wid, "to: jay@example.com; subject: Durable; body: Timers live in Temporal; send in 5 seconds")
+    await api.say(
+        wid, "to: jay@example.com; subject: Durable; body: Timers live in Temporal; send in 5 seconds"
+    )
     await api.wait_for(wid, "scheduled")
     # SIGKILL both servers; Temporal comes back from its SQLite file, iWF from Temporal.
     engine.stack.started["iwf"].kill()
@@ -82,7 +86,9 @@ async def test_permanent_smtp_refusal_is_not_retried(api: Api, smtp_sink: SmtpSi
 
 
 class _RejectAll:
-    def __call__(self, server: object, session: object, envelope: object, mechanism: str, auth_data: object) -> AuthResult:
+    def __call__(
+        self, server: object, session: object, envelope: object, mechanism: str, auth_data: object
+    ) -> AuthResult:
         assert isinstance(auth_data, LoginPassword)
         return AuthResult(success=False, handled=False)
 
@@ -90,7 +96,7 @@ class _RejectAll:
 class _Handler:
     received = 0
 
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         self.received += 1
         return "250 OK"
 
@@ -100,7 +106,11 @@ def auth_smtp() -> Iterator[tuple[int, _Handler]]:
     handler = _Handler()
     port = free_port()
     controller = Controller(
-        handler, hostname="127.0.0.1", port=port, authenticator=_RejectAll(), auth_required=True,
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=_RejectAll(),
+        auth_required=True,
         auth_require_tls=False,
     )
     controller.start()

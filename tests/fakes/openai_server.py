@@ -55,7 +55,9 @@ class FakeOpenAI:
         context = json.loads(messages[1]["content"])
         user = [m["content"] for m in messages if m["role"] == "user"][-1]
         if "FAIL500" in user:
-            return web.json_response({"error": {"message": "upstream broke", "type": "server_error"}}, status=500)
+            return web.json_response(
+                {"error": {"message": "upstream broke", "type": "server_error"}}, status=500
+            )
         if "SLOW" in user:
             await asyncio.sleep(self.slow_seconds)
         if "GARBAGE" in user:
@@ -71,7 +73,11 @@ class FakeOpenAI:
                 "created": int(time.time()),
                 "model": body.get("model", "fake"),
                 "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": content},
+                    }
                 ],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             }

@@ -1,0 +1,37 @@
+# Two commands set up a fresh machine: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(shell command -v $(PYTHON))
+
+.PHONY: install run test lint typecheck unit engine-test clean
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
+	uv sync --frozen
+	@touch $@
+
+install: $(VENV)/.synced
+
+run: install
+	$(VENV)/bin/python -m bot
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(VENV)/bin/pytest
+
+unit: install
+	$(VENV)/bin/pytest -m "not engine"
+
+engine-test: install
+	REQUIRE_ENGINE=1 $(VENV)/bin/pytest -m engine
+
+clean:
+	rm -rf $(VENV) .state .local .pytest_cache .mypy_cache .ruff_cache
