@@ -42,7 +42,7 @@ def install(local_bin: Path) -> Path:
     )
     if result.returncode != 0:
         raise StackError(
-            f"could not install the iWF server: `GOBIN={local_bin} {' '.join(command[1:])}` "
+            f"could not install the iWF server: `GOBIN={local_bin} go {' '.join(command[1:])}` "
             f"failed with:\n{result.stderr.strip()}\n"
             "Set IWF_SERVER_BIN to a prebuilt iwf-server, or IWF_SERVER_URL to a running one."
         )
