@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.conftest import Api, AppProcess, unique
+from tests.harness import Api, AppProcess, unique
 
 pytestmark = pytest.mark.engine
 

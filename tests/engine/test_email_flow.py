@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.conftest import Api, SmtpSink, unique, wait_for_mail
 from tests.fakes.openai_server import JAPANESE_BODY, JAPANESE_SUBJECT
+from tests.harness import Api, SmtpSink, unique, wait_for_mail
 
 pytestmark = pytest.mark.engine
 

@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.conftest import Api, AppProcess, Engine, SmtpSink, free_port, unique, wait_for_mail
+from tests.harness import Api, AppProcess, Engine, SmtpSink, free_port, unique, wait_for_mail
 
 pytestmark = pytest.mark.engine
 

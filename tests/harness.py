@@ -1,0 +1,226 @@
+"""The pieces tests and benchmarks share: the app as its own process, an SMTP sink, an API client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from devstack.stack import LocalStack
+from settings import REPO_ROOT
+
+API_TOKEN = "test-token-4f1c9a"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- the engine ---------------------------------------------------------------
+
+
+@dataclass
+class Engine:
+    stack: LocalStack
+    iwf_url: str
+    temporal_host_port: str
+
+
+# --- SMTP sink -------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+
+@dataclass
+class SmtpSink:
+    """aiosmtpd on loopback; `reject_with` makes it answer DATA with an SMTP error instead."""
+
+    port: int
+    received: list[Received] = field(default_factory=list)
+    reject_with: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.reject_with:
+            return self.reject_with
+        # SMTP carries CRLF; compare texts with the line endings Python uses.
+        message = message_from_bytes(envelope.content.replace(b"\r\n", b"\n"), policy=policy.default)
+        with self.lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+        return "250 OK"
+
+    @staticmethod
+    def text_of(received: Received) -> str:
+        """The body as the user wrote it: canonical CRLF line ends folded back to \\n."""
+        content = received.message.get_content()
+        return str(content).replace("\r\n", "\n").strip()
+
+    def with_message_id(self, message_id: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.message["Message-ID"] == message_id]
+
+    def to(self, address: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if address in r.rcpt_tos]
+
+
+# --- fake OpenAI -------------------------------------------------------------------
+
+
+# --- the app, as its own process ------------------------------------------------------
+
+
+@dataclass
+class AppProcess:
+    env: dict[str, str]
+    log_path: Path
+    base_url: str
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "bot"],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"app exited: {self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", int(self.env["PORT"])), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"app did not listen: {self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup runs, as in a crash or an OOM kill."""
+        if self.popen and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Api:
+    """A thin client for the app's HTTP API, with the polling the tests need."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str):
+        self.session = session
+        self.base_url = base_url
+
+    async def call(
+        self, method: str, path: str, json: Any = None, token: str | None = API_TOKEN
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.session.request(method, self.base_url + path, json=json, headers=headers) as response:
+            return response.status, await response.json()
+
+    async def start(self, email_id: str, timezone: str = "UTC") -> None:
+        status, body = await self.call("POST", f"/api/emails/{email_id}", {"timezone": timezone})
+        assert status in (200, 201), body
+
+    async def say(self, email_id: str, text: str, message_id: str | None = None) -> dict[str, Any]:
+        status, body = await self.call(
+            "POST", f"/api/emails/{email_id}/messages", {"text": text, "message_id": message_id}
+        )
+        assert status == 202, body
+        return dict(body)
+
+    async def describe(self, email_id: str) -> dict[str, Any]:
+        status, body = await self.call("GET", f"/api/emails/{email_id}")
+        assert status == 200, body
+        return dict(body)
+
+    async def wait_for(self, email_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+        """Poll describe until the status is one of `statuses` with nothing pending."""
+        deadline = time.monotonic() + timeout
+        view: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                view = await self.describe(email_id)
+            except (AssertionError, aiohttp.ClientError):
+                await asyncio.sleep(0.3)  # e.g. the app is restarting
+                continue
+            if view["status"] in statuses and not view["pending_requests"]:
+                return view
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{email_id} never reached {statuses}; last view: {view}")
+
+
+async def wait_for_mail(sink: SmtpSink, address: str, count: int = 1, timeout: float = 30) -> list[Received]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sink.to(address)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"expected {count} email(s) to {address}, got {len(sink.to(address))}")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{time.time_ns()}"
+
+
+def app_env(
+    port: int, iwf_url: str, temporal_host_port: str, state: Path, openai_url: str, smtp_port: int
+) -> dict[str, str]:
+    """The app's environment for tests: every outside service on loopback, short timeouts."""
+    env = {
+        **{
+            k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SMTP_", "GOOGLE_", "SLACK_"))
+        },
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WORKER_PORT": str(free_port()),
+        "IWF_SERVER_URL": iwf_url,
+        "TEMPORAL_HOST_PORT": temporal_host_port,
+        "EMBEDDED_ENGINE": "false",
+        "STATE_DIR": str(state),
+        "API_TOKEN": API_TOKEN,
+        "OPENAI_BASE_URL": openai_url,
+        "OPENAI_API_KEY": "sk-test-not-a-real-key",
+        "OPENAI_TIMEOUT_SECONDS": "2",
+        "OPENAI_MAX_RETRIES": "0",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "SMTP_SECURITY": "none",
+        "SMTP_TIMEOUT_SECONDS": "5",
+        "MAIL_FROM": "assistant@example.org",
+        "SEND_BACKOFF_SECONDS": "1",
+        "SEND_MAX_ATTEMPTS": "3",
+    }
+    return env
