@@ -5,7 +5,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: install run test lint typecheck unit engine-test clean
+.PHONY: install run test lint typecheck unit engine-test bench clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
@@ -35,3 +35,6 @@ engine-test: install
 
 clean:
 	rm -rf $(VENV) .state .local .pytest_cache .mypy_cache .ruff_cache
+
+bench: install
+	$(VENV)/bin/python -m bench.latency --n 100

