@@ -76,7 +76,7 @@ async def main(n: int) -> dict[str, Any]:
     binary = os.environ.get("IWF_SERVER_BIN")
     stack = LocalStack(
         Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             state_dir=state / "engine",
             iwf_server_url=iwf_url,
             temporal_host_port=temporal_hp,

@@ -65,7 +65,7 @@ class SmtpSink:
         # SMTP carries CRLF; compare texts with the line endings Python uses.
         message = message_from_bytes(envelope.content.replace(b"\r\n", b"\n"), policy=policy.default)
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 OK"
 
     @staticmethod

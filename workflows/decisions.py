@@ -15,7 +15,7 @@ from typing import Literal
 from workflows.agent import AgentReply
 from workflows.model import EmailDraft
 from workflows.recipients import RecipientError, normalize
-from workflows.sendtime import SendTimeError, format_local, resolve
+from workflows.sendtime import NOW_GRACE, SendTimeError, format_local, resolve
 
 Next = Literal["wait", "schedule", "cancel"]
 
@@ -86,6 +86,12 @@ def apply_reply(
         return Outcome(
             email=updated, next="wait", reply=f"{reply.reply} {question}".strip(), problem=question
         )
-    when = format_local(updated.send_at, timezone) if updated.send_at else ""
+    when = format_local(updated.send_at, timezone)
+    if updated.send_at < now - NOW_GRACE:
+        # A time given earlier, while something else was missing, has passed since: ask, never send late.
+        question = f"The time you gave ({when}) has passed. When should I send it?"
+        return Outcome(
+            email=updated.model_copy(update={"send_at": None}), next="wait", reply=question, problem=question
+        )
     text = reply.reply or f"Scheduled for {when}."
     return Outcome(email=updated, next="schedule", reply=text)

@@ -44,6 +44,7 @@ from workflows.mailer import Mailer, OutgoingEmail, PermanentSendError, SendErro
 from workflows.model import (
     ActionResult,
     CancelInput,
+    CardRef,
     DraftInput,
     EmailDraft,
     EmailStatus,
@@ -54,6 +55,7 @@ from workflows.model import (
     UserRequest,
     utcnow,
 )
+from workflows.notifier import CardNotifier
 from workflows.sendtime import format_local, seconds_until, zone
 
 # Data attributes. Complex values are JSON text of the models in workflows.model.
@@ -68,6 +70,7 @@ DA_LAST_ERROR = "last_error"
 DA_INBOX = "inbox"  # ids of accepted requests, for de-duplication; written only under the RPC lock
 DA_SEND_ATTEMPTS = "send_attempts"
 DA_SENT_MESSAGE_ID = "sent_message_id"  # set once the SMTP server accepted this Message-ID
+DA_CARD = "card"  # JSON CardRef: where the user sees this email (a Slack thread), if anywhere
 DA_PENDING = "pending"  # requests accepted but not yet taken up by a state; under the same lock as the inbox
 
 CH_USER_INPUT = "user_input"
@@ -98,6 +101,7 @@ class Services:
 
     agent: Agent
     mailer: Mailer
+    notifier: CardNotifier | None = None
     mail_domain: str = "email-agent.local"
     allowed_domains: tuple[str, ...] = ()
     send_max_attempts: int = 5
@@ -147,6 +151,15 @@ class Record:
     @property
     def timezone(self) -> str:
         return self._str(DA_TIMEZONE) or "UTC"
+
+    @property
+    def card(self) -> CardRef | None:
+        raw = self._str(DA_CARD)
+        return CardRef.model_validate_json(raw) if raw else None
+
+    @card.setter
+    def card(self, value: CardRef) -> None:
+        self._p.set_data_attribute(DA_CARD, value.model_dump_json())
 
     @property
     def owner(self) -> str | None:
@@ -228,19 +241,36 @@ def _accept_request(record: Record, raw: str) -> None:
     record.status = EmailStatus.PROCESSING
 
 
+def _go(record: Record, state: type[WorkflowState[Any]]) -> StateDecision:
+    """Move on, and refresh the user's card alongside when there is one."""
+    if record.card is None:
+        return StateDecision.single_next_state(state)
+    return StateDecision.multi_next_states(state, NotifyState)
+
+
+def _finish(record: Record, output: str) -> StateDecision:
+    """End the workflow; with a card, only after the card shows the end (NotifyState completes it)."""
+    if record.card is None:
+        return StateDecision.graceful_complete_workflow(output)
+    return StateDecision.single_next_state(NotifyState, output)
+
+
 def _cancel(record: Record) -> StateDecision:
     record.status = EmailStatus.CANCELED
     record.tell("Canceled: this email will not be sent.")
-    return StateDecision.graceful_complete_workflow("canceled")
+    return _finish(record, "canceled")
 
 
 def initial_attributes(start: StartInput) -> dict[str, Any]:
     """Written atomically with the workflow's start (iWF initial data attributes)."""
-    return {
+    values = {
         DA_TIMEZONE: start.timezone,
         DA_OWNER: start.owner or "",
         DA_STATUS: EmailStatus.INITIALIZED.value,
     }
+    if start.card:
+        values[DA_CARD] = start.card.model_dump_json()
+    return values
 
 
 class InitState(WorkflowState[str]):
@@ -259,7 +289,7 @@ class InitState(WorkflowState[str]):
             start = StartInput.model_validate_json(input) if input else StartInput()
             for key, value in initial_attributes(start).items():
                 record.set(key, value)
-        return StateDecision.single_next_state(AgentState)
+        return _go(record, AgentState)
 
 
 class AgentState(WorkflowState[None]):
@@ -290,7 +320,7 @@ class AgentState(WorkflowState[None]):
         if _received(command_results, CH_CANCEL) is not None:
             return _cancel(record)
         _accept_request(record, _received(command_results, CH_USER_INPUT))
-        return StateDecision.single_next_state(ComposeState)
+        return _go(record, ComposeState)
 
 
 class ComposeState(WorkflowState[None]):
@@ -330,7 +360,7 @@ class ComposeState(WorkflowState[None]):
             # The request stays in the conversation: the next message (or "try again") replays it.
             record.status = EmailStatus.WAITING
             record.tell(f"Sorry, {error.reason}. Nothing was changed.", error.reason)
-            return StateDecision.single_next_state(AgentState)
+            return _go(record, AgentState)
 
         outcome = apply_reply(
             reply, email, timezone=timezone, now=services.clock(), allowed_domains=services.allowed_domains
@@ -344,9 +374,10 @@ class ComposeState(WorkflowState[None]):
         record.add_turn(Turn(role="assistant", text=outcome.reply))
         record.tell(outcome.reply, outcome.problem)
         if outcome.next == "schedule":
-            return StateDecision.single_next_state(ScheduleState)
+            record.status = EmailStatus.SCHEDULED
+            return _go(record, ScheduleState)
         record.status = EmailStatus.WAITING
-        return StateDecision.single_next_state(AgentState)
+        return _go(record, AgentState)
 
 
 class ComposeCrashedState(WorkflowState[None]):
@@ -364,7 +395,7 @@ class ComposeCrashedState(WorkflowState[None]):
         record.status = EmailStatus.WAITING
         reason = "the assistant failed repeatedly on this request"
         record.tell(f"Sorry, {reason}. Your message is kept; send it again or rephrase.", reason)
-        return StateDecision.single_next_state(AgentState)
+        return _go(record, AgentState)
 
 
 class ScheduleState(WorkflowState[None]):
@@ -402,7 +433,7 @@ class ScheduleState(WorkflowState[None]):
         request = _received(command_results, CH_USER_INPUT)
         if request is not None:
             _accept_request(record, request)
-            return StateDecision.single_next_state(ComposeState)
+            return _go(record, ComposeState)
         return StateDecision.single_next_state(SendingState)
 
 
@@ -460,7 +491,7 @@ class SendingState(WorkflowState[None]):
     def _sent(self, record: Record, email: EmailDraft, where: str) -> StateDecision:
         record.status = EmailStatus.SENT
         record.tell(f"Sent to {', '.join(email.to)}.")
-        return StateDecision.graceful_complete_workflow(where)
+        return _finish(record, where)
 
     def _failed(self, record: Record, email: EmailDraft, error: SendError) -> StateDecision:
         services = self._services
@@ -473,7 +504,7 @@ class SendingState(WorkflowState[None]):
             record.tell(
                 f"I could not send the email{tried}: {error.reason}. Tell me when to try again.", error.reason
             )
-            return StateDecision.single_next_state(AgentState)
+            return _go(record, AgentState)
         delay = min(services.send_backoff_seconds * 2 ** (attempts - 1), services.send_backoff_max_seconds)
         retry_at = services.clock() + timedelta(seconds=delay)
         record.email = email.model_copy(update={"send_at": retry_at})
@@ -483,7 +514,8 @@ class SendingState(WorkflowState[None]):
             error.reason,
         )
         # Back through Schedule, so the user can still revise or cancel while we wait.
-        return StateDecision.single_next_state(ScheduleState)
+        record.status = EmailStatus.SCHEDULED
+        return _go(record, ScheduleState)
 
 
 class SendCrashedState(WorkflowState[None]):
@@ -502,7 +534,72 @@ class SendCrashedState(WorkflowState[None]):
         record.email = record.email.model_copy(update={"send_at": None})
         reason = "the send step failed repeatedly (see the worker logs)"
         record.tell(f"I could not send the email: {reason}. Tell me when to try again.", reason)
-        return StateDecision.single_next_state(AgentState)
+        return _go(record, AgentState)
+
+
+class NotifyState(WorkflowState[str]):
+    """Brings the user's card up to date, posting it the first time.
+
+    Runs beside the main thread after every change. Executions hold a lock on the card, so they run
+    one at a time and each renders the attributes as they are *then*: the last one shows the latest
+    state even if an earlier one was slow. A failed call (Slack 429, 5xx, network) raises and the iWF
+    server retries it with back-off. Input: the workflow's output when this is the final update.
+    """
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return WorkflowStateOptions(
+            execute_api_data_attributes_loading_policy=PersistenceLoadingPolicy(
+                persistence_loading_type=PersistenceLoadingType.LOAD_ALL_WITH_PARTIAL_LOCK,
+                locking_keys=[DA_CARD],
+            ),
+            execute_api_timeout_seconds=30,
+            execute_api_retry_policy=RetryPolicy(
+                initial_interval_seconds=1,
+                backoff_coefficient=2,
+                maximum_interval_seconds=60,
+                maximum_attempts=12,
+            ),
+            proceed_to_state_when_execute_retry_exhausted=NotifyGaveUpState,
+        )
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: str,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        record = Record(persistence)
+        card, notifier = record.card, self._services.notifier
+        if card is not None and notifier is not None:
+            view = build_view(record)
+            if card.ts:
+                notifier.update(card, ctx.workflow_id, view)
+            else:
+                record.card = card.model_copy(update={"ts": notifier.post(card, ctx.workflow_id, view)})
+        if input:
+            return StateDecision.graceful_complete_workflow(input)
+        return StateDecision.dead_end
+
+
+class NotifyGaveUpState(WorkflowState[str]):
+    """The card could not be updated for minutes; the email itself is unaffected, so carry on."""
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: str,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        if Record(persistence).status.is_final:
+            return StateDecision.graceful_complete_workflow(input or "finished")
+        return StateDecision.dead_end
 
 
 class EmailAgentWorkflow(ObjectWorkflow):
@@ -519,6 +616,8 @@ class EmailAgentWorkflow(ObjectWorkflow):
             ScheduleState(s),
             SendingState(s),
             SendCrashedState(),
+            NotifyState(s),
+            NotifyGaveUpState(),
         )
 
     def get_persistence_schema(self) -> PersistenceSchema:
@@ -536,6 +635,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
                     DA_LAST_ERROR,
                     DA_INBOX,
                     DA_SENT_MESSAGE_ID,
+                    DA_CARD,
                 )
             ),
             PersistenceField.data_attribute_def(DA_SEND_ATTEMPTS, int),
@@ -584,7 +684,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
         return ActionResult(ok=True, detail="canceled: it will not be sent").model_dump_json()
 
     @rpc(timeout_seconds=10)
-    def save_draft(self, ctx: WorkflowContext, input: str, persistence: Persistence) -> str:
+    def save_draft(
+        self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication
+    ) -> str:
         draft = DraftInput.model_validate_json(input)
         record = Record(persistence)
         if record.owner and draft.actor and draft.actor != record.owner:
@@ -592,6 +694,8 @@ class EmailAgentWorkflow(ObjectWorkflow):
                 ok=False, detail="only the person who started this email can change it"
             ).model_dump_json()
         record.set(DA_DRAFT, draft.text)
+        if record.card is not None:
+            communication.trigger_state_execution(NotifyState)
         return ActionResult(ok=True, detail="draft saved").model_dump_json()
 
     @rpc(timeout_seconds=10)

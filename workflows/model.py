@@ -53,11 +53,20 @@ class EmailDraft(BaseModel):
         return bool(self.to and self.subject and self.body)
 
 
+class CardRef(BaseModel):
+    """Where the user sees the email: a chat thread, and the card message once it has been posted."""
+
+    channel: str
+    thread_ts: str
+    ts: str = ""
+
+
 class StartInput(BaseModel):
     timezone: str = "UTC"
     owner: str | None = Field(
         None, description="Who may change or cancel this email; None: anyone with access."
     )
+    card: CardRef | None = None
 
 
 class UserRequest(BaseModel):

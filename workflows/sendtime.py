@@ -53,7 +53,11 @@ def resolve(local_text: str, timezone: str, now: datetime, grace: timedelta = NO
     # fold=0 (PEP 495) is exactly the rule above: the first of two repeated
     # times, and for a skipped time the pre-transition offset, which lands
     # after the gap.
-    instant = (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz, fold=0)).astimezone(UTC)
+    try:
+        instant = (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz, fold=0)).astimezone(UTC)
+        instant.astimezone(tz)  # it is shown to the user later, in their zone
+    except OverflowError as error:  # e.g. year 9999 west of UTC: off the end of the calendar
+        raise SendTimeError(f"'{local_text}' is not a date I can use. When should I send it?") from error
     if instant < now - grace:
         shown = format_local(instant, timezone)
         raise SendTimeError(f"{shown} is in the past. When should I send it?")

@@ -1,0 +1,339 @@
+"""apply_reply: the model proposes, this code disposes. Pure logic, no engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from workflows.agent import AgentReply
+from workflows.decisions import Outcome, apply_reply
+from workflows.model import EmailDraft
+
+LA = "America/Los_Angeles"
+NOW = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)  # Wed 25 Nov 2026, 12:00 PST
+TOMORROW_9_PST = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
+ALLOWED = ("example.com", "example.org")
+
+
+def reply(**fields: Any) -> AgentReply:
+    return AgentReply.model_validate({"reply": "Done.", "action": "draft", **fields})
+
+
+def apply(
+    agent_reply: AgentReply, email: EmailDraft | None = None, allowed_domains: tuple[str, ...] = ()
+) -> Outcome:
+    return apply_reply(
+        agent_reply, email or EmailDraft(), timezone=LA, now=NOW, allowed_domains=allowed_domains
+    )
+
+
+def complete(**fields: Any) -> dict[str, Any]:
+    return {"to": ["ana@example.com"], "subject": "Lunch", "body": "Hi Ana,\nlunch tomorrow?", **fields}
+
+
+def scheduled_email(**fields: Any) -> EmailDraft:
+    return EmailDraft.model_validate(
+        {
+            "to": ["ana@example.com"],
+            "subject": "Lunch",
+            "body": "Hi Ana",
+            "send_at": TOMORROW_9_PST,
+            "revision": 2,
+            **fields,
+        }
+    )
+
+
+# --- cancel -------------------------------------------------------------------------------
+
+
+def test_cancel_is_cancel_and_leaves_the_email_alone() -> None:
+    email = scheduled_email()
+    outcome = apply(AgentReply(reply="OK, I canceled it.", action="cancel", subject="ignored"), email)
+    assert outcome.next == "cancel"
+    assert outcome.email == email
+    assert outcome.reply == "OK, I canceled it."
+
+
+# --- scheduling -----------------------------------------------------------------------------
+
+
+def test_complete_email_with_future_time_is_scheduled_in_utc() -> None:
+    outcome = apply(reply(action="schedule", send_at_local="2026-11-26T09:00:00", **complete()))
+    assert outcome.next == "schedule"
+    assert outcome.email.send_at == TOMORROW_9_PST
+    assert outcome.email.send_at is not None and outcome.email.send_at.utcoffset() == timedelta(0)
+    assert outcome.email.to == ["ana@example.com"]
+    assert outcome.email.subject == "Lunch"
+    assert outcome.email.body == "Hi Ana,\nlunch tomorrow?"
+    assert outcome.email.revision == 1
+    assert outcome.problem == ""
+
+
+def test_schedule_without_a_model_message_says_when_in_the_users_zone() -> None:
+    outcome = apply(reply(reply="", action="schedule", send_at_local="2026-11-26T09:00:00", **complete()))
+    assert outcome.next == "schedule"
+    assert outcome.reply == "Scheduled for Thu 26 Nov 2026, 9:00 AM PST."
+
+
+def test_changing_only_the_time_keeps_the_revision() -> None:
+    email = scheduled_email()
+    outcome = apply(reply(action="schedule", send_at_local="2026-11-27T10:30:00"), email)
+    assert outcome.next == "schedule"
+    assert outcome.email.send_at == datetime(2026, 11, 27, 18, 30, tzinfo=UTC)
+    assert outcome.email.revision == email.revision
+
+
+def test_repeating_the_same_content_keeps_the_revision() -> None:
+    email = scheduled_email()
+    outcome = apply(reply(to=["ana@example.com"], subject="Lunch", body="Hi Ana\n"), email)
+    assert outcome.email.revision == email.revision
+
+
+def test_changing_content_and_time_bumps_the_revision() -> None:
+    email = scheduled_email()
+    outcome = apply(
+        reply(action="schedule", body="Hi Ana, dinner instead?", send_at_local="2026-11-27T18:00"), email
+    )
+    assert outcome.next == "schedule"
+    assert outcome.email.revision == email.revision + 1
+    assert outcome.email.send_at == datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+
+
+def test_revising_a_scheduled_email_keeps_its_time() -> None:
+    email = scheduled_email()
+    outcome = apply(reply(subject="Lunch on Thursday"), email)
+    assert outcome.next == "schedule"
+    assert outcome.email.send_at == email.send_at
+    assert outcome.email.subject == "Lunch on Thursday"
+    assert outcome.email.revision == email.revision + 1
+
+
+def test_time_within_grace_means_now() -> None:
+    outcome = apply(reply(action="schedule", send_at_local="2026-11-25T11:59:00", **complete()))
+    assert outcome.next == "schedule"
+    assert outcome.email.send_at == NOW
+
+
+def test_recipient_inside_allowed_domains_is_scheduled() -> None:
+    outcome = apply(
+        reply(action="schedule", send_at_local="2026-11-26T09:00", **complete(to=["Bob@Example.ORG"])),
+        allowed_domains=ALLOWED,
+    )
+    assert outcome.next == "schedule"
+    assert outcome.email.to == ["Bob@example.org"]
+
+
+def test_duplicate_recipients_are_collapsed() -> None:
+    outcome = apply(reply(**complete(to=["ana@example.com", " ANA@example.com ", "bob@example.com"])))
+    assert outcome.email.to == ["ana@example.com", "bob@example.com"]
+
+
+# --- waiting for the user ---------------------------------------------------------------------
+
+
+def test_missing_recipient_waits_with_a_question_naming_it() -> None:
+    outcome = apply(reply(action="schedule", subject="Lunch", body="Hi", send_at_local="2026-11-26T09:00"))
+    assert outcome.next == "wait"
+    assert "recipient" in outcome.problem
+    assert "subject" not in outcome.problem and "body" not in outcome.problem
+    assert outcome.problem in outcome.reply
+    assert outcome.reply.startswith("Done.")
+
+
+def test_everything_missing_names_everything() -> None:
+    outcome = apply(reply(action="schedule", send_at_local="2026-11-26T09:00"))
+    assert outcome.next == "wait"
+    assert outcome.problem == "To schedule it I still need the recipient, subject, body."
+
+
+def test_draft_without_a_time_waits_without_a_problem() -> None:
+    outcome = apply(reply(**complete()))
+    assert outcome.next == "wait"
+    assert outcome.email.send_at is None
+    assert outcome.problem == ""
+    assert outcome.email.revision == 1
+
+
+def test_just_answering_changes_nothing() -> None:
+    email = scheduled_email()
+    outcome = apply(AgentReply(reply="It goes out tomorrow at 9."), email)
+    assert outcome.next == "schedule"
+    assert outcome.email == email
+
+
+@pytest.mark.parametrize(
+    ("to", "why"),
+    [
+        (["not-an-address"], "not a valid email address"),
+        (["ana@"], "not a valid email address"),
+        ([""], "not a single email address"),
+        (["ana@example.com\r\nBcc: eve@evil.org"], "not a single email address"),
+        (["ana@example.com\nbob@example.com"], "not a single email address"),
+        (["a@x.com, b@y.com"], "not a single email address"),
+        (["a@x.com; b@y.com"], "not a single email address"),
+        (['"Ana" <ana@example.com>'], "not a single email address"),
+    ],
+)
+def test_bad_recipient_waits_and_says_why(to: list[str], why: str) -> None:
+    email = scheduled_email()
+    outcome = apply(reply(action="schedule", to=to, send_at_local="2026-11-26T10:00"), email)
+    assert outcome.next == "wait"
+    assert why in outcome.problem
+    assert outcome.problem in outcome.reply
+    assert outcome.email.send_at is None
+    assert outcome.email.to == email.to  # the refused value is not stored
+
+
+def test_recipient_outside_allowed_domains_is_refused() -> None:
+    email = scheduled_email()
+    outcome = apply(
+        reply(action="schedule", to=["ana@example.com", "eve@evil.org"], send_at_local="2026-11-26T10:00"),
+        email,
+        allowed_domains=ALLOWED,
+    )
+    assert outcome.next == "wait"
+    assert "eve@evil.org is outside the domains" in outcome.problem
+    assert "example.com" in outcome.problem
+    assert outcome.email.send_at is None
+    assert outcome.email.to == ["ana@example.com"]
+
+
+def test_subject_with_newlines_is_one_line() -> None:
+    outcome = apply(reply(**complete(subject="Lunch\r\nBcc: eve@evil.org\n\ttomorrow ")))
+    assert outcome.email.subject == "Lunch Bcc: eve@evil.org tomorrow"
+
+
+def test_body_keeps_inner_newlines_and_drops_outer_blank_lines() -> None:
+    outcome = apply(reply(**complete(body="\n\nHi Ana,\n\nlunch?\n\n")))
+    assert outcome.email.body == "Hi Ana,\n\nlunch?"
+
+
+def test_past_time_waits_with_the_question() -> None:
+    outcome = apply(reply(action="schedule", send_at_local="2026-11-24T09:00:00", **complete()))
+    assert outcome.next == "wait"
+    assert "in the past" in outcome.problem
+    assert "When should I send it?" in outcome.reply
+    assert outcome.email.send_at is None
+
+
+def test_past_time_on_a_scheduled_email_unschedules_it() -> None:
+    outcome = apply(reply(action="schedule", send_at_local="2026-11-24T09:00:00"), scheduled_email())
+    assert outcome.next == "wait"
+    assert outcome.email.send_at is None
+
+
+def test_unreadable_time_waits_with_the_question() -> None:
+    outcome = apply(reply(action="schedule", send_at_local="tomorrow at 9", **complete()))
+    assert outcome.next == "wait"
+    assert "could not read" in outcome.problem
+    assert outcome.email.send_at is None
+
+
+def test_problems_are_all_reported() -> None:
+    outcome = apply(
+        reply(action="schedule", to=["nope"], send_at_local="yesterday", **{"subject": "S", "body": "B"})
+    )
+    assert outcome.next == "wait"
+    assert "nope" in outcome.problem and "yesterday" in outcome.problem
+    assert outcome.problem.count("; ") == 1
+
+
+def test_hold_clears_the_time() -> None:
+    email = scheduled_email()
+    outcome = apply(AgentReply(reply="Holding it.", action="hold"), email)
+    assert outcome.next == "wait"
+    assert outcome.email.send_at is None
+    assert outcome.email.revision == email.revision
+    assert outcome.email.to == email.to
+
+
+def test_hold_wins_over_a_time_in_the_same_reply() -> None:
+    outcome = apply(reply(action="hold", send_at_local="2026-11-26T09:00"), scheduled_email())
+    assert outcome.next == "wait"
+    assert outcome.email.send_at is None
+
+
+# --- properties -------------------------------------------------------------------------------
+
+
+VALID = ["ana@example.com", "Bob@Example.org", "carol.d+x@example.com"]
+SEPARATORS = ["\r\n", "\n", "\r", ",", ";", "<", ">", '"', " ", "\u2028", "\x85"]
+addresses = st.one_of(
+    st.sampled_from([*VALID, "eve@evil.org", "eve@example.com.evil.org"]),
+    st.text(st.characters(codec="utf-8"), max_size=30),
+    st.builds(
+        lambda a, sep, b: a + sep + b,
+        st.sampled_from(VALID),
+        st.sampled_from(SEPARATORS),
+        st.sampled_from([*VALID, "Bcc: eve@evil.org", "eve@evil.org", ""]),
+    ),
+)
+subjects = st.text(
+    alphabet=st.one_of(st.characters(codec="utf-8"), st.sampled_from(["\r", "\n", "\u2028", "\x0b"])),
+    max_size=60,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(to=st.lists(addresses, min_size=1, max_size=3), subject=subjects)
+def test_nothing_with_a_smuggled_header_is_ever_scheduled(to: list[str], subject: str) -> None:
+    outcome = apply(
+        reply(action="schedule", to=to, subject=subject, body="B", send_at_local="2026-11-26T09:00"),
+        allowed_domains=ALLOWED,
+    )
+    event(outcome.next)
+    assert len(outcome.email.subject.splitlines()) <= 1
+    assert outcome.email.subject == outcome.email.subject.strip()
+    for address in outcome.email.to:
+        assert not any(ch in address for ch in '\r\n,;<>"')
+        assert address.lower().endswith(("@example.com", "@example.org"))
+    if outcome.next == "schedule":
+        assert outcome.email.to and outcome.email.subject
+        assert outcome.email.send_at == TOMORROW_9_PST
+    else:
+        assert outcome.next == "wait"
+        assert outcome.problem
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    minutes=st.integers(min_value=-3 * 24 * 60, max_value=3 * 24 * 60),
+    scheduled=st.booleans(),
+)
+def test_a_time_is_scheduled_iff_it_is_not_too_far_in_the_past(minutes: int, scheduled: bool) -> None:
+    local_text = (NOW + timedelta(minutes=minutes)).astimezone(ZoneInfo(LA)).replace(tzinfo=None).isoformat()
+    email = scheduled_email() if scheduled else EmailDraft()
+    outcome = apply(reply(action="schedule", send_at_local=local_text, **complete()), email)
+    if minutes >= -2:
+        assert outcome.next == "schedule"
+        assert outcome.email.send_at == max(NOW, NOW + timedelta(minutes=minutes))
+    else:
+        assert outcome.next == "wait"
+        assert outcome.email.send_at is None
+
+
+def test_a_kept_time_that_has_passed_is_asked_about_not_sent_late() -> None:
+    """The time was given while the recipient was missing; the recipient comes an hour later."""
+    from datetime import UTC, datetime, timedelta
+
+    from workflows.agent import AgentReply
+    from workflows.decisions import apply_reply
+    from workflows.model import EmailDraft
+
+    given = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    email = EmailDraft(subject="Hi", body="Hello", send_at=given)
+    outcome = apply_reply(
+        AgentReply(reply="Added.", action="draft", to=["bob@example.com"]),
+        email,
+        timezone="UTC",
+        now=given + timedelta(hours=1),
+    )
+    assert outcome.next == "wait"
+    assert outcome.email.send_at is None
+    assert "has passed" in outcome.reply

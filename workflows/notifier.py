@@ -1,0 +1,21 @@
+"""How the workflow shows the email to its user: an outbound port, implemented by an edge (Slack).
+
+The workflow calls it from its own state, so a failed update (rate limit, outage) is retried by the
+iWF server with back-off, not lost with a process.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from workflows.model import CardRef, EmailView
+
+
+class CardNotifier(Protocol):
+    def post(self, card: CardRef, email_id: str, view: EmailView) -> str:
+        """Posts the card in the thread and returns its message id (ts). Raises to be retried."""
+        ...
+
+    def update(self, card: CardRef, email_id: str, view: EmailView) -> None:
+        """Replaces the card's content with `view`. Raises to be retried."""
+        ...
