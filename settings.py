@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = 64 * 1024
 
+    # --- Slack ---------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(None, description="xoxb- token for the Web API; no token: Slack off.")
+    slack_signing_secret: SecretStr | None = Field(None, description="Verifies requests on /slack/events.")
+    slack_app_token: SecretStr | None = Field(None, description="xapp- token: use Socket Mode, no public URL.")
+    slack_api_url: str = Field("https://slack.com/api/", description="Web API base URL (tests: a fake).")
+    slack_timezone_cache_seconds: int = 3600
+
     # --- iWF worker edge (private) ------------------------------------------
     worker_host: str = Field("127.0.0.1", description="Listener for iWF's worker callbacks; keep it private.")
     worker_port: int = 8802
@@ -41,12 +48,8 @@ class Settings(BaseSettings):
     embedded_engine: bool = Field(
         True, description="Start a local Temporal dev server and iWF server if they are not already running."
     )
-    state_dir: Path = Field(
-        REPO_ROOT / ".state", description="SQLite file, logs, outbox of the embedded stack."
-    )
-    iwf_server_bin: Path | None = Field(
-        None, description="A prebuilt iwf-server binary to use instead of go install."
-    )
+    state_dir: Path = Field(REPO_ROOT / ".state", description="SQLite file, logs, outbox of the embedded stack.")
+    iwf_server_bin: Path | None = Field(None, description="A prebuilt iwf-server binary to use instead of go install.")
 
     # --- agent --------------------------------------------------------------
     openai_api_key: SecretStr | None = None
@@ -54,9 +57,7 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_timeout_seconds: float = 60.0
     openai_max_retries: int = 2
-    conversation_max_turns: int = Field(
-        40, description="Older turns are dropped from the prompt, not from the log."
-    )
+    conversation_max_turns: int = Field(40, description="Older turns are dropped from the prompt, not from the log.")
     default_timezone: str = "UTC"
 
     # --- mail ---------------------------------------------------------------
@@ -93,6 +94,10 @@ class Settings(BaseSettings):
     @property
     def effective_outbox_dir(self) -> Path:
         return self.outbox_dir or self.state_dir / "outbox"
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_bot_token and (self.slack_signing_secret or self.slack_app_token))
 
     @property
     def smtp_configured(self) -> bool:

@@ -58,9 +58,7 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
@@ -78,16 +76,12 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except EmailNotFound:
         return error_response(404, "not_found", "no email with this id")
     except EmailClosed:
-        return error_response(
-            409, "closed", "this email is finished (sent or canceled) and takes no more requests"
-        )
+        return error_response(409, "closed", "this email is finished (sent or canceled) and takes no more requests")
     except EngineBusy as error:
         return error_response(503, "busy", str(error), {"Retry-After": "1"})
     except EngineUnavailable as error:
         log.warning("engine unavailable: %s", error)
-        return error_response(
-            503, "engine_unavailable", "the workflow engine is not reachable; try again later"
-        )
+        return error_response(503, "engine_unavailable", "the workflow engine is not reachable; try again later")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; it has been logged")
@@ -120,9 +114,7 @@ async def body_of(request: web.Request, model: type[M], optional: bool = False) 
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors())
         raise ApiError(422, "invalid", problems) from error
 
 
@@ -147,9 +139,7 @@ async def post_message(request: web.Request) -> web.Response:
     require_token(request)
     wid = email_id(request)
     body = await body_of(request, MessageBody)
-    result = await request.app[ENGINE_KEY].request(
-        wid, UserRequest(text=body.text, message_id=body.message_id)
-    )
+    result = await request.app[ENGINE_KEY].request(wid, UserRequest(text=body.text, message_id=body.message_id))
     return ok(result, status=202 if result.accepted else 409)
 
 

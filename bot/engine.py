@@ -78,9 +78,7 @@ class EmailEngine:
         lock_retries: int = 20,
     ):
         self._lock_retries = lock_retries
-        options = ClientOptions(
-            server_url=server_url, worker_url=worker_url, object_encoder=ObjectEncoder.default
-        )
+        options = ClientOptions(server_url=server_url, worker_url=worker_url, object_encoder=ObjectEncoder.default)
         self._client = Client(registry, options)
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-client")
 
@@ -109,9 +107,7 @@ class EmailEngine:
             initial_data_attributes=initial_attributes(start),
         )
         try:
-            await self._run(
-                lambda: self._client.start_workflow(Wf, email_id, 0, start.model_dump_json(), options)
-            )
+            await self._run(lambda: self._client.start_workflow(Wf, email_id, 0, start.model_dump_json(), options))
         except WorkflowAlreadyStartedError:
             return False
         except ClientSideError as error:
@@ -143,9 +139,7 @@ class EmailEngine:
 
     async def _rpc(self, email_id: str, method: Callable[..., str], payload: str | None) -> str:
         try:
-            result = await self._with_lock_retries(
-                lambda: self._client.invoke_rpc(email_id, method, payload, str)
-            )
+            result = await self._with_lock_retries(lambda: self._client.invoke_rpc(email_id, method, payload, str))
         except EmailNotFound:
             # iWF answers "not exists" for an ended workflow too; tell the two apart.
             await self._run(lambda: self._client.describe_workflow(email_id))

@@ -44,10 +44,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         422: "Body does not match the schema",
         503: "Engine unreachable or busy",
     }
-    return {
-        str(s): {"description": meanings[s], **_json({"$ref": "#/components/schemas/Error"})}
-        for s in statuses
-    }
+    return {str(s): {"description": meanings[s], **_json({"$ref": "#/components/schemas/Error"})} for s in statuses}
 
 
 @cache
@@ -131,7 +128,5 @@ def _document(start: type[BaseModel], message: type[BaseModel], draft: type[Base
     }
 
 
-def openapi_document(
-    start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel]
-) -> dict[str, Any]:
+def openapi_document(start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel]) -> dict[str, Any]:
     return _document(start, message, draft)

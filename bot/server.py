@@ -9,9 +9,13 @@ import signal
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
 from bot.api import public_app
 from bot.engine import EmailEngine
+from bot.slack.app import build_slack_app
+from bot.slack.notifier import SlackCardNotifier
 from bot.worker_app import worker_app
 from devstack.stack import LocalStack
 from settings import Settings
@@ -42,19 +46,24 @@ class RunningApp:
     mailer: Mailer | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
     engine: EmailEngine | None = None
+    socket_mode: AsyncSocketModeHandler | None = None
 
     async def start(self) -> None:
         settings = self.settings
-        services = build_services(settings, self.mailer)
+        notifier = (
+            SlackCardNotifier(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+            if settings.slack_bot_token
+            else None
+        )
+        services = build_services(settings, self.mailer, notifier)
         registry = build_registry(services)
         log.info("mail goes to %s", services.mailer.description)
         if not settings.smtp_configured:
-            log.warning(
-                "no SMTP or Gmail credentials: emails are written to %s", settings.effective_outbox_dir
-            )
+            log.warning("no SMTP or Gmail credentials: emails are written to %s", settings.effective_outbox_dir)
         self.engine = EmailEngine(registry, settings.iwf_server_url, settings.effective_worker_url)
         worker = worker_app(registry)
         public = public_app(self.engine, api_token(settings), settings.max_body_bytes)
+        await self._start_slack(public)
         for app, host, port in (
             (worker, settings.worker_host, settings.worker_port),
             (public, settings.host, settings.port),
@@ -66,7 +75,33 @@ class RunningApp:
         log.info("worker listening on %s:%s (private)", settings.worker_host, settings.worker_port)
         log.info("API listening on http://%s:%s", settings.host, settings.port)
 
+    async def _start_slack(self, public: web.Application) -> None:
+        settings = self.settings
+        if not settings.slack_enabled or self.engine is None or settings.slack_bot_token is None:
+            log.warning("Slack is off: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN)")
+            return
+        slack = build_slack_app(
+            self.engine,
+            settings.slack_bot_token.get_secret_value(),
+            settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
+            settings.slack_api_url,
+            settings.slack_timezone_cache_seconds,
+        )
+
+        async def slack_events(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await slack.async_dispatch(await to_bolt_request(request)))
+
+        if settings.slack_signing_secret:
+            public.router.add_post("/slack/events", slack_events)
+            log.info("Slack: HTTP mode on POST /slack/events")
+        if settings.slack_app_token:
+            self.socket_mode = AsyncSocketModeHandler(slack, settings.slack_app_token.get_secret_value())
+            await self.socket_mode.connect_async()  # type: ignore[no-untyped-call]
+            log.info("Slack: Socket Mode connected")
+
     async def stop(self) -> None:
+        if self.socket_mode is not None:
+            await self.socket_mode.close_async()  # type: ignore[no-untyped-call]
         for runner in reversed(self.runners):
             await runner.cleanup()
         self.runners.clear()

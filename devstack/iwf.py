@@ -27,9 +27,7 @@ def install(local_bin: Path) -> Path:
         return target
     go = shutil.which("go")
     if not go:
-        raise StackError(
-            "the Go toolchain is needed to install the iWF server (go install) and is not on PATH"
-        )
+        raise StackError("the Go toolchain is needed to install the iWF server (go install) and is not on PATH")
     local_bin.mkdir(parents=True, exist_ok=True)
     command = [go, "install", f"{IWF_MODULE}@{IWF_VERSION}"]
     result = subprocess.run(
@@ -79,9 +77,7 @@ def is_healthy(server_url: str) -> bool:
         return False
 
 
-def server(
-    binary: Path, state_dir: Path, server_url: str, temporal_host_port: str, namespace: str
-) -> ManagedProcess:
+def server(binary: Path, state_dir: Path, server_url: str, temporal_host_port: str, namespace: str) -> ManagedProcess:
     port = int(server_url.rstrip("/").rsplit(":", 1)[1])
     config = write_config(
         state_dir / "iwf-config.yaml",

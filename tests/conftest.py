@@ -15,6 +15,7 @@ from devstack.processes import StackError
 from devstack.stack import LocalStack
 from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import FakeSlack
 from tests.harness import Api, AppProcess, Engine, SmtpSink, app_env, free_port
 
 
@@ -64,17 +65,35 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
 
 @pytest.fixture(scope="session")
 def app_process(
-    engine: Engine, smtp_sink: SmtpSink, fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+    engine: Engine,
+    smtp_sink: SmtpSink,
+    fake_openai: FakeOpenAI,
+    fake_slack: FakeSlack,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AppProcess]:
     state = tmp_path_factory.mktemp("app")
     port = free_port()
     env = app_env(
-        port, engine.iwf_url, engine.temporal_host_port, state, fake_openai.base_url, smtp_sink.port
+        port,
+        engine.iwf_url,
+        engine.temporal_host_port,
+        state,
+        fake_openai.base_url,
+        smtp_sink.port,
+        slack_api_url=fake_slack.api_url,
     )
     app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
     app.start()
     yield app
     app.stop()
+
+
+@pytest.fixture(scope="session")
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.stop()
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@ from devstack.stack import LocalStack
 from settings import REPO_ROOT
 
 API_TOKEN = "test-token-4f1c9a"
+SLACK_BOT_TOKEN = "xoxb-test-0000-bot-token"
+SLACK_SIGNING_SECRET = "test-signing-secret-8e2d"
 
 
 def free_port() -> int:
@@ -142,9 +144,7 @@ class Api:
         self.session = session
         self.base_url = base_url
 
-    async def call(
-        self, method: str, path: str, json: Any = None, token: str | None = API_TOKEN
-    ) -> tuple[int, Any]:
+    async def call(self, method: str, path: str, json: Any = None, token: str | None = API_TOKEN) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with self.session.request(method, self.base_url + path, json=json, headers=headers) as response:
             return response.status, await response.json()
@@ -196,13 +196,17 @@ def unique(prefix: str) -> str:
 
 
 def app_env(
-    port: int, iwf_url: str, temporal_host_port: str, state: Path, openai_url: str, smtp_port: int
+    port: int,
+    iwf_url: str,
+    temporal_host_port: str,
+    state: Path,
+    openai_url: str,
+    smtp_port: int,
+    slack_api_url: str | None = None,
 ) -> dict[str, str]:
     """The app's environment for tests: every outside service on loopback, short timeouts."""
     env = {
-        **{
-            k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SMTP_", "GOOGLE_", "SLACK_"))
-        },
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SMTP_", "GOOGLE_", "SLACK_"))},
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "WORKER_PORT": str(free_port()),
@@ -223,4 +227,10 @@ def app_env(
         "SEND_BACKOFF_SECONDS": "1",
         "SEND_MAX_ATTEMPTS": "3",
     }
+    if slack_api_url:
+        env |= {
+            "SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
+            "SLACK_API_URL": slack_api_url,
+        }
     return env

@@ -24,12 +24,8 @@ def reply(**fields: Any) -> AgentReply:
     return AgentReply.model_validate({"reply": "Done.", "action": "draft", **fields})
 
 
-def apply(
-    agent_reply: AgentReply, email: EmailDraft | None = None, allowed_domains: tuple[str, ...] = ()
-) -> Outcome:
-    return apply_reply(
-        agent_reply, email or EmailDraft(), timezone=LA, now=NOW, allowed_domains=allowed_domains
-    )
+def apply(agent_reply: AgentReply, email: EmailDraft | None = None, allowed_domains: tuple[str, ...] = ()) -> Outcome:
+    return apply_reply(agent_reply, email or EmailDraft(), timezone=LA, now=NOW, allowed_domains=allowed_domains)
 
 
 def complete(**fields: Any) -> dict[str, Any]:
@@ -97,9 +93,7 @@ def test_repeating_the_same_content_keeps_the_revision() -> None:
 
 def test_changing_content_and_time_bumps_the_revision() -> None:
     email = scheduled_email()
-    outcome = apply(
-        reply(action="schedule", body="Hi Ana, dinner instead?", send_at_local="2026-11-27T18:00"), email
-    )
+    outcome = apply(reply(action="schedule", body="Hi Ana, dinner instead?", send_at_local="2026-11-27T18:00"), email)
     assert outcome.next == "schedule"
     assert outcome.email.revision == email.revision + 1
     assert outcome.email.send_at == datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
@@ -236,9 +230,7 @@ def test_unreadable_time_waits_with_the_question() -> None:
 
 
 def test_problems_are_all_reported() -> None:
-    outcome = apply(
-        reply(action="schedule", to=["nope"], send_at_local="yesterday", **{"subject": "S", "body": "B"})
-    )
+    outcome = apply(reply(action="schedule", to=["nope"], send_at_local="yesterday", **{"subject": "S", "body": "B"}))
     assert outcome.next == "wait"
     assert "nope" in outcome.problem and "yesterday" in outcome.problem
     assert outcome.problem.count("; ") == 1

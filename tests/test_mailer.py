@@ -121,9 +121,7 @@ def body_of(msg: EmailMessage) -> str:
 def test_utf8_subject_and_body_arrive_intact(start_server: StartServer) -> None:
     handler = RecordingHandler()
     port = start_server(handler)
-    subject = (
-        "¿Qué tal, señora Muñoz? 日本語の件名です 🎉 — a long subject that will need folding on the wire"
-    )
+    subject = "¿Qué tal, señora Muñoz? 日本語の件名です 🎉 — a long subject that will need folding on the wire"
     body = (
         "Hola Ana,\n\n¿Nos vemos el miércoles a las 10:00?\n"
         "来週の会議について確認させてください。\n"
@@ -158,9 +156,7 @@ def test_display_names_are_encoded_and_only_the_address_goes_in_the_envelope(
 ) -> None:
     handler = RecordingHandler()
     port = start_server(handler)
-    plain_mailer(port).send(
-        make_email(to=["José Pérez <jose@example.com>", '"Doe, Jane" <jane@example.com>'])
-    )
+    plain_mailer(port).send(make_email(to=["José Pérez <jose@example.com>", '"Doe, Jane" <jane@example.com>']))
     [envelope] = handler.envelopes
     assert envelope.rcpt_tos == ["jose@example.com", "jane@example.com"]
     received = parse(envelope.content)
@@ -297,9 +293,7 @@ def test_554_on_data_is_permanent(start_server: StartServer) -> None:
 
 def test_refused_recipient_is_permanent_but_greylisting_is_transient(start_server: StartServer) -> None:
     port = start_server(
-        RecordingHandler(
-            rcpt_replies={"gone@x.com": "550 5.1.1 no such user", "grey@x.com": "450 4.2.0 later"}
-        )
+        RecordingHandler(rcpt_replies={"gone@x.com": "550 5.1.1 no such user", "grey@x.com": "450 4.2.0 later"})
     )
     with pytest.raises(PermanentSendError, match="550"):
         plain_mailer(port).send(make_email(to=["gone@x.com"]))

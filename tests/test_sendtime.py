@@ -135,9 +135,7 @@ def test_garbage_text_is_a_question(text: str) -> None:
     assert "?" in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    "name", ["Mars/Olympus_Mons", "", "PST", "europe/paris", "../../etc/passwd", "/etc/localtime"]
-)
+@pytest.mark.parametrize("name", ["Mars/Olympus_Mons", "", "PST", "europe/paris", "../../etc/passwd", "/etc/localtime"])
 def test_unknown_zone_is_refused(name: str) -> None:
     with pytest.raises(SendTimeError) as caught:
         resolve("2026-11-26T09:00:00", name, utc(2026, 1, 1))
@@ -222,9 +220,7 @@ def _wall(instant: datetime, tz: ZoneInfo) -> datetime:
 @example(zone_name="Australia/Lord_Howe", naive=datetime(2026, 10, 4, 2, 15))
 @example(zone_name="Antarctica/Troll", naive=datetime(2026, 3, 29, 1, 30))  # 2-hour jump
 @example(zone_name="Antarctica/Casey", naive=datetime(2022, 10, 2, 1, 30))  # 3-hour jump
-def test_any_zone_any_local_time_round_trips_or_moves_forward_by_the_gap(
-    zone_name: str, naive: datetime
-) -> None:
+def test_any_zone_any_local_time_round_trips_or_moves_forward_by_the_gap(zone_name: str, naive: datetime) -> None:
     tz = ZoneInfo(zone_name)
     instant = resolve(naive.isoformat(), zone_name, FAR_PAST)
 
@@ -260,9 +256,7 @@ def test_any_zone_any_local_time_round_trips_or_moves_forward_by_the_gap(
     ),
     now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
 )
-def test_any_datetime_anywhere_resolves_or_asks_never_crashes(
-    zone_name: str, naive: datetime, now: datetime
-) -> None:
+def test_any_datetime_anywhere_resolves_or_asks_never_crashes(zone_name: str, naive: datetime, now: datetime) -> None:
     try:
         instant = resolve(naive.isoformat(), zone_name, now)
     except SendTimeError as error:
@@ -279,9 +273,7 @@ def test_any_datetime_anywhere_resolves_or_asks_never_crashes(
     offset_minutes=st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
     zone_name=st.sampled_from(ZONES),
 )
-def test_explicit_offset_is_honoured_whatever_the_zone(
-    naive: datetime, offset_minutes: int, zone_name: str
-) -> None:
+def test_explicit_offset_is_honoured_whatever_the_zone(naive: datetime, offset_minutes: int, zone_name: str) -> None:
     aware = naive.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
     assert resolve(aware.isoformat(), zone_name, FAR_PAST) == aware.astimezone(UTC)
 
@@ -297,9 +289,7 @@ def test_arbitrary_text_and_zone_never_escape_as_other_errors(text: str, zone_na
 
 @settings(max_examples=500, deadline=None)
 @given(
-    instant=st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2037, 1, 1), timezones=st.just(UTC)
-    ),
+    instant=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2037, 1, 1), timezones=st.just(UTC)),
     now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2037, 1, 1), timezones=st.just(UTC)),
 )
 def test_seconds_until_is_never_negative_and_never_fires_early(instant: datetime, now: datetime) -> None:

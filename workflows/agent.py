@@ -70,9 +70,7 @@ class Agent:
         self._model = model
         self._max_turns = max_turns
 
-    def respond(
-        self, conversation: list[Turn], email: EmailDraft, now_local: datetime, timezone: str
-    ) -> AgentReply:
+    def respond(self, conversation: list[Turn], email: EmailDraft, now_local: datetime, timezone: str) -> AgentReply:
         context = {
             "now_local": now_local.replace(tzinfo=None).isoformat(timespec="seconds"),
             "weekday": now_local.strftime("%A"),
@@ -82,9 +80,7 @@ class Agent:
                 "subject": email.subject,
                 "body": email.body,
                 "send_at_local": (
-                    email.send_at.astimezone(now_local.tzinfo)
-                    .replace(tzinfo=None)
-                    .isoformat(timespec="seconds")
+                    email.send_at.astimezone(now_local.tzinfo).replace(tzinfo=None).isoformat(timespec="seconds")
                     if email.send_at
                     else None
                 ),

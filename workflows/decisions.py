@@ -83,9 +83,7 @@ def apply_reply(
     missing = [name for name, value in (("recipient", to), ("subject", subject), ("body", body)) if not value]
     if missing:
         question = f"To schedule it I still need the {', '.join(missing)}."
-        return Outcome(
-            email=updated, next="wait", reply=f"{reply.reply} {question}".strip(), problem=question
-        )
+        return Outcome(email=updated, next="wait", reply=f"{reply.reply} {question}".strip(), problem=question)
     when = format_local(updated.send_at, timezone)
     if updated.send_at < now - NOW_GRACE:
         # A time given earlier, while something else was missing, has passed since: ask, never send late.

@@ -353,9 +353,7 @@ class ComposeState(WorkflowState[None]):
         record = Record(persistence)
         email, timezone, now = record.email, record.timezone, services.clock()
         try:
-            reply = services.agent.respond(
-                record.conversation, email, now.astimezone(zone(timezone)), timezone
-            )
+            reply = services.agent.respond(record.conversation, email, now.astimezone(zone(timezone)), timezone)
         except AgentError as error:
             # The request stays in the conversation: the next message (or "try again") replays it.
             record.status = EmailStatus.WAITING
@@ -501,9 +499,7 @@ class SendingState(WorkflowState[None]):
             record.status = EmailStatus.FAILED
             record.email = email.model_copy(update={"send_at": None})
             tried = "" if isinstance(error, PermanentSendError) else f" after {attempts} attempts"
-            record.tell(
-                f"I could not send the email{tried}: {error.reason}. Tell me when to try again.", error.reason
-            )
+            record.tell(f"I could not send the email{tried}: {error.reason}. Tell me when to try again.", error.reason)
             return _go(record, AgentState)
         delay = min(services.send_backoff_seconds * 2 ** (attempts - 1), services.send_backoff_max_seconds)
         retry_at = services.clock() + timedelta(seconds=delay)
@@ -672,9 +668,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
         return RequestResult(accepted=True, queued_behind=queued, detail=detail).model_dump_json()
 
     @rpc(timeout_seconds=10, data_attribute_loading_policy=_LOCKED_INBOX)
-    def cancel(
-        self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication
-    ) -> str:
+    def cancel(self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication) -> str:
         request = CancelInput.model_validate_json(input)
         record = Record(persistence)
         refusal = _refusal(record, request.actor)

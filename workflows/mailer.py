@@ -182,9 +182,7 @@ def build_message(email: OutgoingEmail, from_address: str, date: datetime | None
     `date` defaults to now; a naive `date` is taken as UTC. Body line endings become CRLF on the wire.
     """
     if not _MESSAGE_ID.fullmatch(email.message_id):
-        raise InvalidEmailError(
-            f"the message id {email.message_id[:100]!r} is not of the form <something@domain>"
-        )
+        raise InvalidEmailError(f"the message id {email.message_id[:100]!r} is not of the form <something@domain>")
     if not email.to:
         raise InvalidEmailError("the email has no recipient")
     sender = _parse_address(from_address, "sender")
@@ -293,9 +291,7 @@ class SmtpMailer:
 
     def _connect(self) -> smtplib.SMTP:
         if self.security == "ssl":
-            return smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
-            )
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         if self.security == "starttls":
             try:
@@ -365,15 +361,13 @@ class SmtpMailer:
             return TransientSendError(f"the mail server at {where} closed the connection unexpectedly")
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             return PermanentSendError(
-                f"the mail server at {where} does not support what is needed ({exc}); "
-                "check SMTP_SECURITY and SMTP_PORT"
+                f"the mail server at {where} does not support what is needed ({exc}); check SMTP_SECURITY and SMTP_PORT"
             )
         if isinstance(exc, smtplib.SMTPException):
             return PermanentSendError(f"talking to the mail server at {where} failed: {scrub(str(exc))}")
         if isinstance(exc, ssl.SSLCertVerificationError):
             return PermanentSendError(
-                f"the TLS certificate of {where} could not be verified ({exc.verify_message}); "
-                "check SMTP_HOST"
+                f"the TLS certificate of {where} could not be verified ({exc.verify_message}); check SMTP_HOST"
             )
         if isinstance(exc, ssl.SSLError):
             return TransientSendError(
@@ -390,8 +384,7 @@ class SmtpMailer:
             return TransientSendError(f"could not talk to the mail server at {where} ({exc.strerror or exc})")
         if isinstance(exc, UnicodeError):
             return PermanentSendError(
-                f"the mail server login needs plain ASCII, but the username or password is not: "
-                f"{self.credentials_hint}"
+                f"the mail server login needs plain ASCII, but the username or password is not: {self.credentials_hint}"
             )
         return PermanentSendError(f"sending through {where} failed unexpectedly ({type(exc).__name__})")
 

@@ -63,9 +63,7 @@ class CardRef(BaseModel):
 
 class StartInput(BaseModel):
     timezone: str = "UTC"
-    owner: str | None = Field(
-        None, description="Who may change or cancel this email; None: anyone with access."
-    )
+    owner: str | None = Field(None, description="Who may change or cancel this email; None: anyone with access.")
     card: CardRef | None = None
 
 

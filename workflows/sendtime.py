@@ -23,9 +23,7 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as error:
-        raise SendTimeError(
-            f"'{name}' is not a time zone I know (expected an IANA name like Europe/Paris)"
-        ) from error
+        raise SendTimeError(f"'{name}' is not a time zone I know (expected an IANA name like Europe/Paris)") from error
 
 
 def is_valid_timezone(name: str) -> bool:
@@ -47,9 +45,7 @@ def resolve(local_text: str, timezone: str, now: datetime, grace: timedelta = NO
     try:
         parsed = datetime.fromisoformat(local_text.strip())
     except ValueError as error:
-        raise SendTimeError(
-            f"I could not read '{local_text}' as a date and time. When should I send it?"
-        ) from error
+        raise SendTimeError(f"I could not read '{local_text}' as a date and time. When should I send it?") from error
     # fold=0 (PEP 495) is exactly the rule above: the first of two repeated
     # times, and for a skipped time the pre-transition offset, which lands
     # after the gap.

@@ -9,6 +9,7 @@ from settings import Settings
 from workflows.agent import Agent
 from workflows.email_workflow import EmailAgentWorkflow, Services
 from workflows.mailer import Mailer, mailer_from_settings
+from workflows.notifier import CardNotifier
 
 
 def openai_client(settings: Settings) -> openai.OpenAI:
@@ -23,13 +24,14 @@ def openai_client(settings: Settings) -> openai.OpenAI:
     )
 
 
-def build_services(settings: Settings, mailer: Mailer | None = None) -> Services:
+def build_services(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifier | None = None) -> Services:
     mailer = mailer or mailer_from_settings(settings)
     agent_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1) + 30
     from_address = settings.mail_from or settings.smtp_username or settings.google_email_address or ""
     return Services(
         agent=Agent(openai_client(settings), settings.openai_model, settings.conversation_max_turns),
         mailer=mailer,
+        notifier=notifier,
         mail_domain=from_address.rpartition("@")[2] or "email-agent.local",
         allowed_domains=tuple(settings.allowed_recipient_domains),
         send_max_attempts=settings.send_max_attempts,

@@ -86,9 +86,7 @@ async def test_worker_endpoints_are_not_on_the_public_port(api: Api, app_process
     worker = f"http://0.0.0.0:{app_process.env['WORKER_PORT']}"
     assert app_process.env.get("WORKER_HOST") in (None, "127.0.0.1")
     async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{worker}/api/v1/workflowWorker/rpc".replace("0.0.0.0", "127.0.0.1"), json={}
-        ) as r:
+        async with session.post(f"{worker}/api/v1/workflowWorker/rpc".replace("0.0.0.0", "127.0.0.1"), json={}) as r:
             assert r.status == 500, "reachable on loopback, where the iWF server calls it"
 
 

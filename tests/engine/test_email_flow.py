@@ -15,9 +15,7 @@ pytestmark = pytest.mark.engine
 async def test_draft_schedule_and_send_once(api: Api, smtp_sink: SmtpSink) -> None:
     wid = unique("lunch")
     await api.start(wid, timezone="Europe/Paris")
-    await api.say(
-        wid, "to: ana@example.com; subject: Lunch; body: Shall we have lunch tomorrow?; send in 3 seconds"
-    )
+    await api.say(wid, "to: ana@example.com; subject: Lunch; body: Shall we have lunch tomorrow?; send in 3 seconds")
     view = await api.wait_for(wid, "scheduled")
     assert view["to"] == ["ana@example.com"] and view["subject"] == "Lunch"
     assert view["send_at_local"] and ("CET" in view["send_at_local"] or "CEST" in view["send_at_local"])
@@ -125,9 +123,7 @@ async def test_messages_sent_while_busy_are_queued_not_lost(api: Api) -> None:
         ("SLOW", "took too long"),
     ],
 )
-async def test_model_failures_leave_the_email_waiting_and_say_why(
-    api: Api, trigger: str, reason: str
-) -> None:
+async def test_model_failures_leave_the_email_waiting_and_say_why(api: Api, trigger: str, reason: str) -> None:
     wid = unique(f"llm-{trigger.lower()}")
     await api.start(wid)
     await api.say(wid, "to: fay@example.com; subject: Report; body: The report is attached.")

@@ -34,14 +34,10 @@ async def test_app_killed_while_scheduled_sends_once_after_restart(
     assert len(mails) == 1 and mails[0].message["Message-ID"] == view["sent_message_id"]
 
 
-async def test_engine_restarted_while_scheduled_sends_once(
-    api: Api, engine: Engine, smtp_sink: SmtpSink
-) -> None:
+async def test_engine_restarted_while_scheduled_sends_once(api: Api, engine: Engine, smtp_sink: SmtpSink) -> None:
     wid = unique("engine-kill")
     await api.start(wid)
-    await api.say(
-        wid, "to: jay@example.com; subject: Durable; body: Timers live in Temporal; send in 5 seconds"
-    )
+    await api.say(wid, "to: jay@example.com; subject: Durable; body: Timers live in Temporal; send in 5 seconds")
     await api.wait_for(wid, "scheduled")
     # SIGKILL both servers; Temporal comes back from its SQLite file, iWF from Temporal.
     engine.stack.started["iwf"].kill()

@@ -55,9 +55,7 @@ class FakeOpenAI:
         context = json.loads(messages[1]["content"])
         user = [m["content"] for m in messages if m["role"] == "user"][-1]
         if "FAIL500" in user:
-            return web.json_response(
-                {"error": {"message": "upstream broke", "type": "server_error"}}, status=500
-            )
+            return web.json_response({"error": {"message": "upstream broke", "type": "server_error"}}, status=500)
         if "SLOW" in user:
             await asyncio.sleep(self.slow_seconds)
         if "GARBAGE" in user:

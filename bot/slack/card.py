@@ -1,0 +1,135 @@
+"""The draft card: one Block Kit message per thread that always shows the email as it stands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflows.model import EmailStatus, EmailView
+
+CANCEL_ACTION = "cancel_email"
+APPLY_EDIT_ACTION = "apply_edit"
+BODY_LIMIT = 2500  # a section's text holds 3000 characters
+
+_LABELS = {
+    EmailStatus.INITIALIZED: ":hourglass_flowing_sand: Starting",
+    EmailStatus.WAITING: ":speech_balloon: Waiting for you",
+    EmailStatus.PROCESSING: ":hourglass_flowing_sand: Working on it",
+    EmailStatus.SCHEDULED: ":alarm_clock: Scheduled",
+    EmailStatus.SENDING: ":outbox_tray: Sending",
+    EmailStatus.SENT: ":white_check_mark: Sent",
+    EmailStatus.FAILED: ":warning: Not sent",
+    EmailStatus.CANCELED: ":no_entry_sign: Canceled",
+}
+
+
+def _escape(text: str) -> str:
+    """Slack mrkdwn: user and model text must not become mentions or links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _trim(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def fallback_text(view: EmailView) -> str:
+    to = ", ".join(view.to) or "no recipient yet"
+    return f"{_LABELS[view.status]}: email to {to}"
+
+
+def render(email_id: str, view: EmailView) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _LABELS[view.status].split(": ", 1)[-1]}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": _LABELS[view.status]}]},
+    ]
+    if view.to or view.subject or view.body:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*To*\n{_escape(', '.join(view.to)) or '_not set_'}"},
+                    {"type": "mrkdwn", "text": f"*Subject*\n{_escape(view.subject) or '_not set_'}"},
+                ],
+            }
+        )
+        body = _escape(_trim(view.body, BODY_LIMIT)) or "_no body yet_"
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "\n".join(f">{ln}" for ln in body.split("\n"))},
+            }
+        )
+    when = _when(view)
+    if when:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": when}]})
+    if view.last_reply:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f":robot_face: {_escape(_trim(view.last_reply, 1500))}"},
+            }
+        )
+    if view.last_error and view.status != EmailStatus.SENT:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f":warning: {_escape(_trim(view.last_error, 500))}"}],
+            }
+        )
+    if view.draft and not view.status.is_final:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": ":pencil2: *You edited a message.* The email above does not use the edit yet:\n>"
+                    + _escape(_trim(view.draft, 1000)),
+                },
+            }
+        )
+    actions = _actions(email_id, view)
+    if actions:
+        blocks.append({"type": "actions", "block_id": "email_actions", "elements": actions})
+    return blocks
+
+
+def _when(view: EmailView) -> str:
+    if view.status == EmailStatus.SENT:
+        return f":incoming_envelope: Delivered ({view.sent_message_id})" if view.sent_message_id else ""
+    if view.send_at_local and view.status in (EmailStatus.SCHEDULED, EmailStatus.SENDING):
+        return f":calendar: Sends *{view.send_at_local}*"
+    if view.send_at_local and not view.status.is_final:
+        return f":calendar: Planned for {view.send_at_local}"
+    return ""
+
+
+def _actions(email_id: str, view: EmailView) -> list[dict[str, Any]]:
+    if view.status.is_final or view.status == EmailStatus.SENDING:
+        return []
+    elements: list[dict[str, Any]] = []
+    if view.draft:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": APPLY_EDIT_ACTION,
+                "text": {"type": "plain_text", "text": "Use my edit"},
+                "value": email_id,
+            }
+        )
+    if view.status == EmailStatus.SCHEDULED or view.to or view.body:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": CANCEL_ACTION,
+                "style": "danger",
+                "text": {"type": "plain_text", "text": "Cancel email"},
+                "value": email_id,
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Cancel this email?"},
+                    "text": {"type": "mrkdwn", "text": "It will not be sent. This cannot be undone."},
+                    "confirm": {"type": "plain_text", "text": "Cancel email"},
+                    "deny": {"type": "plain_text", "text": "Keep it"},
+                    "style": "danger",
+                },
+            }
+        )
+    return elements

@@ -1,0 +1,314 @@
+"""The Slack edge, end to end: signed requests to the running app, a fake Slack Web API recording every
+call, the real engine, the fake model, and mail through aiosmtpd."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from bot.slack.app import thread_email_id
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import TEAM, Call, FakeSlack, action_body, command_body, event_body, sign
+from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, SmtpSink, wait_for_mail
+
+pytestmark = pytest.mark.engine
+
+
+class Slack:
+    """Plays Slack's side: signs and POSTs events, commands and button clicks to the app."""
+
+    def __init__(self, session: aiohttp.ClientSession, app: AppProcess, fake: FakeSlack):
+        self.session, self.url, self.fake = session, f"{app.base_url}/slack/events", fake
+
+    async def post(
+        self, body: str, content_type: str, headers: dict[str, str] | None = None, signed: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        all_headers = {
+            "Content-Type": content_type,
+            **(sign(SLACK_SIGNING_SECRET, body) if signed is None else signed),
+            **(headers or {}),
+        }
+        async with self.session.post(self.url, data=body.encode(), headers=all_headers) as response:
+            return response.status, await response.text()
+
+    async def dm(self, user: str, text: str, *, thread_ts: str | None = None, retries: int = 1) -> tuple[str, str]:
+        """A user's DM to the bot; returns (channel, ts). `retries` > 1 re-delivers it as Slack does."""
+        channel, ts = f"D{user}", self.fake.new_ts()
+        event: dict[str, Any] = {
+            "type": "message",
+            "channel_type": "im",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "team": TEAM,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        body = event_body(event, event_id=f"Ev{ts.replace('.', '')}")
+        for attempt in range(retries):
+            retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"} if attempt else {}
+            status, _ = await self.post(body, "application/json", retry)
+            assert status == 200
+        return channel, ts
+
+    async def card(self, channel: str, thread_ts: str, timeout: float = 20) -> str:
+        """The ts of the bot's card in a thread, once the workflow has posted it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            posts = [
+                c
+                for c in self.fake.of("chat.postMessage", channel=channel, thread_ts=thread_ts)
+                if c.args.get("blocks")
+            ]
+            if posts:
+                assert len(posts) == 1, "one card per thread"
+                index = self.fake.calls.index(posts[0])
+                return str(self._ts_of(index))
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no card in thread {thread_ts}")
+
+    def _ts_of(self, index: int) -> str:
+        # The fake numbers its ts in call order; recover the one it answered by replaying the counter.
+        return self.fake.answered_ts[index]
+
+    def card_states(self, channel: str, card_ts: str) -> list[Call]:
+        return self.fake.of("chat.update", channel=channel, ts=card_ts)
+
+    async def wait_card(self, channel: str, card_ts: str, text: str, timeout: float = 30) -> dict[str, Any]:
+        """Wait until the card's latest content contains `text`; returns that content."""
+        deadline = time.monotonic() + timeout
+        latest: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            updates = self.card_states(channel, card_ts)
+            if updates:
+                latest = updates[-1].args
+                if text in json.dumps(latest, ensure_ascii=False):
+                    return latest
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"card never showed {text!r}; latest: {json.dumps(latest)[:800]}")
+
+
+@pytest.fixture
+async def slack(app_process: AppProcess, fake_slack: FakeSlack) -> Any:
+    async with aiohttp.ClientSession() as session:
+        yield Slack(session, app_process, fake_slack)
+
+
+def user_id(prefix: str) -> str:
+    return f"U{prefix.upper()}{time.time_ns() % 10**9}"
+
+
+def has_buttons(content: dict[str, Any]) -> bool:
+    return any(block.get("type") == "actions" for block in content.get("blocks", []))
+
+
+async def test_dm_becomes_a_thread_a_card_and_one_email(slack: Slack, api: Api, smtp_sink: SmtpSink) -> None:
+    user = user_id("ann")
+    slack.fake.timezones[user] = "Europe/Berlin"
+    channel, ts = await slack.dm(user, "to: bob@example.com; subject: Thanks; body: Thank you, Bob!; send in 3 seconds")
+    card = await slack.card(channel, ts)
+    scheduled = await slack.wait_card(channel, card, "Scheduled")
+    assert "CET" in json.dumps(scheduled) or "CEST" in json.dumps(scheduled), "time shown in the user's zone"
+    assert has_buttons(scheduled)
+    await wait_for_mail(smtp_sink, "bob@example.com")
+    sent = await slack.wait_card(channel, card, "Sent")
+    assert not has_buttons(sent)
+    view = await api.describe(thread_email_id(TEAM, channel, ts))
+    assert view["status"] == "sent" and view["owner"] == user and view["timezone"] == "Europe/Berlin"
+    await asyncio.sleep(1)
+    assert len(smtp_sink.to("bob@example.com")) == 1
+    assert all(c.args.get("thread_ts") for c in slack.fake.of("chat.postMessage", channel=channel)), "never top level"
+
+
+async def test_schedule_email_command_opens_a_thread_and_runs_the_flow(slack: Slack, smtp_sink: SmtpSink) -> None:
+    user = user_id("cmd")
+    body = command_body(
+        "to: cara@example.com; subject: Hello; body: Hi Cara; send in 2 seconds", user, slack.fake.response_url(user)
+    )
+    status, text = await slack.post(body, "application/x-www-form-urlencoded")
+    assert status == 200 and text == ""
+    await wait_for_mail(smtp_sink, "cara@example.com")
+    [root] = [c for c in slack.fake.of("chat.postMessage", channel=f"D{user}") if not c.args.get("thread_ts")]
+    assert "cara@example.com" in root.args["text"]
+    deadline = time.monotonic() + 10
+    while not slack.fake.of("response_url", name=user) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    [reply] = slack.fake.of("response_url", name=user)
+    assert reply.args["response_type"] == "ephemeral" and "archives" in reply.args["text"]
+
+
+async def test_schedule_email_without_text_answers_with_usage(slack: Slack) -> None:
+    user = user_id("empty")
+    status, text = await slack.post(
+        command_body("  ", user, slack.fake.response_url(user)), "application/x-www-form-urlencoded"
+    )
+    assert status == 200
+    assert "schedule-email" in json.loads(text)["text"]
+    assert not slack.fake.of("conversations.open", users=user)
+
+
+async def test_owner_cancels_with_the_button(slack: Slack, api: Api, smtp_sink: SmtpSink) -> None:
+    user = user_id("own")
+    channel, ts = await slack.dm(user, "to: dan@example.com; subject: Maybe; body: Perhaps; send in 5 seconds")
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Scheduled")
+    email_id = thread_email_id(TEAM, channel, ts)
+    status, _ = await slack.post(
+        action_body("cancel_email", email_id, user, channel, card, ts), "application/x-www-form-urlencoded"
+    )
+    assert status == 200
+    canceled = await slack.wait_card(channel, card, "Canceled")
+    assert not has_buttons(canceled)
+    await asyncio.sleep(6)
+    assert smtp_sink.to("dan@example.com") == []
+    assert (await api.describe(email_id))["status"] == "canceled"
+    # A click on the stale card answers truthfully.
+    await slack.post(
+        action_body("cancel_email", email_id, user, channel, card, ts), "application/x-www-form-urlencoded"
+    )
+    await _wait_ephemeral(slack.fake, user, "already canceled")
+
+
+async def test_someone_else_cannot_cancel(slack: Slack, smtp_sink: SmtpSink) -> None:
+    owner, stranger = user_id("own"), user_id("str")
+    channel, ts = await slack.dm(owner, "to: eve@example.com; subject: Mine; body: Mine; send in 4 seconds")
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Scheduled")
+    email_id = thread_email_id(TEAM, channel, ts)
+    await slack.post(
+        action_body("cancel_email", email_id, stranger, channel, card, ts), "application/x-www-form-urlencoded"
+    )
+    await _wait_ephemeral(slack.fake, stranger, "only the person who started")
+    await wait_for_mail(smtp_sink, "eve@example.com")
+
+
+async def test_an_edited_message_is_saved_as_a_draft_and_shown(slack: Slack, api: Api) -> None:
+    user = user_id("edit")
+    channel, ts = await slack.dm(user, "to: fox@example.com; subject: Draft; body: First version")
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Waiting for you")
+    edited = {
+        "type": "message",
+        "subtype": "message_changed",
+        "channel_type": "im",
+        "channel": channel,
+        "hidden": True,
+        "ts": slack.fake.new_ts(),
+        "message": {
+            "type": "message",
+            "user": user,
+            "text": "to: fox@example.com; subject: Draft; body: Second version",
+            "ts": ts,
+        },
+        "previous_message": {
+            "type": "message",
+            "user": user,
+            "text": "to: fox@example.com; subject: Draft; body: First version",
+            "ts": ts,
+        },
+    }
+    status, _ = await slack.post(event_body(edited, f"Ev{time.time_ns()}"), "application/json")
+    assert status == 200
+    shown = await slack.wait_card(channel, card, "You edited a message")
+    assert "Second version" in json.dumps(shown)
+    view = await api.describe(thread_email_id(TEAM, channel, ts))
+    assert view["draft"].endswith("Second version")
+    assert view["body"] == "First version", "an edit never silently changes the email"
+
+
+async def test_retried_deliveries_of_one_event_make_one_request(
+    slack: Slack, api: Api, fake_openai: FakeOpenAI
+) -> None:
+    user = user_id("dup")
+    marker = f"hello from {user}"
+    channel, ts = await slack.dm(user, marker, retries=3)
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Waiting for you")
+    await asyncio.sleep(1)
+    view = await api.describe(thread_email_id(TEAM, channel, ts))
+    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == [marker]
+    assert len(fake_openai.requests_for(marker)) == 1
+
+
+async def test_forged_and_stale_requests_are_refused(slack: Slack, api: Api) -> None:
+    user = user_id("forge")
+    event = {
+        "type": "message",
+        "channel_type": "im",
+        "channel": f"D{user}",
+        "user": user,
+        "text": "hi",
+        "ts": "1.000001",
+    }
+    body = event_body(event, "EvForged")
+    status, _ = await slack.post(body, "application/json", signed=sign("not-the-secret", body))
+    assert status == 401
+    stale = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - 600)
+    status, _ = await slack.post(body, "application/json", signed=stale)
+    assert status == 401
+    status, _ = await slack.post(body, "application/json", signed={})
+    assert status == 401
+    await asyncio.sleep(1)
+    code, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, f'D{user}', '1.000001')}")
+    assert code == 404, "a refused request has no effect"
+
+
+async def test_tomorrow_at_9_in_los_angeles_is_17_utc_and_shown_as_9_am(slack: Slack, api: Api) -> None:
+    user = user_id("la")
+    slack.fake.timezones[user] = "America/Los_Angeles"
+    channel, ts = await slack.dm(user, "to: gil@example.com; subject: Morning; body: Coffee?; tomorrow at 9am")
+    card = await slack.card(channel, ts)
+    shown = await slack.wait_card(channel, card, "Scheduled")
+    la = ZoneInfo("America/Los_Angeles")
+    tomorrow = (datetime.now(la) + timedelta(days=1)).date()
+    expected = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 9, 0, tzinfo=la).astimezone(UTC)
+    view = await api.describe(thread_email_id(TEAM, channel, ts))
+    assert datetime.fromisoformat(view["send_at"]) == expected
+    assert expected.hour in (16, 17), "UTC-8 in winter, UTC-7 in summer"
+    assert "9:00 AM" in json.dumps(shown)
+    await api.call("POST", f"/api/emails/{thread_email_id(TEAM, channel, ts)}/cancel")
+
+
+async def test_card_updates_survive_slack_rate_limits(slack: Slack) -> None:
+    user = user_id("rl")
+    channel, ts = await slack.dm(user, "to: hana@example.com; subject: Busy; body: Slack is busy")
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Waiting for you")
+    slack.fake.rate_limit_next["chat.update"] = 3
+    await slack.dm(user, "subject: Still busy", thread_ts=ts)
+    await slack.wait_card(channel, card, "Still busy", timeout=60)
+
+
+async def test_the_bots_own_messages_are_ignored(slack: Slack) -> None:
+    channel, ts = f"DUBOTSELF{time.time_ns() % 10**6}", slack.fake.new_ts()
+    before = len(slack.fake.calls)
+    own = {
+        "type": "message",
+        "channel_type": "im",
+        "channel": channel,
+        "user": "UBOT",
+        "bot_id": "B0BOT",
+        "text": "card",
+        "ts": ts,
+    }
+    status, _ = await slack.post(event_body(own, f"Ev{time.time_ns()}"), "application/json")
+    assert status == 200
+    await asyncio.sleep(1)
+    assert [c for c in slack.fake.calls[before:] if c.method not in ("auth.test",)] == []
+
+
+async def _wait_ephemeral(fake: FakeSlack, user: str, text: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in str(c.args.get("text")) for c in fake.of("chat.postEphemeral", user=user)):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no ephemeral {text!r} for {user}: {[c.args for c in fake.of('chat.postEphemeral')]}")

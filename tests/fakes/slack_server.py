@@ -1,0 +1,165 @@
+"""A fake Slack Web API on loopback that records every call with its arguments.
+
+The app's official slack_sdk clients talk to it through SLACK_API_URL. It answers the methods the app
+uses, can answer 429 with Retry-After for the next calls of a method, and also receives `response_url`
+posts. Tests read `calls` to see exactly what the app asked Slack to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+BOT_USER = "UBOT"
+TEAM = "T0TEAM"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class FakeSlack:
+    timezones: dict[str, str] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    answered_ts: dict[int, str] = field(default_factory=dict)  # call index -> ts it answered with
+    rate_limit_next: dict[str, int] = field(default_factory=dict)
+    runner: web.AppRunner | None = None
+    port: int = 0
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def response_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/response/{name}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/response/{name}", self._response_url)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+
+    def of(self, method: str, **match: Any) -> list[Call]:
+        return [c for c in self.calls if c.method == method and all(c.args.get(k) == v for k, v in match.items())]
+
+    def new_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.calls.append(Call("response_url", {"name": request.match_info["name"], **(await request.json())}))
+        return web.Response(text="ok")
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                args.update(await request.json())
+            else:
+                args.update(dict(await request.post()))
+        for key in ("blocks", "view"):
+            if isinstance(args.get(key), str):
+                args[key] = json.loads(args[key])
+        self.calls.append(Call(method, args))
+        if self.rate_limit_next.get(method):
+            self.rate_limit_next[method] -= 1
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
+        return web.json_response(self._answer(method, args))
+
+    def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {"ok": True, "user_id": BOT_USER, "bot_id": "B0BOT", "team_id": TEAM, "user": "emailbot"}
+        if method == "users.info":
+            user = args["user"]
+            return {"ok": True, "user": {"id": user, "tz": self.timezones.get(user, "UTC")}}
+        if method == "chat.postMessage":
+            ts = self.new_ts()
+            self.answered_ts[len(self.calls) - 1] = ts
+            return {"ok": True, "channel": args["channel"], "ts": ts}
+        if method == "chat.update":
+            return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": self.new_ts()}
+        if method == "conversations.open":
+            return {"ok": True, "channel": {"id": "D" + str(args["users"])}}
+        if method == "chat.getPermalink":
+            return {
+                "ok": True,
+                "permalink": f"https://example.slack.com/archives/{args['channel']}/p{args['message_ts']}",
+            }
+        if method == "views.publish":
+            return {"ok": True}
+        return {"ok": False, "error": "unknown_method"}
+
+
+def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+    """Headers Slack sends: v0 HMAC-SHA256 of 'v0:{timestamp}:{body}'."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+def event_body(event: dict[str, Any], event_id: str) -> str:
+    return json.dumps(
+        {
+            "token": "legacy-unused",
+            "team_id": TEAM,
+            "api_app_id": "A0APP",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": event,
+        }
+    )
+
+
+def command_body(text: str, user: str, response_url: str) -> str:
+    return urlencode(
+        {
+            "command": "/schedule-email",
+            "text": text,
+            "user_id": user,
+            "team_id": TEAM,
+            "channel_id": "C0GENERAL",
+            "response_url": response_url,
+            "trigger_id": f"trig-{time.time_ns()}",
+        }
+    )
+
+
+def action_body(action_id: str, value: str, user: str, channel: str, message_ts: str, thread_ts: str) -> str:
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM},
+        "user": {"id": user},
+        "channel": {"id": channel},
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+        "message": {"ts": message_ts, "thread_ts": thread_ts},
+        "trigger_id": f"trig-{time.time_ns()}",
+        "response_url": "http://127.0.0.1:9/unused",
+        "actions": [
+            {"action_id": action_id, "block_id": "email_actions", "value": value, "type": "button", "action_ts": "1"}
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
