@@ -1,7 +1,9 @@
-"""Request latency on the embedded stack with a zero-latency fake model.
+"""Request latency on the embedded stack with a zero-latency fake model and a fake Slack Web API.
 
 Measures, over N emails one after another: the POST of a request, the time from that POST to
-describe showing `scheduled`, and a describe round trip. Writes bench/results.json.
+describe showing `scheduled`, a describe round trip; Slack's ack latency over signed events; and the
+time from a DM to its card being posted and to the card showing the drafted, scheduled email.
+Writes bench/results.json.
 
     make bench            # N=100
     python -m bench.latency --n 20
@@ -27,7 +29,8 @@ from aiosmtpd.controller import Controller
 from devstack.stack import LocalStack
 from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Api, AppProcess, SmtpSink, app_env, free_port
+from tests.fakes.slack_server import FakeSlack, event_body, sign
+from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, SmtpSink, app_env, free_port
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -70,6 +73,48 @@ async def measure(api: Api, n: int) -> dict[str, Any]:
     }
 
 
+async def measure_slack(session: aiohttp.ClientSession, app: AppProcess, fake: FakeSlack, n: int) -> dict[str, Any]:
+    url = f"{app.base_url}/slack/events"
+    ack_ms: list[float] = []
+    to_card_ms: list[float] = []
+    to_scheduled_card_ms: list[float] = []
+    for i in range(n):
+        user, ts = f"UBENCH{i}", fake.new_ts()
+        event = {
+            "type": "message",
+            "channel_type": "im",
+            "channel": f"D{user}",
+            "user": user,
+            "ts": ts,
+            "text": f"to: s{i}@example.com; subject: S{i}; body: Hi; send in 3600 seconds",
+        }
+        body = event_body(event, f"EvBench{time.time_ns()}")
+        headers = {"Content-Type": "application/json", **sign(SLACK_SIGNING_SECRET, body)}
+        t0 = time.perf_counter()
+        async with session.post(url, data=body.encode(), headers=headers) as response:
+            assert response.status == 200
+        ack_ms.append((time.perf_counter() - t0) * 1000)
+        if i % 10:  # the card timings on every 10th event; the rest measure the ack alone
+            continue
+        card_ts = ""
+        while True:
+            for index, call in enumerate(fake.calls):
+                if call.method == "chat.postMessage" and call.args.get("thread_ts") == ts and call.args.get("blocks"):
+                    card_ts = fake.answered_ts[index]
+            if card_ts:
+                break
+            await asyncio.sleep(0.002)
+        to_card_ms.append((time.perf_counter() - t0) * 1000)
+        while not any("Scheduled" in json.dumps(c.args) for c in fake.of("chat.update", ts=card_ts)):
+            await asyncio.sleep(0.002)
+        to_scheduled_card_ms.append((time.perf_counter() - t0) * 1000)
+    return {
+        "slack_ack": summary(ack_ms),
+        "dm_to_card_posted": summary(to_card_ms),
+        "dm_to_card_scheduled": summary(to_scheduled_card_ms),
+    }
+
+
 async def main(n: int) -> dict[str, Any]:
     state = Path(tempfile.mkdtemp(prefix="email-agent-bench-"))
     iwf_url, temporal_hp = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -89,9 +134,11 @@ async def main(n: int) -> dict[str, Any]:
     controller.start()
     fake = FakeOpenAI()
     await fake.start()
+    slack = FakeSlack()
+    await slack.start()
     port = free_port()
     app = AppProcess(
-        env=app_env(port, iwf_url, temporal_hp, state / "app", fake.base_url, sink.port),
+        env=app_env(port, iwf_url, temporal_hp, state / "app", fake.base_url, sink.port, slack.api_url),
         log_path=state / "app.log",
         base_url=f"http://127.0.0.1:{port}",
     )
@@ -102,8 +149,10 @@ async def main(n: int) -> dict[str, Any]:
             api = Api(session, app.base_url)
             await measure(api, 5)  # warm-up: connections, JIT-less but cache-full
             results = await measure(api, n)
+            results |= await measure_slack(session, app, slack, max(n, 200))
     finally:
         app.stop()
+        await slack.stop()
         await fake.stop()
         controller.stop()
         stack.stop()
