@@ -38,7 +38,7 @@ def fallback_text(view: EmailView) -> str:
 
 def render(email_id: str, view: EmailView) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _LABELS[view.status].split(": ", 1)[-1]}},
+        {"type": "header", "text": {"type": "plain_text", "text": _trim(f"✉️ {view.subject or 'New email'}", 150)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": _LABELS[view.status]}]},
     ]
     if view.to or view.subject or view.body:
@@ -51,11 +51,12 @@ def render(email_id: str, view: EmailView) -> list[dict[str, Any]]:
                 ],
             }
         )
-        body = _escape(_trim(view.body, BODY_LIMIT)) or "_no body yet_"
+        quoted = "\n".join(f">{line}" for line in _escape(view.body).split("\n")) if view.body else ""
+        body = _trim(quoted, BODY_LIMIT) or "_no body yet_"
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": "\n".join(f">{ln}" for ln in body.split("\n"))},
+                "text": {"type": "mrkdwn", "text": body},
             }
         )
     when = _when(view)

@@ -1,0 +1,68 @@
+"""The card shows the email truthfully and safely, whatever the model or the user wrote."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.slack.card import APPLY_EDIT_ACTION, BODY_LIMIT, CANCEL_ACTION, render
+from workflows.model import EmailStatus, EmailView
+
+
+def view(**changes: Any) -> EmailView:
+    base: dict[str, Any] = {
+        "status": EmailStatus.SCHEDULED,
+        "to": ["bob@example.com"],
+        "subject": "Hi",
+        "body": "Hello",
+        "send_at": None,
+        "send_at_local": "Thu 26 Nov 2026, 9:00 AM PST",
+        "timezone": "America/Los_Angeles",
+        "owner": "U1",
+        "draft": "",
+        "last_reply": "",
+        "last_error": "",
+        "pending_requests": 0,
+        "send_attempts": 0,
+        "revision": 1,
+        "sent_message_id": "",
+        "conversation": [],
+    }
+    return EmailView(**{**base, **changes})
+
+
+def action_ids(blocks: list[dict[str, Any]]) -> list[str]:
+    return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_scheduled_card_has_cancel_with_confirmation_and_local_time() -> None:
+    blocks = render("wf-1", view())
+    assert action_ids(blocks) == [CANCEL_ACTION]
+    [button] = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert button["value"] == "wf-1" and "confirm" in button
+    assert "9:00 AM PST" in json.dumps(blocks)
+
+
+def test_final_and_sending_cards_have_no_buttons() -> None:
+    for status in (EmailStatus.SENT, EmailStatus.CANCELED, EmailStatus.SENDING):
+        assert action_ids(render("wf-1", view(status=status))) == [], status
+
+
+def test_an_unapplied_edit_is_shown_with_its_button() -> None:
+    blocks = render("wf-1", view(status=EmailStatus.WAITING, draft="make it warmer"))
+    assert APPLY_EDIT_ACTION in action_ids(blocks)
+    assert "make it warmer" in json.dumps(blocks)
+
+
+def test_model_and_user_text_cannot_mention_or_link() -> None:
+    text = json.dumps(render("wf-1", view(body="<!channel> <@U999> <https://evil|click>", last_reply="<!here>")))
+    assert "<!channel>" not in text and "<@U999>" not in text and "<!here>" not in text
+    assert "&lt;!channel&gt;" in text
+
+
+def test_long_bodies_are_trimmed_within_block_limits() -> None:
+    blocks = render("wf-1", view(body="x" * 10_000))
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in render("wf-1", view(body="\n" * 5000)))
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in blocks)
+    assert any("…" in b.get("text", {}).get("text", "") for b in blocks)
+    assert BODY_LIMIT < 3000
