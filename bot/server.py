@@ -17,6 +17,7 @@ from bot.engine import EmailEngine
 from bot.slack.app import build_slack_app
 from bot.slack.notifier import SlackCardNotifier
 from bot.worker_app import worker_app
+from devstack.processes import StackError
 from devstack.stack import LocalStack
 from settings import Settings
 from workflows.mailer import Mailer
@@ -128,4 +129,8 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(Settings()))
+    try:
+        asyncio.run(serve(Settings()))
+    except StackError as error:
+        log.error("the local engine could not start: %s", error)
+        raise SystemExit(1) from None

@@ -23,6 +23,14 @@ class LocalStack:
     started: dict[str, ManagedProcess] = field(default_factory=dict)
 
     def start(self) -> None:
+        """Start what is missing; if any part fails, stop what this call started and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         state_dir = self.settings.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         if temporal.is_serving(self.settings.temporal_host_port):
