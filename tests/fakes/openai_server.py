@@ -33,11 +33,14 @@ class FakeOpenAI:
         return f"http://127.0.0.1:{self.port}/v1"
 
     async def start(self) -> None:
+        await self.start_on(0)
+
+    async def start_on(self, port: int) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -117,3 +120,17 @@ def decide(user: str, context: dict[str, Any]) -> dict[str, Any]:
     elif reply["action"] == "draft" and not any(k in reply for k in ("to", "subject", "body")):
         reply.update(action="none", reply=f"Noted: {text[:60]}")
     return reply
+
+
+async def _serve_forever(port: int) -> None:
+    fake = FakeOpenAI()
+    await fake.start_on(port)
+    print(f"fake OpenAI-compatible server on {fake.base_url}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    # A model-free way to try the app: OPENAI_BASE_URL=http://127.0.0.1:8999/v1 make run
+    import sys
+
+    asyncio.run(_serve_forever(int(sys.argv[1]) if len(sys.argv) > 1 else 8999))
