@@ -129,6 +129,8 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpx2", "openai", "slack_bolt", "slack_sdk"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)  # one line per HTTP call drowns the app's own
     try:
         asyncio.run(serve(Settings()))
     except StackError as error:

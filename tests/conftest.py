@@ -16,7 +16,7 @@ from devstack.stack import LocalStack
 from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
-from tests.harness import Api, AppProcess, Engine, SmtpSink, app_env, free_port
+from tests.harness import Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +100,9 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
 async def api(app_process: AppProcess) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield Api(session, app_process.base_url)
+
+
+@pytest.fixture
+async def slack(app_process: AppProcess, fake_slack: FakeSlack) -> AsyncIterator[Slack]:
+    async with aiohttp.ClientSession() as session:
+        yield Slack(session, app_process, fake_slack)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import aiohttp
 
 from devstack.stack import LocalStack
 from settings import REPO_ROOT
+from tests.fakes.slack_server import TEAM, Call, FakeSlack, event_body, sign
 
 API_TOKEN = "test-token-4f1c9a"
 SLACK_BOT_TOKEN = "xoxb-test-0000-bot-token"
@@ -234,3 +236,78 @@ def app_env(
             "SLACK_API_URL": slack_api_url,
         }
     return env
+
+
+class Slack:
+    """Plays Slack's side: signs and POSTs events, commands and button clicks to the app."""
+
+    def __init__(self, session: aiohttp.ClientSession, app: AppProcess, fake: FakeSlack):
+        self.session, self.url, self.fake = session, f"{app.base_url}/slack/events", fake
+
+    async def post(
+        self, body: str, content_type: str, headers: dict[str, str] | None = None, signed: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        all_headers = {
+            "Content-Type": content_type,
+            **(sign(SLACK_SIGNING_SECRET, body) if signed is None else signed),
+            **(headers or {}),
+        }
+        async with self.session.post(self.url, data=body.encode(), headers=all_headers) as response:
+            return response.status, await response.text()
+
+    async def dm(self, user: str, text: str, *, thread_ts: str | None = None, retries: int = 1) -> tuple[str, str]:
+        """A user's DM to the bot; returns (channel, ts). `retries` > 1 re-delivers it as Slack does."""
+        channel, ts = f"D{user}", self.fake.new_ts()
+        event: dict[str, Any] = {
+            "type": "message",
+            "channel_type": "im",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "team": TEAM,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        body = event_body(event, event_id=f"Ev{ts.replace('.', '')}")
+        for attempt in range(retries):
+            retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"} if attempt else {}
+            status, _ = await self.post(body, "application/json", retry)
+            assert status == 200
+        return channel, ts
+
+    async def card(self, channel: str, thread_ts: str, timeout: float = 20) -> str:
+        """The ts of the bot's card in a thread, once the workflow has posted it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            posts = [
+                c
+                for c in self.fake.of("chat.postMessage", channel=channel, thread_ts=thread_ts)
+                if c.args.get("blocks")
+            ]
+            if posts:
+                assert len(posts) == 1, "one card per thread"
+                index = self.fake.calls.index(posts[0])
+                return str(self._ts_of(index))
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no card in thread {thread_ts}")
+
+    def _ts_of(self, index: int) -> str:
+        # The fake numbers its ts in call order; recover the one it answered by replaying the counter.
+        return self.fake.answered_ts[index]
+
+    def card_states(self, channel: str, card_ts: str) -> list[Call]:
+        return self.fake.of("chat.update", channel=channel, ts=card_ts)
+
+    async def wait_card(self, channel: str, card_ts: str, text: str, timeout: float = 30) -> dict[str, Any]:
+        """Wait until the card's latest content contains `text`; returns that content."""
+        deadline = time.monotonic() + timeout
+        latest: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            updates = self.card_states(channel, card_ts)
+            if updates:
+                latest = updates[-1].args
+                if text in json.dumps(latest, ensure_ascii=False):
+                    return latest
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"card never showed {text!r}; latest: {json.dumps(latest)[:800]}")

@@ -10,96 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import pytest
 
 from bot.slack.app import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import TEAM, Call, FakeSlack, action_body, command_body, event_body, sign
-from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, SmtpSink, wait_for_mail
+from tests.fakes.slack_server import TEAM, FakeSlack, action_body, command_body, event_body, sign
+from tests.harness import SLACK_SIGNING_SECRET, Api, Slack, SmtpSink, wait_for_mail
 
 pytestmark = pytest.mark.engine
-
-
-class Slack:
-    """Plays Slack's side: signs and POSTs events, commands and button clicks to the app."""
-
-    def __init__(self, session: aiohttp.ClientSession, app: AppProcess, fake: FakeSlack):
-        self.session, self.url, self.fake = session, f"{app.base_url}/slack/events", fake
-
-    async def post(
-        self, body: str, content_type: str, headers: dict[str, str] | None = None, signed: dict[str, str] | None = None
-    ) -> tuple[int, str]:
-        all_headers = {
-            "Content-Type": content_type,
-            **(sign(SLACK_SIGNING_SECRET, body) if signed is None else signed),
-            **(headers or {}),
-        }
-        async with self.session.post(self.url, data=body.encode(), headers=all_headers) as response:
-            return response.status, await response.text()
-
-    async def dm(self, user: str, text: str, *, thread_ts: str | None = None, retries: int = 1) -> tuple[str, str]:
-        """A user's DM to the bot; returns (channel, ts). `retries` > 1 re-delivers it as Slack does."""
-        channel, ts = f"D{user}", self.fake.new_ts()
-        event: dict[str, Any] = {
-            "type": "message",
-            "channel_type": "im",
-            "channel": channel,
-            "user": user,
-            "text": text,
-            "ts": ts,
-            "team": TEAM,
-        }
-        if thread_ts:
-            event["thread_ts"] = thread_ts
-        body = event_body(event, event_id=f"Ev{ts.replace('.', '')}")
-        for attempt in range(retries):
-            retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"} if attempt else {}
-            status, _ = await self.post(body, "application/json", retry)
-            assert status == 200
-        return channel, ts
-
-    async def card(self, channel: str, thread_ts: str, timeout: float = 20) -> str:
-        """The ts of the bot's card in a thread, once the workflow has posted it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            posts = [
-                c
-                for c in self.fake.of("chat.postMessage", channel=channel, thread_ts=thread_ts)
-                if c.args.get("blocks")
-            ]
-            if posts:
-                assert len(posts) == 1, "one card per thread"
-                index = self.fake.calls.index(posts[0])
-                return str(self._ts_of(index))
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no card in thread {thread_ts}")
-
-    def _ts_of(self, index: int) -> str:
-        # The fake numbers its ts in call order; recover the one it answered by replaying the counter.
-        return self.fake.answered_ts[index]
-
-    def card_states(self, channel: str, card_ts: str) -> list[Call]:
-        return self.fake.of("chat.update", channel=channel, ts=card_ts)
-
-    async def wait_card(self, channel: str, card_ts: str, text: str, timeout: float = 30) -> dict[str, Any]:
-        """Wait until the card's latest content contains `text`; returns that content."""
-        deadline = time.monotonic() + timeout
-        latest: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            updates = self.card_states(channel, card_ts)
-            if updates:
-                latest = updates[-1].args
-                if text in json.dumps(latest, ensure_ascii=False):
-                    return latest
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"card never showed {text!r}; latest: {json.dumps(latest)[:800]}")
-
-
-@pytest.fixture
-async def slack(app_process: AppProcess, fake_slack: FakeSlack) -> Any:
-    async with aiohttp.ClientSession() as session:
-        yield Slack(session, app_process, fake_slack)
 
 
 def user_id(prefix: str) -> str:
