@@ -5,7 +5,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: install run test lint typecheck unit engine-test bench clean
+.PHONY: install run test lint typecheck unit engine-test bench chaos clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
@@ -38,3 +38,6 @@ clean:
 
 bench: install
 	$(VENV)/bin/python -m bench.latency --n 100
+
+chaos: install
+	$(VENV)/bin/python -m bench.chaos --n 200

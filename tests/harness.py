@@ -52,6 +52,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
