@@ -1,7 +1,8 @@
 """The Slack edge: DM threads become emails, replies become requests, edits become drafts.
 
-Every handler only acks and hands work to the engine: the model and SMTP run in the workflow, never
-on Slack's request path. The card itself is posted and updated by the workflow (NotifyState).
+Every handler hands the request to the engine (a durable workflow start and RPC) and only then lets
+Bolt answer Slack: the model and SMTP run in the workflow, never on Slack's request path. The card
+itself is posted and updated by the workflow (NotifyState).
 """
 
 from __future__ import annotations
@@ -226,8 +227,10 @@ def build_slack_app(
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "socket-mode-only",
-        # Events are acked before the listener runs; the listener's work never delays Slack.
-        process_before_response=False,
+        # Ack only once the request is in the workflow (a start and an RPC, ~0.1 s): if this process dies
+        # first, Slack gets no 200 and re-delivers, instead of the message being lost after an early ack.
+        # The model and SMTP still never run here; they run in the workflow.
+        process_before_response=True,
     )
     SlackBot(engine, client, TimezoneCache(client, timezone_ttl)).register(app)
     return app
