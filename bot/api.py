@@ -30,6 +30,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     timezone: str = "UTC"
+    owner: str | None = Field(
+        None, max_length=200, description="If set, only requests naming this actor may change or cancel it."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -43,11 +46,18 @@ class MessageBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=8000)
     message_id: str | None = Field(None, max_length=200)
+    actor: str | None = Field(None, max_length=200, description="Who asks; must be the owner of an owned email.")
 
 
 class DraftBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(max_length=8000)
+    actor: str | None = Field(None, max_length=200)
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str | None = Field(None, max_length=200)
 
 
 class ApiError(Exception):
@@ -118,6 +128,10 @@ async def body_of(request: web.Request, model: type[M], optional: bool = False) 
         raise ApiError(422, "invalid", problems) from error
 
 
+def refusal_status(refusal: str) -> int:
+    return 403 if refusal == "forbidden" else 409
+
+
 def ok(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(text=model.model_dump_json(), status=status, content_type="application/json")
 
@@ -126,7 +140,7 @@ async def start_email(request: web.Request) -> web.Response:
     require_token(request)
     wid = email_id(request)
     body = await body_of(request, StartBody, optional=True)
-    created = await request.app[ENGINE_KEY].start(wid, StartInput(timezone=body.timezone))
+    created = await request.app[ENGINE_KEY].start(wid, StartInput(timezone=body.timezone, owner=body.owner))
     return web.json_response({"id": wid, "created": created}, status=201 if created else 200)
 
 
@@ -139,22 +153,26 @@ async def post_message(request: web.Request) -> web.Response:
     require_token(request)
     wid = email_id(request)
     body = await body_of(request, MessageBody)
-    result = await request.app[ENGINE_KEY].request(wid, UserRequest(text=body.text, message_id=body.message_id))
-    return ok(result, status=202 if result.accepted else 409)
+    result = await request.app[ENGINE_KEY].request(
+        wid, UserRequest(text=body.text, message_id=body.message_id, actor=body.actor)
+    )
+    return ok(result, status=202 if result.accepted else refusal_status(result.refusal))
 
 
 async def save_draft(request: web.Request) -> web.Response:
     require_token(request)
     wid = email_id(request)
     body = await body_of(request, DraftBody)
-    result = await request.app[ENGINE_KEY].save_draft(wid, DraftInput(text=body.text))
-    return ok(result, status=200 if result.ok else 409)
+    result = await request.app[ENGINE_KEY].save_draft(wid, DraftInput(text=body.text, actor=body.actor))
+    return ok(result, status=200 if result.ok else refusal_status(result.refusal))
 
 
 async def cancel_email(request: web.Request) -> web.Response:
     require_token(request)
-    result = await request.app[ENGINE_KEY].cancel(email_id(request), CancelInput())
-    return ok(result, status=200 if result.ok else 409)
+    wid = email_id(request)
+    body = await body_of(request, CancelBody, optional=True)
+    result = await request.app[ENGINE_KEY].cancel(wid, CancelInput(actor=body.actor))
+    return ok(result, status=200 if result.ok else refusal_status(result.refusal))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -162,7 +180,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(StartBody, MessageBody, DraftBody))
+    return web.json_response(openapi_document(StartBody, MessageBody, DraftBody, CancelBody))
 
 
 def add_api_routes(app: web.Application, engine: EmailEngine, api_token: str) -> None:

@@ -39,7 +39,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Bad JSON or id",
         401: "Missing or wrong bearer token",
         404: "No such email",
-        409: "Refused: finished, being sent, or not the owner",
+        403: "Refused: the actor is not the email's owner",
+        409: "Refused: finished or being sent",
         413: "Body too large",
         422: "Body does not match the schema",
         503: "Engine unreachable or busy",
@@ -48,9 +49,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 @cache
-def _document(start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel]) -> dict[str, Any]:
+def _document(
+    start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel], cancel: type[BaseModel]
+) -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(m, "validation") for m in (start, message, draft)]
+        [(m, "validation") for m in (start, message, draft, cancel)]
         + [(m, "serialization") for m in (EmailView, RequestResult, ActionResult)],
         ref_template=REF,
     )
@@ -98,7 +101,7 @@ def _document(start: type[BaseModel], message: type[BaseModel], draft: type[Base
                     "requestBody": {"required": True, **_json(_ref(message))},
                     "responses": {
                         "202": {"description": "Accepted", **_json(_ref(RequestResult))},
-                        **_errors(400, 401, 404, 409, 413, 422, 503),
+                        **_errors(400, 401, 403, 404, 409, 413, 422, 503),
                     },
                 },
             },
@@ -109,7 +112,7 @@ def _document(start: type[BaseModel], message: type[BaseModel], draft: type[Base
                     "requestBody": {"required": True, **_json(_ref(draft))},
                     "responses": {
                         "200": {"description": "Saved", **_json(_ref(ActionResult))},
-                        **_errors(400, 401, 404, 409, 413, 422, 503),
+                        **_errors(400, 401, 403, 404, 409, 413, 422, 503),
                     },
                 },
             },
@@ -117,9 +120,10 @@ def _document(start: type[BaseModel], message: type[BaseModel], draft: type[Base
                 "parameters": [id_param],
                 "post": {
                     "summary": "Cancel the email",
+                    "requestBody": {"required": False, **_json(_ref(cancel))},
                     "responses": {
                         "200": {"description": "Canceled", **_json(_ref(ActionResult))},
-                        **_errors(400, 401, 404, 409, 503),
+                        **_errors(400, 401, 403, 404, 409, 413, 422, 503),
                     },
                 },
             },
@@ -128,5 +132,7 @@ def _document(start: type[BaseModel], message: type[BaseModel], draft: type[Base
     }
 
 
-def openapi_document(start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel]) -> dict[str, Any]:
-    return _document(start, message, draft)
+def openapi_document(
+    start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel], cancel: type[BaseModel]
+) -> dict[str, Any]:
+    return _document(start, message, draft, cancel)

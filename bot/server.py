@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_sdk.signature import SignatureVerifier
 
 from bot.api import public_app
 from bot.engine import EmailEngine
 from bot.slack.app import build_slack_app
 from bot.slack.notifier import SlackCardNotifier
+from bot.slack.replay import ReplayGuard
 from bot.worker_app import worker_app
 from devstack.processes import StackError
 from devstack.stack import LocalStack
@@ -89,8 +91,24 @@ class RunningApp:
             settings.slack_timezone_cache_seconds,
         )
 
+        replays = ReplayGuard()
+        verifier = (
+            SignatureVerifier(settings.slack_signing_secret.get_secret_value())
+            if settings.slack_signing_secret
+            else None
+        )
+
         async def slack_events(request: web.Request) -> web.Response:
-            return await to_aiohttp_response(await slack.async_dispatch(await to_bolt_request(request)))
+            bolt_request = await to_bolt_request(request)
+            signature = request.headers.get("X-Slack-Signature", "")
+            timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+            # Only a validly signed request is remembered, so a forger cannot fill the guard; Bolt
+            # refuses the invalid ones itself.
+            if verifier and timestamp.isdigit() and verifier.is_valid(await request.text(), timestamp, signature):
+                if not replays.first_time(signature):
+                    log.warning("refused a replayed Slack request")
+                    return web.json_response({"error": "replayed request"}, status=401)
+            return await to_aiohttp_response(await slack.async_dispatch(bolt_request))
 
         if settings.slack_signing_secret:
             public.router.add_post("/slack/events", slack_events)

@@ -273,7 +273,9 @@ class Slack:
         body = event_body(event, event_id=f"Ev{ts.replace('.', '')}")
         for attempt in range(retries):
             retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"} if attempt else {}
-            status, _ = await self.post(body, "application/json", retry)
+            # Slack signs each delivery anew; a retry comes later, so with another timestamp.
+            signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - attempt)
+            status, _ = await self.post(body, "application/json", retry, signed=signed)
             assert status == 200
         return channel, ts
 

@@ -49,6 +49,7 @@ from workflows.model import (
     EmailDraft,
     EmailStatus,
     EmailView,
+    Refusal,
     RequestResult,
     StartInput,
     Turn,
@@ -653,9 +654,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
         """Atomic under iWF's RPC lock on the inbox, so concurrent retries of one message de-duplicate."""
         request = UserRequest.model_validate_json(input)
         record = Record(persistence)
-        refusal = _refusal(record, request.actor)
+        refusal, why = _refusal(record, request.actor)
         if refusal:
-            return RequestResult(accepted=False, detail=refusal).model_dump_json()
+            return RequestResult(accepted=False, detail=why, refusal=refusal).model_dump_json()
         inbox = record.inbox
         if request.message_id and request.message_id in inbox:
             return RequestResult(accepted=True, duplicate=True, detail="already received").model_dump_json()
@@ -671,9 +672,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
     def cancel(self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication) -> str:
         request = CancelInput.model_validate_json(input)
         record = Record(persistence)
-        refusal = _refusal(record, request.actor)
+        refusal, why = _refusal(record, request.actor)
         if refusal:
-            return ActionResult(ok=False, detail=refusal).model_dump_json()
+            return ActionResult(ok=False, detail=why, refusal=refusal).model_dump_json()
         communication.publish_to_internal_channel(CH_CANCEL, request.model_dump_json())
         return ActionResult(ok=True, detail="canceled: it will not be sent").model_dump_json()
 
@@ -683,10 +684,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
     ) -> str:
         draft = DraftInput.model_validate_json(input)
         record = Record(persistence)
-        if record.owner and draft.actor and draft.actor != record.owner:
-            return ActionResult(
-                ok=False, detail="only the person who started this email can change it"
-            ).model_dump_json()
+        refusal, why = _refusal(record, draft.actor)
+        if refusal == "forbidden" or refusal == "finished":
+            return ActionResult(ok=False, detail=why, refusal=refusal).model_dump_json()
         record.set(DA_DRAFT, draft.text)
         if record.card is not None:
             communication.trigger_state_execution(NotifyState)
@@ -697,12 +697,13 @@ class EmailAgentWorkflow(ObjectWorkflow):
         return build_view(Record(persistence)).model_dump_json()
 
 
-def _refusal(record: Record, actor: str | None) -> str:
-    if record.owner and actor and actor != record.owner:
-        return "only the person who started this email can change or cancel it"
+def _refusal(record: Record, actor: str | None) -> tuple[Refusal, str]:
+    """Why this actor may not change the email now, if so. An owned email needs its owner as the actor."""
+    if record.owner and actor != record.owner:
+        return "forbidden", "only the person who started this email can change or cancel it"
     status = record.status
     if status == EmailStatus.SENDING:
-        return "it is being sent right now; it is too late to change or cancel it"
+        return "too_late", "it is being sent right now; it is too late to change or cancel it"
     if status.is_final:
-        return f"this email is already {status.value}"
-    return ""
+        return "finished", f"this email is already {status.value}"
+    return "", ""

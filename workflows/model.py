@@ -77,11 +77,15 @@ class UserRequest(BaseModel):
     actor: str | None = None
 
 
+Refusal = Literal["", "forbidden", "too_late", "finished"]
+
+
 class RequestResult(BaseModel):
     accepted: bool
     duplicate: bool = False
     queued_behind: int = Field(0, description="Requests still waiting before this one.")
     detail: str
+    refusal: Refusal = Field("", description="Why it was not accepted, as a code.")
 
 
 class DraftInput(BaseModel):
@@ -96,6 +100,7 @@ class CancelInput(BaseModel):
 class ActionResult(BaseModel):
     ok: bool
     detail: str
+    refusal: Refusal = ""
 
 
 class EmailView(BaseModel):

@@ -93,3 +93,22 @@ async def test_worker_endpoints_are_not_on_the_public_port(api: Api, app_process
 async def test_healthz(api: Api) -> None:
     async with api.session.get(f"{api.base_url}/healthz") as response:
         assert response.status == 200 and (await response.json())["ok"] is True
+
+
+async def test_only_the_owner_can_change_or_cancel_an_owned_email(api: Api) -> None:
+    wid = unique("owned")
+    status, _ = await api.call("POST", f"/api/emails/{wid}", {"owner": "alice"})
+    assert status == 201
+    for actor in (None, "mallory"):
+        status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "hi", "actor": actor})
+        assert status == 403 and body["refusal"] == "forbidden", body
+        status, body = await api.call("PUT", f"/api/emails/{wid}/draft", {"text": "x", "actor": actor})
+        assert status == 403, body
+        status, body = await api.call("POST", f"/api/emails/{wid}/cancel", {"actor": actor})
+        assert status == 403, body
+    status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "hi", "actor": "alice"})
+    assert status == 202 and body["accepted"], body
+    view = await api.wait_for(wid, "waiting")
+    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == ["hi"], "refused requests left no trace"
+    status, body = await api.call("POST", f"/api/emails/{wid}/cancel", {"actor": "alice"})
+    assert status == 200 and body["ok"], body

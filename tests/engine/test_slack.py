@@ -230,3 +230,16 @@ async def _wait_ephemeral(fake: FakeSlack, user: str, text: str, timeout: float 
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"no ephemeral {text!r} for {user}: {[c.args for c in fake.of('chat.postEphemeral')]}")
+
+
+async def test_a_replayed_request_is_refused(slack: Slack, api: Api) -> None:
+    user = user_id("replay")
+    ts = slack.fake.new_ts()
+    event = {"type": "message", "channel_type": "im", "channel": f"D{user}", "user": user, "text": "hello", "ts": ts}
+    body = event_body(event, f"Ev{time.time_ns()}")
+    captured = sign(SLACK_SIGNING_SECRET, body)
+    first, _ = await slack.post(body, "application/json", signed=captured)
+    again, answer = await slack.post(body, "application/json", signed=captured)
+    assert (first, again) == (200, 401), answer
+    view = await api.wait_for(thread_email_id(TEAM, f"D{user}", ts), "waiting")
+    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == ["hello"]

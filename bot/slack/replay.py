@@ -1,0 +1,31 @@
+"""Refuses a signed Slack request seen before.
+
+Slack signs every delivery afresh (a retry carries a new timestamp and signature), so the same signature
+twice is a replay by whoever captured the request. Signatures older than Slack's own 5-minute window are
+refused by the signature check anyway, so they only need remembering that long. Per process: effects are
+de-duplicated again inside the workflow, whatever replica a replay reaches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+WINDOW_SECONDS = 5 * 60
+
+
+class ReplayGuard:
+    def __init__(self, window_seconds: float = WINDOW_SECONDS, max_entries: int = 100_000):
+        self._window = window_seconds
+        self._max = max_entries
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def first_time(self, signature: str) -> bool:
+        """True the first time a signature is presented within the window; records it."""
+        now = time.monotonic()
+        while self._seen and (next(iter(self._seen.values())) < now - self._window or len(self._seen) > self._max):
+            self._seen.popitem(last=False)
+        if not signature or signature in self._seen:
+            return False
+        self._seen[signature] = now
+        return True
