@@ -33,6 +33,16 @@ ERROR = {
     },
 }
 
+_LINKS = {
+    name: {"operationId": op, "parameters": {"email_id": "$request.path.email_id"}}
+    for name, op in (
+        ("Describe", "describeEmail"),
+        ("SendMessage", "sendMessage"),
+        ("SaveDraft", "saveDraft"),
+        ("Cancel", "cancelEmail"),
+    )
+}
+
 
 def _errors(*statuses: int) -> dict[str, Any]:
     meanings = {
@@ -81,15 +91,17 @@ def _document(
             "/api/emails/{email_id}": {
                 "parameters": [id_param],
                 "post": {
+                    "operationId": "startEmail",
                     "summary": "Start an email (idempotent)",
                     "requestBody": {"required": False, **_json(_ref(start))},
                     "responses": {
-                        "201": {"description": "Created", **_json({"type": "object"})},
-                        "200": {"description": "Already existed", **_json({"type": "object"})},
+                        "201": {"description": "Created", **_json({"type": "object"}), "links": _LINKS},
+                        "200": {"description": "Already existed", **_json({"type": "object"}), "links": _LINKS},
                         **_errors(400, 401, 413, 422, 503),
                     },
                 },
                 "get": {
+                    "operationId": "describeEmail",
                     "summary": "Describe an email",
                     "responses": {"200": {"description": "The email", **_json(_ref(EmailView))}, **common},
                 },
@@ -97,6 +109,7 @@ def _document(
             "/api/emails/{email_id}/messages": {
                 "parameters": [id_param],
                 "post": {
+                    "operationId": "sendMessage",
                     "summary": "Send a request to the assistant",
                     "requestBody": {"required": True, **_json(_ref(message))},
                     "responses": {
@@ -108,6 +121,7 @@ def _document(
             "/api/emails/{email_id}/draft": {
                 "parameters": [id_param],
                 "put": {
+                    "operationId": "saveDraft",
                     "summary": "Save the user's unsent draft text",
                     "requestBody": {"required": True, **_json(_ref(draft))},
                     "responses": {
@@ -119,6 +133,7 @@ def _document(
             "/api/emails/{email_id}/cancel": {
                 "parameters": [id_param],
                 "post": {
+                    "operationId": "cancelEmail",
                     "summary": "Cancel the email",
                     "requestBody": {"required": False, **_json(_ref(cancel))},
                     "responses": {
@@ -127,7 +142,9 @@ def _document(
                     },
                 },
             },
-            "/healthz": {"get": {"security": [], "responses": {"200": {"description": "Alive"}}}},
+            "/healthz": {
+                "get": {"operationId": "health", "security": [], "responses": {"200": {"description": "Alive"}}}
+            },
         },
     }
 
