@@ -90,10 +90,8 @@ class EmailEngine:
             raise EmailNotFound(str(error)) from error
         except WorkflowRPCAcquiringLockFailure as error:
             raise EngineBusy("the email is busy; try again in a moment") from error
-        except ClientSideError as error:
-            if "not running" in str(error).lower() or "completed" in str(error).lower():
-                raise EmailClosed(str(error)) from error
-            raise
+        except ClientSideError:
+            raise  # any other 4xx from the engine is a bug of ours: let it surface as one
         except HttpError as error:
             raise EngineUnavailable(f"the workflow engine answered {error.status}") from error
         except httpx.HTTPError as error:
@@ -110,10 +108,6 @@ class EmailEngine:
             await self._run(lambda: self._client.start_workflow(Wf, email_id, 0, start.model_dump_json(), options))
         except WorkflowAlreadyStartedError:
             return False
-        except ClientSideError as error:
-            if "already" in str(error).lower():
-                return False
-            raise
         return True
 
     async def request(self, email_id: str, request: UserRequest) -> RequestResult:
