@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -213,15 +214,16 @@ class Chaos:
     async def eventually(self, what: str, attempt: Any, give_up_after: float = 120.0) -> Any:
         """Retry until the app answers (not a 5xx, not a connection error), as Slack and people do."""
         deadline = time.monotonic() + give_up_after
+        last: Any = None
         while True:
             try:
                 result = await attempt()
                 if result is not None:
                     return result
-            except (aiohttp.ClientError, TimeoutError, AssertionError):
-                pass
+            except (aiohttp.ClientError, TimeoutError, AssertionError) as error:
+                last = error
             if time.monotonic() > deadline:
-                raise RuntimeError(f"gave up: {what}")
+                raise RuntimeError(f"gave up: {what} (last: {last!r})")
             await asyncio.sleep(0.3)
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any] | None:
@@ -281,8 +283,10 @@ class Chaos:
 
     async def wait_started(self, email: Email) -> None:
         async def started() -> bool | None:
-            status, _ = await self.api.call("GET", f"/api/emails/{email.email_id}")
-            return True if status == 200 else None
+            status, answer = await self.api.call("GET", f"/api/emails/{email.email_id}")
+            if status != 200:
+                raise AssertionError(f"{email.email_id}: {status} {answer}")
+            return True
 
         await self.eventually("slack start", started)
 
@@ -352,8 +356,18 @@ class Chaos:
 
 
 async def run_chaos(config: Config) -> Report:
-    with tempfile.TemporaryDirectory(prefix="email-agent-chaos-") as state:
-        return await Chaos(config, Path(state)).run()
+    """Runs in a fresh state dir, removed on success and kept (with every process's log) on failure."""
+    state = Path(tempfile.mkdtemp(prefix="email-agent-chaos-"))
+    try:
+        report = await Chaos(config, state).run()
+    except BaseException:
+        print(f"chaos run failed; logs kept in {state}")
+        raise
+    if report.ok:
+        shutil.rmtree(state, ignore_errors=True)
+    else:
+        print(f"chaos run found problems; logs kept in {state}")
+    return report
 
 
 def main() -> None:
