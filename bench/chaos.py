@@ -111,6 +111,7 @@ class Chaos:
         self.rng = random.Random(config.seed)
         self.state = state
         self.kills: Counter[str] = Counter({"app": 0, "iwf": 0, "temporal": 0})
+        self.deliveries = 0
         self.t0 = 0.0
 
     def now(self) -> float:
@@ -243,9 +244,16 @@ class Chaos:
         if thread:
             event["thread_ts"] = email.slack_ts
         body = event_body(event, f"Ev{ts}")
-        headers = {"Content-Type": "application/json", **sign(SLACK_SIGNING_SECRET, body)}
+        # Slack signs every delivery afresh, with its own timestamp: so does this client.
+        self.deliveries += 1
+        stamp = int(time.time()) - self.deliveries % 200
+        headers = {"Content-Type": "application/json", **sign(SLACK_SIGNING_SECRET, body, timestamp=stamp)}
         async with self.session.post(f"{self.app.base_url}/slack/events", data=body.encode(), headers=headers) as r:
-            return None if r.status >= 500 else (r.status, await r.text())
+            if r.status >= 500:
+                return None
+            if r.status != 200:
+                raise RuntimeError(f"Slack delivery refused: {r.status} {await r.text()}")
+            return r.status, await r.text()
 
     async def drive(self, email: Email) -> None:
         await asyncio.sleep(self.rng.uniform(0, 3))

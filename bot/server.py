@@ -104,11 +104,16 @@ class RunningApp:
             timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
             # Only a validly signed request is remembered, so a forger cannot fill the guard; Bolt
             # refuses the invalid ones itself.
-            if verifier and timestamp.isdigit() and verifier.is_valid(await request.text(), timestamp, signature):
-                if not replays.first_time(signature):
-                    log.warning("refused a replayed Slack request")
-                    return web.json_response({"error": "replayed request"}, status=401)
-            return await to_aiohttp_response(await slack.async_dispatch(bolt_request))
+            valid = bool(
+                verifier and timestamp.isdigit() and verifier.is_valid(await request.text(), timestamp, signature)
+            )
+            if valid and replays.seen(signature):
+                log.warning("refused a replayed Slack request")
+                return web.json_response({"error": "replayed request"}, status=401)
+            response = await slack.async_dispatch(bolt_request)
+            if valid and response.status < 500:
+                replays.remember(signature)
+            return await to_aiohttp_response(response)
 
         if settings.slack_signing_secret:
             public.router.add_post("/slack/events", slack_events)

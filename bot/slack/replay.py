@@ -20,12 +20,17 @@ class ReplayGuard:
         self._max = max_entries
         self._seen: OrderedDict[str, float] = OrderedDict()
 
-    def first_time(self, signature: str) -> bool:
-        """True the first time a signature is presented within the window; records it."""
+    def seen(self, signature: str) -> bool:
+        """True if this signature was already handled within the window (or is empty)."""
+        self._expire()
+        return not signature or signature in self._seen
+
+    def remember(self, signature: str) -> None:
+        """Called once a request was handled (not on a 5xx: a failed delivery may come again)."""
+        self._seen[signature] = time.monotonic()
+        self._expire()
+
+    def _expire(self) -> None:
         now = time.monotonic()
         while self._seen and (next(iter(self._seen.values())) < now - self._window or len(self._seen) > self._max):
             self._seen.popitem(last=False)
-        if not signature or signature in self._seen:
-            return False
-        self._seen[signature] = now
-        return True
