@@ -10,7 +10,7 @@ import asyncio
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from iwf.client import Client
@@ -28,7 +28,6 @@ from iwf.registry import Registry
 from iwf.workflow_options import WorkflowOptions
 
 from workflows.email_workflow import EmailAgentWorkflow as Wf
-from workflows.email_workflow import Record, build_view, initial_attributes
 from workflows.model import (
     ActionResult,
     CancelInput,
@@ -38,6 +37,7 @@ from workflows.model import (
     StartInput,
     UserRequest,
 )
+from workflows.record import Record, build_view, initial_attributes
 
 T = TypeVar("T")
 
@@ -64,8 +64,11 @@ class _Attributes:
     def __init__(self, values: dict[str, object]):
         self._values = values
 
-    def get_data_attribute(self, key: str) -> object:
+    def get_data_attribute(self, key: str) -> Any:
         return self._values.get(key)
+
+    def set_data_attribute(self, key: str, value: Any) -> None:
+        raise TypeError("an ended workflow's attributes are read-only")
 
 
 class EmailEngine:
@@ -128,7 +131,7 @@ class EmailEngine:
         except EmailClosed:
             # An ended workflow runs no RPCs, but its attributes can still be read.
             values = await self._run(lambda: self._client.get_all_workflow_data_attributes(Wf, email_id))
-            return build_view(Record(_Attributes(values)))  # type: ignore[arg-type]
+            return build_view(Record(_Attributes(values)))
         return EmailView.model_validate_json(raw)
 
     async def _rpc(self, email_id: str, method: Callable[..., str], payload: str | None) -> str:

@@ -7,9 +7,10 @@ from iwf.registry import Registry
 
 from settings import Settings
 from workflows.agent import Agent
-from workflows.email_workflow import EmailAgentWorkflow, Services
+from workflows.email_workflow import EmailAgentWorkflow
 from workflows.mailer import Mailer, mailer_from_settings
 from workflows.notifier import CardNotifier
+from workflows.states import Services
 
 
 def openai_client(settings: Settings) -> openai.OpenAI:

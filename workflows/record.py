@@ -1,0 +1,168 @@
+"""The email's durable record: iWF data attributes, their encoding, and the view built from them.
+
+Complex values are stored as JSON text of the models in workflows.model, so the engine's encoder never
+has to know about them and a schema change is a pydantic change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Protocol
+
+from workflows.model import CardRef, EmailDraft, EmailStatus, EmailView, StartInput, Turn
+from workflows.sendtime import format_local
+
+DA_STATUS = "status"
+DA_EMAIL = "email"
+DA_CONVERSATION = "conversation"
+DA_TIMEZONE = "timezone"
+DA_OWNER = "owner"
+DA_DRAFT = "draft"
+DA_LAST_REPLY = "last_reply"
+DA_LAST_ERROR = "last_error"
+DA_INBOX = "inbox"  # ids of accepted requests, for de-duplication; written only under the RPC lock
+DA_SEND_ATTEMPTS = "send_attempts"
+DA_SENT_MESSAGE_ID = "sent_message_id"  # set once the SMTP server accepted this Message-ID
+DA_CARD = "card"  # JSON CardRef: where the user sees this email (a Slack thread), if anywhere
+DA_PENDING = "pending"  # requests accepted but not yet taken up by a state; under the same lock as the inbox
+
+CH_USER_INPUT = "user_input"
+CH_CANCEL = "cancel"
+
+MAX_STORED_TURNS = 200
+MAX_REMEMBERED_IDS = 500
+
+
+class Attributes(Protocol):
+    """What Record needs: iWF's Persistence in a state or RPC, or a dict read from a closed workflow."""
+
+    def get_data_attribute(self, key: str) -> Any: ...
+
+    def set_data_attribute(self, key: str, value: Any) -> None: ...
+
+
+class Record:
+    """Typed access to the data attributes: one place that knows their encoding."""
+
+    def __init__(self, persistence: Attributes):
+        self._p = persistence
+
+    def _str(self, key: str) -> str:
+        value = self._p.get_data_attribute(key)
+        return value if isinstance(value, str) else ""
+
+    @property
+    def status(self) -> EmailStatus:
+        return EmailStatus(self._str(DA_STATUS) or EmailStatus.INITIALIZED)
+
+    @status.setter
+    def status(self, value: EmailStatus) -> None:
+        self._p.set_data_attribute(DA_STATUS, value.value)
+
+    @property
+    def email(self) -> EmailDraft:
+        raw = self._str(DA_EMAIL)
+        return EmailDraft.model_validate_json(raw) if raw else EmailDraft()
+
+    @email.setter
+    def email(self, value: EmailDraft) -> None:
+        self._p.set_data_attribute(DA_EMAIL, value.model_dump_json())
+
+    @property
+    def conversation(self) -> list[Turn]:
+        raw = self._str(DA_CONVERSATION)
+        return [Turn.model_validate(t) for t in json.loads(raw)] if raw else []
+
+    def add_turn(self, turn: Turn) -> None:
+        turns = [*self.conversation, turn][-MAX_STORED_TURNS:]
+        self._p.set_data_attribute(DA_CONVERSATION, json.dumps([t.model_dump(mode="json") for t in turns]))
+
+    @property
+    def timezone(self) -> str:
+        return self._str(DA_TIMEZONE) or "UTC"
+
+    @property
+    def card(self) -> CardRef | None:
+        raw = self._str(DA_CARD)
+        return CardRef.model_validate_json(raw) if raw else None
+
+    @card.setter
+    def card(self, value: CardRef) -> None:
+        self._p.set_data_attribute(DA_CARD, value.model_dump_json())
+
+    @property
+    def owner(self) -> str | None:
+        return self._str(DA_OWNER) or None
+
+    @property
+    def inbox(self) -> list[str]:
+        raw = self._str(DA_INBOX)
+        return list(json.loads(raw)) if raw else []
+
+    def _int(self, key: str) -> int:
+        value = self._p.get_data_attribute(key)
+        return value if isinstance(value, int) else 0
+
+    @property
+    def send_attempts(self) -> int:
+        return self._int(DA_SEND_ATTEMPTS)
+
+    @property
+    def pending(self) -> int:
+        return self._int(DA_PENDING)
+
+    def set(self, key: str, value: Any) -> None:
+        self._p.set_data_attribute(key, value)
+
+    def get_str(self, key: str) -> str:
+        return self._str(key)
+
+    def tell(self, reply: str, error: str = "") -> None:
+        """What the user sees next: the assistant's words and, separately, what went wrong."""
+        self._p.set_data_attribute(DA_LAST_REPLY, reply)
+        self._p.set_data_attribute(DA_LAST_ERROR, error)
+
+
+def message_id(workflow_id: str, revision: int, domain: str) -> str:
+    """Same email, same id: a retry after a crash is recognisable as a duplicate by the receiving server."""
+    digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:24]
+    return f"<{digest}.r{revision}@{domain}>"
+
+
+def build_view(record: Record) -> EmailView:
+    email = record.email
+    status = record.status
+    pending = record.pending
+    if pending and status in (EmailStatus.WAITING, EmailStatus.SCHEDULED, EmailStatus.FAILED):
+        status = EmailStatus.PROCESSING
+    return EmailView(
+        status=status,
+        to=email.to,
+        subject=email.subject,
+        body=email.body,
+        send_at=email.send_at,
+        send_at_local=format_local(email.send_at, record.timezone) if email.send_at else None,
+        timezone=record.timezone,
+        owner=record.owner,
+        draft=record.get_str(DA_DRAFT),
+        last_reply=record.get_str(DA_LAST_REPLY),
+        last_error=record.get_str(DA_LAST_ERROR),
+        pending_requests=pending,
+        send_attempts=record.send_attempts,
+        revision=email.revision,
+        sent_message_id=record.get_str(DA_SENT_MESSAGE_ID),
+        conversation=record.conversation,
+    )
+
+
+def initial_attributes(start: StartInput) -> dict[str, Any]:
+    """Written atomically with the workflow's start (iWF initial data attributes)."""
+    values = {
+        DA_TIMEZONE: start.timezone,
+        DA_OWNER: start.owner or "",
+        DA_STATUS: EmailStatus.INITIALIZED.value,
+    }
+    if start.card:
+        values[DA_CARD] = start.card.model_dump_json()
+    return values
