@@ -16,6 +16,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound
@@ -224,6 +225,7 @@ def build_slack_app(
     engine: EmailEngine, bot_token: str, signing_secret: str | None, api_url: str, timezone_ttl: int
 ) -> AsyncApp:
     client = AsyncWebClient(token=bot_token, base_url=api_url)
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))  # honours Retry-After
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "socket-mode-only",

@@ -243,3 +243,22 @@ async def test_a_replayed_request_is_refused(slack: Slack, api: Api) -> None:
     assert (first, again) == (200, 401), answer
     view = await api.wait_for(thread_email_id(TEAM, f"D{user}", ts), "waiting")
     assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == ["hello"]
+
+
+async def test_app_home_shows_how_to_use_the_bot(slack: Slack) -> None:
+    user = user_id("home")
+    event = {"type": "app_home_opened", "user": user, "channel": f"D{user}", "tab": "home"}
+    status, _ = await slack.post(event_body(event, f"Ev{time.time_ns()}"), "application/json")
+    assert status == 200
+    [published] = slack.fake.of("views.publish", user_id=user)
+    assert published.args["view"]["type"] == "home"
+    assert "/schedule-email" in json.dumps(published.args["view"])
+
+
+async def test_slack_rate_limits_on_the_request_path_are_waited_out(slack: Slack, api: Api) -> None:
+    user = user_id("rl429")
+    slack.fake.rate_limit_next["users.info"] = 1
+    slack.fake.timezones[user] = "Asia/Tokyo"
+    channel, ts = await slack.dm(user, "hello")
+    view = await api.wait_for(thread_email_id(TEAM, channel, ts), "waiting")
+    assert view["timezone"] == "Asia/Tokyo", "the 429 was retried after Retry-After, not given up on"
