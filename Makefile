@@ -5,7 +5,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: install run test lint typecheck unit engine-test bench chaos clean
+.PHONY: install run test lint typecheck unit engine-test bench bench-quick chaos clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
@@ -41,3 +41,10 @@ bench: install
 
 chaos: install
 	$(VENV)/bin/python -m bench.chaos --n 200
+	$(VENV)/bin/python -m bench.floor --n 300
+	$(VENV)/bin/python -m bench.scale
+
+bench-quick: install
+	$(VENV)/bin/python -m bench.latency --n 20
+	$(VENV)/bin/python -m bench.floor --n 50
+	$(VENV)/bin/python -m bench.scale --quick

@@ -175,7 +175,8 @@ async def main(n: int) -> dict[str, Any]:
         await timed(20, iwf_ping)
         iwf_rpc = await timed(n, iwf_ping)
         # --- ours
-        engine = EmailEngine(build_registry(Services(agent=None, mailer=None)), iwf_url, app.env["WORKER_PORT"])  # type: ignore[arg-type]
+        services = Services(agent=None, mailer=None)  # type: ignore[arg-type]  # describe and RPCs only
+        engine = EmailEngine(build_registry(services), iwf_url, f"http://127.0.0.1:{app.env['WORKER_PORT']}")
         async with aiohttp.ClientSession() as session:
             api = Api(session, app.base_url)
             wid = f"floor-email-{uuid.uuid4()}"
