@@ -38,11 +38,11 @@ clean:
 
 bench: install
 	$(VENV)/bin/python -m bench.latency --n 100
+	$(VENV)/bin/python -m bench.floor --n 300
+	$(VENV)/bin/python -m bench.scale
 
 chaos: install
 	$(VENV)/bin/python -m bench.chaos --n 200
-	$(VENV)/bin/python -m bench.floor --n 300
-	$(VENV)/bin/python -m bench.scale
 
 bench-quick: install
 	$(VENV)/bin/python -m bench.latency --n 20
