@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import tempfile
@@ -27,14 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiosmtpd.controller import Controller
 
+from bench.harness import embedded
 from bot.slack.app import thread_email_id
-from devstack.stack import LocalStack
-from settings import Settings
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import TEAM, FakeSlack, event_body, sign
-from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, SmtpSink, app_env, free_port
+from tests.fakes.slack_server import TEAM, event_body, sign
+from tests.harness import SLACK_SIGNING_SECRET, Api
 
 RESULTS = Path(__file__).with_name("chaos-results.json")
 
@@ -118,34 +114,9 @@ class Chaos:
         return time.monotonic() - self.t0
 
     async def run(self) -> Report:
-        iwf_url, temporal_hp = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        binary = os.environ.get("IWF_SERVER_BIN")
-        self.stack = LocalStack(
-            Settings(
-                _env_file=None,
-                state_dir=self.state / "engine",
-                iwf_server_url=iwf_url,
-                temporal_host_port=temporal_hp,
-                iwf_server_bin=Path(binary) if binary else None,
-            )
-        )
-        self.stack.start()
-        self.sink = SmtpSink(port=free_port())
-        controller = Controller(self.sink, hostname="127.0.0.1", port=self.sink.port)
-        controller.start()
-        fake_ai, fake_slack = FakeOpenAI(), FakeSlack()
-        await fake_ai.start()
-        await fake_slack.start()
-        (self.state / "app").mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        env = app_env(
-            port, iwf_url, temporal_hp, self.state / "app", fake_ai.base_url, self.sink.port, fake_slack.api_url
-        )
-        env["SEND_MAX_ATTEMPTS"] = "10"  # SMTP is never down here; keep retries for the engine's sake
-        self.app = AppProcess(env=env, log_path=self.state / "app.log", base_url=f"http://127.0.0.1:{port}")
-        self.app.start()
-        self.fake_slack = fake_slack
-        try:
+        # SMTP is never down here; keep send retries for the engine's sake.
+        async with embedded(self.state, {"SEND_MAX_ATTEMPTS": "10"}) as e:
+            self.stack, self.sink, self.app, self.fake_slack = e.stack, e.sink, e.app, e.fake_slack
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
                 self.session = session
                 self.api = Api(session, self.app.base_url)
@@ -155,12 +126,6 @@ class Chaos:
                 await asyncio.gather(*(self.drive(email) for email in emails))
                 await chaos
                 return await self.settle(emails)
-        finally:
-            self.app.stop()
-            await fake_slack.stop()
-            await fake_ai.stop()
-            controller.stop()
-            self.stack.stop()
 
     def plan(self) -> list[Email]:
         config, rng, emails = self.config, self.rng, []

@@ -14,7 +14,6 @@
 import argparse
 import asyncio
 import json
-import os
 import tempfile
 import time
 import uuid
@@ -24,7 +23,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiosmtpd.controller import Controller
 from iwf.client import Client
 from iwf.client_options import ClientOptions
 from iwf.command_request import CommandRequest, InternalChannelCommand
@@ -44,13 +42,11 @@ from temporalio import workflow
 from temporalio.client import Client as TemporalClient
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from bench.harness import Embedded, embedded
 from bench.latency import summary
 from bot.engine import EmailEngine
 from bot.worker_app import worker_app
-from devstack.stack import LocalStack
-from settings import Settings
-from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Api, AppProcess, SmtpSink, app_env, free_port
+from tests.harness import Api, free_port
 from workflows.model import UserRequest
 from workflows.states import Services
 from workflows.wiring import build_registry
@@ -108,32 +104,12 @@ async def timed(n: int, call: Any) -> list[float]:
 
 
 async def main(n: int) -> dict[str, Any]:
-    state = Path(tempfile.mkdtemp(prefix="email-agent-floor-"))
-    iwf_url, temporal_hp = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    binary = os.environ.get("IWF_SERVER_BIN")
-    stack = LocalStack(
-        Settings(
-            _env_file=None,
-            state_dir=state / "engine",
-            iwf_server_url=iwf_url,
-            temporal_host_port=temporal_hp,
-            iwf_server_bin=Path(binary) if binary else None,
-        )
-    )
-    stack.start()
-    sink = SmtpSink(port=free_port())
-    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
-    controller.start()
-    fake = FakeOpenAI()
-    await fake.start()
-    port = free_port()
-    (state / "app").mkdir()
-    app = AppProcess(
-        env=app_env(port, iwf_url, temporal_hp, state / "app", fake.base_url, sink.port),
-        log_path=state / "app.log",
-        base_url=f"http://127.0.0.1:{port}",
-    )
-    app.start()
+    async with embedded(Path(tempfile.mkdtemp(prefix="email-agent-floor-"))) as e:
+        return await measure(e, n)
+
+
+async def measure(e: Embedded, n: int) -> dict[str, Any]:
+    iwf_url, temporal_hp, app = e.iwf_url, e.temporal_host_port, e.app
     floor_registry = Registry()
     floor_registry.add_workflow(FloorWorkflow())
     floor_worker_port = free_port()
@@ -213,10 +189,6 @@ async def main(n: int) -> dict[str, Any]:
         }
     finally:
         await runner.cleanup()
-        app.stop()
-        await fake.stop()
-        controller.stop()
-        stack.stop()
     return results
 
 

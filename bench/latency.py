@@ -24,13 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiosmtpd.controller import Controller
 
-from devstack.stack import LocalStack
-from settings import Settings
-from tests.fakes.openai_server import FakeOpenAI
+from bench.harness import embedded
 from tests.fakes.slack_server import FakeSlack, event_body, sign
-from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, SmtpSink, app_env, free_port
+from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -116,46 +113,12 @@ async def measure_slack(session: aiohttp.ClientSession, app: AppProcess, fake: F
 
 
 async def main(n: int) -> dict[str, Any]:
-    state = Path(tempfile.mkdtemp(prefix="email-agent-bench-"))
-    iwf_url, temporal_hp = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    binary = os.environ.get("IWF_SERVER_BIN")
-    stack = LocalStack(
-        Settings(
-            _env_file=None,
-            state_dir=state / "engine",
-            iwf_server_url=iwf_url,
-            temporal_host_port=temporal_hp,
-            iwf_server_bin=Path(binary) if binary else None,
-        )
-    )
-    stack.start()
-    sink = SmtpSink(port=free_port())
-    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
-    controller.start()
-    fake = FakeOpenAI()
-    await fake.start()
-    slack = FakeSlack()
-    await slack.start()
-    port = free_port()
-    app = AppProcess(
-        env=app_env(port, iwf_url, temporal_hp, state / "app", fake.base_url, sink.port, slack.api_url),
-        log_path=state / "app.log",
-        base_url=f"http://127.0.0.1:{port}",
-    )
-    (state / "app").mkdir()
-    app.start()
-    try:
+    async with embedded(Path(tempfile.mkdtemp(prefix="email-agent-bench-"))) as e:
         async with aiohttp.ClientSession() as session:
-            api = Api(session, app.base_url)
-            await measure(api, 5)  # warm-up: connections, JIT-less but cache-full
+            api = Api(session, e.app.base_url)
+            await measure(api, 5)  # warm-up: connections, caches
             results = await measure(api, n)
-            results |= await measure_slack(session, app, slack, max(n, 200))
-    finally:
-        app.stop()
-        await slack.stop()
-        await fake.stop()
-        controller.stop()
-        stack.stop()
+            results |= await measure_slack(session, e.app, e.fake_slack, max(n, 200))
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "

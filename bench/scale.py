@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import collections
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,13 +26,10 @@ from typing import Any
 
 import aiohttp
 import psutil
-from aiosmtpd.controller import Controller
 
+from bench.harness import Embedded, embedded
 from bench.latency import summary
-from devstack.stack import LocalStack
-from settings import Settings
-from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Api, AppProcess, SmtpSink, app_env, free_port
+from tests.harness import Api
 
 RESULTS = Path(__file__).with_name("scale-results.json")
 CLIENTS = 16
@@ -134,110 +130,83 @@ def hottest(raw: Path, top: int = 12) -> list[dict[str, Any]]:
 
 async def main(sizes: list[int], burst: int) -> dict[str, Any]:
     state = Path(tempfile.mkdtemp(prefix="email-agent-scale-"))
-    iwf_url, temporal_hp = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    binary = os.environ.get("IWF_SERVER_BIN")
-    stack = LocalStack(
-        Settings(
-            _env_file=None,
-            state_dir=state / "engine",
-            iwf_server_url=iwf_url,
-            temporal_host_port=temporal_hp,
-            iwf_server_bin=Path(binary) if binary else None,
-        )
-    )
-    stack.start()
-    sink = SmtpSink(port=free_port())
-    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
-    controller.start()
-    fake = FakeOpenAI()
-    await fake.start()
-    port = free_port()
-    (state / "app").mkdir()
-    app = AppProcess(
-        env=app_env(port, iwf_url, temporal_hp, state / "app", fake.base_url, sink.port),
-        log_path=state / "app.log",
-        base_url=f"http://127.0.0.1:{port}",
-    )
-    app.start()
+    try:
+        async with embedded(state) as e:
+            return await measure(e, sizes, burst)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+async def measure(e: Embedded, sizes: list[int], burst: int) -> dict[str, Any]:
+    state, stack, sink, app = e.state, e.stack, e.sink, e.app
     assert app.popen is not None
     temporal_pid = stack.started["temporal"].pid or 0
     db = state / "engine" / "temporal.db"
     out: dict[str, Any] = {"scale": [], "clients": CLIENTS}
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-            api = Api(session, app.base_url)
-            await schedule(
-                api, "warm", 20, lambda i: f"to: w{i}@example.com; subject: W; body: Hi; send in 86400 seconds"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        api = Api(session, app.base_url)
+        await schedule(api, "warm", 20, lambda i: f"to: w{i}@example.com; subject: W; body: Hi; send in 86400 seconds")
+        profiled = False
+        for n in sizes:
+            before = rss_mb(app.popen.pid)
+            spy = None
+            if not profiled:
+                spy = py_spy(app.popen.pid, 30, state / "profile.txt")
+                profiled = True
+            accepted, scheduled = await schedule(
+                api, f"scale{n}", n, lambda i: f"to: s{i}@example.com; subject: S; body: Hi; send in 86400 seconds"
             )
-            profiled = False
-            for n in sizes:
-                before = rss_mb(app.popen.pid)
-                spy = None
-                if not profiled:
-                    spy = py_spy(app.popen.pid, 30, state / "profile.txt")
-                    profiled = True
-                accepted, scheduled = await schedule(
-                    api, f"scale{n}", n, lambda i: f"to: s{i}@example.com; subject: S; body: Hi; send in 86400 seconds"
-                )
-                if spy:
-                    spy.wait(120)
-                out["scale"].append(
-                    {
-                        "emails": n,
-                        "accepted_s": round(accepted, 1),
-                        "all_scheduled_s": round(scheduled, 1),
-                        "emails_per_s": round(n / scheduled, 1),
-                        "app_rss_mb_before": before,
-                        "app_rss_mb_after": rss_mb(app.popen.pid),
-                        "temporal_rss_mb": rss_mb(temporal_pid),
-                        "temporal_db_mb": round(
-                            sum(p.stat().st_size for p in db.parent.glob("temporal.db*")) / 2**20, 1
-                        ),
-                    }
-                )
-                print(json.dumps(out["scale"][-1]), flush=True)
-            if (state / "profile.txt").exists():
-                out["app_profile_self_time"] = hottest(state / "profile.txt")
-            if burst:
-                # All due within one minute, starting a little after they can all be scheduled.
-                lead = max(60, burst // 10)
-                due_from = time.time() + lead
-
-                def text(i: int) -> str:
-                    wait = round(due_from + 60 * i / burst - time.time())
-                    return f"to: b{i}@example.com; subject: B{i}; body: Hi; send in {wait} seconds"
-
-                accepted, scheduled = await schedule(api, "burst", burst, text)
-                dues: dict[str, float] = {}
-
-                async def due_of(i: int) -> None:
-                    _, view = await with_retries(api, "GET", f"/api/emails/burst-{i}")
-                    dues[f"b{i}@example.com"] = datetime.fromisoformat(view["send_at"]).timestamp()
-
-                await pool(list(range(burst)), due_of)
-                deadline = time.time() + lead + 60 + 300
-                while (
-                    len({r.rcpt_tos[0] for r in sink.received if r.rcpt_tos[0].startswith("b")}) < burst
-                    and time.time() < deadline
-                ):
-                    await asyncio.sleep(1)
-                arrivals = {r.rcpt_tos[0]: r.at for r in sink.received if r.rcpt_tos[0] in dues}
-                late = [(arrivals[a] - dues[a]) * 1000 for a in arrivals]
-                window = max(arrivals.values()) - min(arrivals.values()) if arrivals else 0
-                out["burst"] = {
-                    "emails": burst,
-                    "scheduled_in_s": round(scheduled, 1),
-                    "delivered": len(arrivals),
-                    "lateness": summary(late) if late else {},
-                    "sent_per_s": round(len(arrivals) / window, 1) if window else None,
+            if spy:
+                spy.wait(120)
+            out["scale"].append(
+                {
+                    "emails": n,
+                    "accepted_s": round(accepted, 1),
+                    "all_scheduled_s": round(scheduled, 1),
+                    "emails_per_s": round(n / scheduled, 1),
+                    "app_rss_mb_before": before,
+                    "app_rss_mb_after": rss_mb(app.popen.pid),
+                    "temporal_rss_mb": rss_mb(temporal_pid),
+                    "temporal_db_mb": round(sum(p.stat().st_size for p in db.parent.glob("temporal.db*")) / 2**20, 1),
                 }
-                print(json.dumps(out["burst"]), flush=True)
-    finally:
-        app.stop()
-        await fake.stop()
-        controller.stop()
-        stack.stop()
-        shutil.rmtree(state, ignore_errors=True)
+            )
+            print(json.dumps(out["scale"][-1]), flush=True)
+        if (state / "profile.txt").exists():
+            out["app_profile_self_time"] = hottest(state / "profile.txt")
+        if burst:
+            # All due within one minute, starting a little after they can all be scheduled.
+            lead = max(60, burst // 10)
+            due_from = time.time() + lead
+
+            def text(i: int) -> str:
+                wait = round(due_from + 60 * i / burst - time.time())
+                return f"to: b{i}@example.com; subject: B{i}; body: Hi; send in {wait} seconds"
+
+            accepted, scheduled = await schedule(api, "burst", burst, text)
+            dues: dict[str, float] = {}
+
+            async def due_of(i: int) -> None:
+                _, view = await with_retries(api, "GET", f"/api/emails/burst-{i}")
+                dues[f"b{i}@example.com"] = datetime.fromisoformat(view["send_at"]).timestamp()
+
+            await pool(list(range(burst)), due_of)
+            deadline = time.time() + lead + 60 + 300
+            while (
+                len({r.rcpt_tos[0] for r in sink.received if r.rcpt_tos[0].startswith("b")}) < burst
+                and time.time() < deadline
+            ):
+                await asyncio.sleep(1)
+            arrivals = {r.rcpt_tos[0]: r.at for r in sink.received if r.rcpt_tos[0] in dues}
+            late = [(arrivals[a] - dues[a]) * 1000 for a in arrivals]
+            window = max(arrivals.values()) - min(arrivals.values()) if arrivals else 0
+            out["burst"] = {
+                "emails": burst,
+                "scheduled_in_s": round(scheduled, 1),
+                "delivered": len(arrivals),
+                "lateness": summary(late) if late else {},
+                "sent_per_s": round(len(arrivals) / window, 1) if window else None,
+            }
+            print(json.dumps(out["burst"]), flush=True)
     return {"date": datetime.now(UTC).isoformat(timespec="seconds"), **out}
 
 

@@ -31,6 +31,9 @@ CH_USER_INPUT = "user_input"
 CH_CANCEL = "cancel"
 
 MAX_STORED_TURNS = 200
+# Temporal refuses payloads over 2 MB (and warns from 512 KB); the conversation is the one attribute that
+# grows without the user noticing, so it is held well under that, oldest turns first.
+MAX_STORED_CONVERSATION_CHARS = 200_000
 MAX_REMEMBERED_IDS = 500
 
 
@@ -76,6 +79,8 @@ class Record:
 
     def add_turn(self, turn: Turn) -> None:
         turns = [*self.conversation, turn][-MAX_STORED_TURNS:]
+        while len(turns) > 1 and sum(len(t.text) for t in turns) > MAX_STORED_CONVERSATION_CHARS:
+            turns.pop(0)
         self._p.set_data_attribute(DA_CONVERSATION, json.dumps([t.model_dump(mode="json") for t in turns]))
 
     @property

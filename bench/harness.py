@@ -1,0 +1,65 @@
+"""One embedded stack for a benchmark or a chaos run: its own Temporal dev server and iWF server on free
+ports, aiosmtpd, the fake model, the fake Slack, and the app as its own process, all on loopback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+from devstack.stack import LocalStack
+from settings import Settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import FakeSlack
+from tests.harness import AppProcess, SmtpSink, app_env, free_port
+
+
+@dataclass
+class Embedded:
+    state: Path
+    stack: LocalStack
+    iwf_url: str
+    temporal_host_port: str
+    sink: SmtpSink
+    fake_ai: FakeOpenAI
+    fake_slack: FakeSlack
+    app: AppProcess
+
+
+@asynccontextmanager
+async def embedded(state: Path, extra_env: dict[str, str] | None = None) -> AsyncIterator[Embedded]:
+    iwf_url, temporal_hp = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    binary = os.environ.get("IWF_SERVER_BIN")
+    stack = LocalStack(
+        Settings(
+            _env_file=None,
+            state_dir=state / "engine",
+            iwf_server_url=iwf_url,
+            temporal_host_port=temporal_hp,
+            iwf_server_bin=Path(binary) if binary else None,
+        )
+    )
+    stack.start()
+    sink = SmtpSink(port=free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    fake_ai, fake_slack = FakeOpenAI(), FakeSlack()
+    await fake_ai.start()
+    await fake_slack.start()
+    (state / "app").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = app_env(port, iwf_url, temporal_hp, state / "app", fake_ai.base_url, sink.port, fake_slack.api_url)
+    app = AppProcess(env=env | (extra_env or {}), log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
+    try:
+        app.start()
+        yield Embedded(state, stack, iwf_url, temporal_hp, sink, fake_ai, fake_slack, app)
+    finally:
+        app.stop()
+        await fake_slack.stop()
+        await fake_ai.stop()
+        controller.stop()
+        stack.stop()
