@@ -141,6 +141,7 @@ async def measure(e: Embedded, sizes: list[int], burst: int) -> dict[str, Any]:
     state, stack, sink, app = e.state, e.stack, e.sink, e.app
     assert app.popen is not None
     temporal_pid = stack.started["temporal"].pid or 0
+    iwf_pid = stack.started["iwf"].pid or 0
     db = state / "engine" / "temporal.db"
     out: dict[str, Any] = {"scale": [], "clients": CLIENTS}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -167,6 +168,7 @@ async def measure(e: Embedded, sizes: list[int], burst: int) -> dict[str, Any]:
                     "app_rss_mb_before": before,
                     "app_rss_mb_after": rss_mb(app.popen.pid),
                     "temporal_rss_mb": rss_mb(temporal_pid),
+                    "iwf_rss_mb": rss_mb(iwf_pid),
                     "temporal_db_mb": round(sum(p.stat().st_size for p in db.parent.glob("temporal.db*")) / 2**20, 1),
                 }
             )
