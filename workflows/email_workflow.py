@@ -58,6 +58,7 @@ from workflows.states import (
     SendCrashedState,
     SendingState,
     Services,
+    TakeUpRequestState,
 )
 
 
@@ -75,6 +76,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
             ScheduleState(s),
             SendingState(s),
             SendCrashedState(),
+            TakeUpRequestState(),
             NotifyState(s),
             NotifyGaveUpState(),
         )

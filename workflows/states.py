@@ -313,10 +313,13 @@ class SendingState(WorkflowState[None]):
     def wait_until(
         self, ctx: WorkflowContext, input: None, persistence: Persistence, communication: Communication
     ) -> CommandRequest:
-        # From here on a cancel is refused (status "sending"); one that raced in just before still wins.
+        # From here on requests and cancels are refused (status "sending"); one accepted just before, while
+        # the status still said "scheduled", is already in its channel and wins over sending.
         Record(persistence).status = EmailStatus.SENDING
         return CommandRequest.for_any_command_completed(
-            TimerCommand.by_seconds(0), InternalChannelCommand.by_name(CH_CANCEL)
+            TimerCommand.by_seconds(0),
+            InternalChannelCommand.by_name(CH_CANCEL),
+            InternalChannelCommand.by_name(CH_USER_INPUT),
         )
 
     def execute(
@@ -331,6 +334,10 @@ class SendingState(WorkflowState[None]):
         record = Record(persistence)
         if _received(command_results, CH_CANCEL) is not None:
             return _cancel(record)
+        request = _received(command_results, CH_USER_INPUT)
+        if request is not None:
+            # A last-moment change: it is answered before anything is sent.
+            return StateDecision.single_next_state(TakeUpRequestState, request)
         email = record.email
         msg_id = message_id(ctx.workflow_id, email.revision, services.mail_domain)
         if record.get_str(DA_SENT_MESSAGE_ID) == msg_id:
@@ -369,6 +376,25 @@ class SendingState(WorkflowState[None]):
         # Back through Schedule, so the user can still revise or cancel while we wait.
         record.status = EmailStatus.SCHEDULED
         return _go(record, ScheduleState)
+
+
+class TakeUpRequestState(WorkflowState[str]):
+    """Records a request that a state without the inbox lock received (Sending), under the lock."""
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return _TAKES_UP_REQUESTS
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: str,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        record = Record(persistence)
+        _accept_request(record, input)
+        return _go(record, ComposeState)
 
 
 class SendCrashedState(WorkflowState[None]):
