@@ -13,7 +13,7 @@ from iwf.workflow_context import WorkflowContext
 from workflows.mailer import OutgoingEmail
 from workflows.model import EmailDraft, EmailStatus, UserRequest
 from workflows.record import CH_CANCEL, CH_USER_INPUT, Record
-from workflows.states import SendingState, Services, TakeUpRequestState
+from workflows.states import CancelByRequestState, SendingState, Services, TakeUpRequestState
 
 
 class Attributes(dict[str, Any]):
@@ -86,3 +86,16 @@ def test_a_retried_send_step_does_not_send_twice() -> None:
     state.execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     assert len(mailer.sent) == 1
     assert Record(attributes).status == EmailStatus.SENT
+
+
+def test_a_cancel_in_words_with_newer_words_waiting_holds_instead_of_dropping_them() -> None:
+    attributes, mailer, _ = scheduled_email()
+    attributes["status"] = EmailStatus.PROCESSING.value
+    decision = CancelByRequestState().execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert record.status == EmailStatus.WAITING and record.email.send_at is None
+    assert decision.next_states[0].state_id == "AgentState", "the waiting request is answered next"
+    attributes["pending"] = 0
+    decision = CancelByRequestState().execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert Record(attributes).status == EmailStatus.CANCELED
+    assert mailer.sent == []

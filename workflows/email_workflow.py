@@ -49,6 +49,7 @@ from workflows.record import (
 from workflows.states import (
     LOCKED_INBOX,
     AgentState,
+    CancelByRequestState,
     ComposeCrashedState,
     ComposeState,
     InitState,
@@ -77,6 +78,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
             SendingState(s),
             SendCrashedState(),
             TakeUpRequestState(),
+            CancelByRequestState(),
             NotifyState(s),
             NotifyGaveUpState(),
         )

@@ -222,7 +222,8 @@ class ComposeState(WorkflowState[None]):
         )
         if outcome.next == "cancel":
             record.add_turn(Turn(role="assistant", text=outcome.reply or "Canceled."))
-            return _cancel(record)
+            # Decided under the inbox lock: the user may have written more while the model thought.
+            return StateDecision.single_next_state(CancelByRequestState)
         if outcome.email.revision != email.revision:
             record.set(DA_SEND_ATTEMPTS, 0)
         record.email = outcome.email
@@ -376,6 +377,33 @@ class SendingState(WorkflowState[None]):
         # Back through Schedule, so the user can still revise or cancel while we wait.
         record.status = EmailStatus.SCHEDULED
         return _go(record, ScheduleState)
+
+
+class CancelByRequestState(WorkflowState[None]):
+    """Ends the email the user asked (in words) to cancel, unless they wrote more meanwhile.
+
+    Under the inbox lock, so no request can be accepted between the check and the end. With requests
+    waiting, the email is put on hold (never sent) and the newer words are answered instead of dropped.
+    """
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return _TAKES_UP_REQUESTS
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        record = Record(persistence)
+        if not record.pending:
+            return _cancel(record)
+        record.email = record.email.model_copy(update={"send_at": None})
+        record.status = EmailStatus.WAITING
+        record.tell("It will not be sent. You wrote more in the meantime; reading that now.")
+        return _go(record, AgentState)
 
 
 class TakeUpRequestState(WorkflowState[str]):
