@@ -32,6 +32,7 @@ from workflows.model import (
     ActionResult,
     CancelInput,
     DraftInput,
+    EmailStatus,
     EmailView,
     RequestResult,
     StartInput,
@@ -114,7 +115,13 @@ class EmailEngine:
         return True
 
     async def request(self, email_id: str, request: UserRequest) -> RequestResult:
-        raw = await self._rpc(email_id, Wf.send_request, request.model_dump_json())
+        """Idempotent by message_id even after the end: a retry whose first try was taken says so."""
+        try:
+            raw = await self._rpc(email_id, Wf.send_request, request.model_dump_json())
+        except EmailClosed:
+            if request.message_id and request.message_id in (await self._closed_record(email_id)).inbox:
+                return RequestResult(accepted=True, duplicate=True, detail="already received")
+            raise
         return RequestResult.model_validate_json(raw)
 
     async def save_draft(self, email_id: str, draft: DraftInput) -> ActionResult:
@@ -122,17 +129,31 @@ class EmailEngine:
         return ActionResult.model_validate_json(raw)
 
     async def cancel(self, email_id: str, cancel: CancelInput) -> ActionResult:
-        raw = await self._rpc(email_id, Wf.cancel, cancel.model_dump_json())
+        """Idempotent: a cancel retried after the email ended canceled answers ok (already), not an error."""
+        try:
+            raw = await self._rpc(email_id, Wf.cancel, cancel.model_dump_json())
+        except EmailClosed:
+            view = await self.describe(email_id)
+            if view.owner and cancel.actor != view.owner:
+                return ActionResult(
+                    ok=False, refusal="forbidden", detail="only the person who started this email can cancel it"
+                )
+            if view.status != EmailStatus.CANCELED:
+                raise
+            return ActionResult(ok=True, already=True, detail="already canceled")
         return ActionResult.model_validate_json(raw)
 
     async def describe(self, email_id: str) -> EmailView:
         try:
             raw = await self._rpc(email_id, Wf.describe, None)
         except EmailClosed:
-            # An ended workflow runs no RPCs, but its attributes can still be read.
-            values = await self._run(lambda: self._client.get_all_workflow_data_attributes(Wf, email_id))
-            return build_view(Record(_Attributes(values)))
+            return build_view(await self._closed_record(email_id))
         return EmailView.model_validate_json(raw)
+
+    async def _closed_record(self, email_id: str) -> Record:
+        """An ended workflow runs no RPCs, but its attributes can still be read."""
+        values = await self._run(lambda: self._client.get_all_workflow_data_attributes(Wf, email_id))
+        return Record(_Attributes(values))
 
     async def _rpc(self, email_id: str, method: Callable[..., str], payload: str | None) -> str:
         try:

@@ -139,6 +139,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
         request = CancelInput.model_validate_json(input)
         record = Record(persistence)
         refusal, why = _refusal(record, request.actor)
+        if refusal == "finished" and record.status == EmailStatus.CANCELED:
+            # A retried cancel (its first answer lost) gets the same answer, not an error.
+            return ActionResult(ok=True, already=True, detail="already canceled").model_dump_json()
         if refusal:
             return ActionResult(ok=False, detail=why, refusal=refusal).model_dump_json()
         communication.publish_to_internal_channel(CH_CANCEL, request.model_dump_json())

@@ -101,6 +101,7 @@ class ActionResult(BaseModel):
     ok: bool
     detail: str
     refusal: Refusal = ""
+    already: bool = Field(False, description="It was already so (e.g. a retried cancel): nothing changed.")
 
 
 class EmailView(BaseModel):

@@ -168,7 +168,9 @@ class SlackBot:
         except (EmailClosed, EmailNotFound):
             await self._ephemeral(body, await self._finished_text(email_id))
             return
-        if not result.ok:
+        if result.already:
+            await self._ephemeral(body, "This email is already canceled; nothing changed.")
+        elif not result.ok:
             await self._ephemeral(body, f"Not canceled: {result.detail}.")
 
     async def on_apply_edit(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:

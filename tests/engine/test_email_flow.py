@@ -73,7 +73,7 @@ async def test_cancel_button_path_uses_no_model(api: Api, smtp_sink: SmtpSink) -
     await asyncio.sleep(5)
     assert smtp_sink.to("dave@example.com") == []
     status, body = await api.call("POST", f"/api/emails/{wid}/cancel")
-    assert status == 409, "a second cancel of a finished email must say so"
+    assert (status, body["ok"], body["already"]) == (200, True, True), "a retried cancel gets the same answer"
 
 
 async def test_revise_while_scheduled_sends_only_the_revision_once(api: Api, smtp_sink: SmtpSink) -> None:
@@ -181,3 +181,18 @@ async def test_describe_still_works_after_the_email_is_sent(api: Api, smtp_sink:
     assert view["status"] == "sent" and view["subject"] == "Done"
     status, _ = await api.call("POST", f"/api/emails/{wid}")
     assert status == 200, "a start of an existing id is idempotent, even after it finished"
+
+
+async def test_a_retried_request_after_the_end_is_recognised(api: Api, smtp_sink: SmtpSink) -> None:
+    """The first answer was lost (a crash, a timeout); the retry must not be told it was refused."""
+    wid = unique("retry-after-end")
+    await api.start(wid)
+    first = await api.say(wid, "to: kay@example.com; subject: Once; body: Hi; send in 1 seconds", message_id="k1")
+    assert first["accepted"] and not first["duplicate"]
+    await api.wait_for(wid, "sent")
+    status, body = await api.call(
+        "POST", f"/api/emails/{wid}/messages", {"text": "to: kay@example.com; ...", "message_id": "k1"}
+    )
+    assert (status, body["accepted"], body["duplicate"]) == (202, True, True), body
+    status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "a new one", "message_id": "k2"})
+    assert status == 409 and body["error"]["code"] == "closed"
