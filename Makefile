@@ -5,7 +5,19 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell command -v $(PYTHON))
 
-.PHONY: install run test lint typecheck unit engine-test bench bench-quick chaos clean
+# The iWF server is installed with `go install github.com/indeedeng/iwf/cmd/server`. Where the machine's
+# Go proxy does not serve that module, a file proxy that does (this workplace's ../shared/goproxy) is put
+# first in GOPROXY when present; a GOPROXY set by the caller that already has a file:// proxy is kept.
+LOCAL_GOPROXY ?= $(abspath ../shared/goproxy)
+ifneq ($(wildcard $(LOCAL_GOPROXY)/github.com/indeedeng/iwf/@v/list),)
+ifeq ($(findstring file://,$(GOPROXY)),)
+DEFAULT_GOPROXY := https://proxy.golang.org,direct
+export GOPROXY := file://$(LOCAL_GOPROXY),$(or $(shell go env GOPROXY 2>/dev/null),$(DEFAULT_GOPROXY))
+export GONOSUMDB := github.com/indeedeng/iwf
+endif
+endif
+
+.PHONY: install run stop test lint typecheck unit engine-test bench bench-quick chaos clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
@@ -16,6 +28,9 @@ install: $(VENV)/.synced
 
 run: install
 	$(VENV)/bin/python -m bot
+
+stop: install  # stops exactly the app, iWF and Temporal processes named by pid files in STATE_DIR/pids
+	$(VENV)/bin/python -m devstack stop
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from bot.slack.app import build_slack_app
 from bot.slack.notifier import SlackCardNotifier
 from bot.slack.replay import ReplayGuard
 from bot.worker_app import worker_app
-from devstack.processes import StackError
+from devstack.processes import PidFile, StackError
 from devstack.stack import LocalStack
 from settings import Settings
 from workflows.mailer import Mailer
@@ -63,6 +64,12 @@ class RunningApp:
         log.info("mail goes to %s", services.mailer.description)
         if not settings.smtp_configured:
             log.warning("no SMTP or Gmail credentials: emails are written to %s", settings.effective_outbox_dir)
+        if not settings.openai_api_key and not settings.openai_base_url:
+            log.warning(
+                "no model configured (OPENAI_API_KEY is not set): the assistant cannot answer requests. To try it "
+                "without one: `.venv/bin/python -m tests.fakes.openai_server 8999` in another shell, then "
+                "`OPENAI_BASE_URL=http://127.0.0.1:8999/v1 make run`"
+            )
         self.engine = EmailEngine(registry, settings.iwf_server_url, settings.effective_worker_url)
         worker = worker_app(registry)
         public = public_app(self.engine, api_token(settings), settings.max_body_bytes)
@@ -137,15 +144,18 @@ async def serve(settings: Settings) -> None:
     stack = LocalStack(settings)
     if settings.embedded_engine:
         await asyncio.to_thread(stack.start)
+    pid_file = PidFile.of(settings.state_dir, "app")  # so `make stop` finds this process too
     app = RunningApp(settings)
-    await app.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
+        await app.start()
+        pid_file.write(os.getpid())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        pid_file.remove()
         await app.stop()
         await asyncio.to_thread(stack.stop)
 

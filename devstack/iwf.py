@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from devstack.processes import ManagedProcess, StackError
+from devstack.processes import ManagedProcess, PidFile, StackError
 
 IWF_MODULE = "github.com/indeedeng/iwf/cmd/server"
 IWF_VERSION = "v1.19.3"
@@ -41,11 +41,20 @@ def install(local_bin: Path) -> Path:
     if result.returncode != 0:
         raise StackError(
             f"could not install the iWF server: `GOBIN={local_bin} go {' '.join(command[1:])}` "
-            f"failed with:\n{result.stderr.strip()}\n"
-            "Set IWF_SERVER_BIN to a prebuilt iwf-server, or IWF_SERVER_URL to a running one."
+            f"(GOPROXY={os.environ.get('GOPROXY') or _go_env(go, 'GOPROXY')}) failed with:\n"
+            f"{result.stderr.strip()}\n"
+            "Remedies: a GOPROXY that serves github.com/indeedeng/iwf (a file:// proxy works, e.g. "
+            "GOPROXY=file:///path/to/goproxy,https://proxy.golang.org GONOSUMDB=github.com/indeedeng/iwf), "
+            "IWF_SERVER_BIN=/path/to/a/prebuilt/iwf-server, or IWF_SERVER_URL pointing at a running iWF server "
+            "with EMBEDDED_ENGINE=false."
         )
     (local_bin / "server").rename(target)
     return target
+
+
+def _go_env(go: str, name: str) -> str:
+    result = subprocess.run([go, "env", name], capture_output=True, text=True, timeout=30, check=False)
+    return result.stdout.strip() or "?"
 
 
 def write_config(path: Path, *, api_port: int, temporal_host_port: str, namespace: str) -> Path:
@@ -90,4 +99,5 @@ def server(binary: Path, state_dir: Path, server_url: str, temporal_host_port: s
         argv=[str(binary), "--config", str(config), "start"],
         log_path=state_dir / "logs" / "iwf.log",
         is_healthy=lambda: is_healthy(server_url),
+        pid_file=PidFile.of(state_dir, "iwf"),
     )

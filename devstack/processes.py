@@ -1,8 +1,15 @@
-"""Child processes of the embedded stack: started detached, logged to files, stopped politely."""
+"""Child processes of the embedded stack: started detached, logged to files, owned through pid files.
+
+Each server we start gets its own session (so a stop reaches every child it spawned) and a pid file in
+`STATE_DIR/pids/`. The pid file is what makes ownership survive a crash of the process that started
+it: the next start adopts a server whose pid file still names it, a normal stop then stops it, and
+`python -m devstack stop` (`make stop`) stops exactly the processes the files name, nothing else.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -11,31 +18,92 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 
 class StackError(RuntimeError):
     """A part of the local engine could not be installed, started or reached."""
 
 
+@dataclass(frozen=True)
+class PidFile:
+    """`<state>/pids/<name>.pid`: the pid and its start time, so a recycled pid is never taken for ours."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, state_dir: Path, name: str) -> PidFile:
+        return cls(state_dir / "pids" / f"{name}.pid")
+
+    def write(self, pid: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"pid": pid, "create_time": psutil.Process(pid).create_time()}
+        temp = self.path.with_suffix(".tmp")
+        temp.write_text(json.dumps(record))
+        temp.replace(self.path)
+
+    def process(self) -> psutil.Process | None:
+        """The live process this file names, or None (no file, process gone, or pid reused by another)."""
+        try:
+            record = json.loads(self.path.read_text())
+            process = psutil.Process(int(record["pid"]))
+            if abs(process.create_time() - float(record["create_time"])) > 0.5:
+                return None
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return process
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            return None
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def stop_process(process: psutil.Process, sig: signal.Signals, timeout: float) -> None:
+    """Signal the process (its whole group if it leads one, as our servers do), wait, then SIGKILL the rest."""
+    group = [process]
+    with contextlib.suppress(psutil.Error):
+        group += process.children(recursive=True)
+    _signal(process.pid, sig)
+    _, alive = psutil.wait_procs(group, timeout=timeout)
+    if alive:
+        _signal(process.pid, signal.SIGKILL)
+        for survivor in alive:
+            with contextlib.suppress(psutil.Error):
+                survivor.kill()
+        psutil.wait_procs(alive, timeout=5)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
 @dataclass
 class ManagedProcess:
-    """One long-running server process we own.
+    """One long-running server process we own: started by us, or adopted from a pid file we wrote.
 
-    It gets its own process group so that a stop (or a test's SIGKILL) reaches
-    every child it spawned, and its output goes to a log file, never to our
-    terminal, so a crash leaves evidence behind.
+    Its output goes to a log file, never to our terminal, so a crash leaves evidence behind.
     """
 
     name: str
     argv: Sequence[str]
     log_path: Path
     is_healthy: Callable[[], bool]
+    pid_file: PidFile
     cwd: Path | None = None
     env: dict[str, str] | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    adopted: psutil.Process | None = field(default=None, init=False)
 
     @property
     def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
+        if self.popen is not None:
+            return self.popen.pid
+        return self.adopted.pid if self.adopted is not None else None
 
     def start(self, timeout: float = 60.0) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,15 +120,33 @@ class ManagedProcess:
             )
         finally:
             log.close()
+        self.adopted = None
+        self.pid_file.write(self.popen.pid)
         self.wait_healthy(timeout)
+
+    def adopt(self) -> bool:
+        """Take over a server an earlier run started and did not stop (it crashed). True if there was one."""
+        process = self.pid_file.process()
+        if process is None:
+            self.pid_file.remove()
+            return False
+        self.popen, self.adopted = None, process
+        return True
+
+    def _exited(self) -> int | None:
+        if self.popen is not None:
+            return self.popen.poll()
+        if self.adopted is not None and not self.adopted.is_running():
+            return -1
+        return None
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.popen is not None and self.popen.poll() is not None:
-                raise StackError(
-                    f"{self.name} exited with code {self.popen.returncode}; last log lines:\n{self.tail()}"
-                )
+            code = self._exited()
+            if code is not None:
+                self.pid_file.remove()
+                raise StackError(f"{self.name} exited with code {code}; last log lines:\n{self.tail()}")
             if self.is_healthy():
                 return
             time.sleep(0.2)
@@ -74,19 +160,40 @@ class ManagedProcess:
         self._signal_and_wait(signal.SIGKILL, 10.0)
 
     def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, sig)
+        process = self._process()
+        if process is not None:
+            stop_process(process, sig, timeout)
+        if self.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(5)  # reap it: no zombie left behind
+        self.pid_file.remove()
+
+    def _process(self) -> psutil.Process | None:
+        pid = self.pid
+        if pid is None or self._exited() is not None:
+            return None
         try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
+            return self.adopted or psutil.Process(pid)
+        except psutil.Error:
+            return None
 
     def tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def stop_owned(state_dir: Path, timeout: float = 15.0) -> list[str]:
+    """Stop every process a pid file in `state_dir` names (the app first, then iWF, then Temporal)."""
+    stopped = []
+    order = {"app": 0, "iwf": 1, "temporal": 2}
+    files = sorted((state_dir / "pids").glob("*.pid"), key=lambda p: (order.get(p.stem, 9), p.stem))
+    for path in files:
+        pid_file = PidFile(path)
+        process = pid_file.process()
+        if process is not None:
+            stop_process(process, signal.SIGTERM, timeout)
+            stopped.append(f"{path.stem} (pid {process.pid})")
+        pid_file.remove()
+    return stopped

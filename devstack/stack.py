@@ -8,7 +8,9 @@ Temporal cluster and EMBEDDED_ENGINE=false.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from devstack import iwf, temporal
 from devstack.processes import ManagedProcess
@@ -31,26 +33,48 @@ class LocalStack:
             raise
 
     def _start(self) -> None:
-        state_dir = self.settings.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
-        if temporal.is_serving(self.settings.temporal_host_port):
-            log.info("temporal: already serving on %s", self.settings.temporal_host_port)
-        else:
-            self._launch(temporal.dev_server(state_dir, self.settings.temporal_host_port), timeout=90)
-        if iwf.is_healthy(self.settings.iwf_server_url):
-            log.info("iwf: already serving on %s", self.settings.iwf_server_url)
-        else:
-            binary = self.settings.iwf_server_bin or iwf.install(REPO_ROOT / ".local" / "bin")
-            process = iwf.server(
-                binary,
-                state_dir,
-                self.settings.iwf_server_url,
-                self.settings.temporal_host_port,
-                self.settings.temporal_namespace,
-            )
-            self._launch(process, timeout=60)
+        settings = self.settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure(
+            temporal.dev_server(settings.state_dir, settings.temporal_host_port),
+            settings.temporal_host_port,
+            lambda: temporal.is_serving(settings.temporal_host_port),
+            timeout=90,
+        )
+        self._ensure(
+            iwf.server(
+                self._iwf_binary(install=False),
+                settings.state_dir,
+                settings.iwf_server_url,
+                settings.temporal_host_port,
+                settings.temporal_namespace,
+            ),
+            settings.iwf_server_url,
+            lambda: iwf.is_healthy(settings.iwf_server_url),
+            timeout=60,
+        )
 
-    def _launch(self, process: ManagedProcess, timeout: float) -> None:
+    def _iwf_binary(self, *, install: bool) -> Path:
+        if self.settings.iwf_server_bin:
+            return self.settings.iwf_server_bin
+        local_bin = REPO_ROOT / ".local" / "bin"
+        return iwf.install(local_bin) if install else local_bin / "iwf-server"
+
+    def _ensure(self, process: ManagedProcess, where: str, serving: Callable[[], bool], timeout: float) -> None:
+        """Adopt our own server left by a crashed run, leave a stranger's alone, start what is missing."""
+        ours = process.adopt()
+        if serving():
+            if ours:
+                log.info("%s: adopted pid %s, left running by an earlier run", process.name, process.pid)
+                self.started[process.name] = process
+            else:
+                log.info("%s: already serving on %s (not started here; left alone)", process.name, where)
+            return
+        if ours:
+            log.info("%s: pid %s from an earlier run is not serving; restarting it", process.name, process.pid)
+            process.stop()
+        if process.name == "iwf":
+            process.argv = [str(self._iwf_binary(install=True)), *process.argv[1:]]
         log.info("%s: starting (log: %s)", process.name, process.log_path)
         process.start(timeout)
         self.started[process.name] = process

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack.processes import ManagedProcess, StackError
+from devstack.processes import ManagedProcess, PidFile, StackError
 
 # iWF's own system search attributes: the iWF server refuses to run workflows without them.
 IWF_SEARCH_ATTRIBUTES = {
@@ -73,4 +73,5 @@ def dev_server(state_dir: Path, host_port: str = "localhost:7233") -> ManagedPro
         argv=argv,
         log_path=state_dir / "logs" / "temporal.log",
         is_healthy=lambda: is_serving(host_port),
+        pid_file=PidFile.of(state_dir, "temporal"),
     )
