@@ -6,6 +6,7 @@ without touching process-wide state.
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
     send_max_attempts: int = Field(5, description="Transient SMTP failures retried this many times in all.")
     send_backoff_seconds: int = 2
     send_backoff_max_seconds: int = 300
+    send_limit_per_user_per_day: int = Field(
+        0, description="Emails one owner may send per day (their calendar day); 0: no limit."
+    )
     allowed_recipient_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="If set, recipients outside these domains are refused in code."
     )
@@ -90,6 +94,12 @@ class Settings(BaseSettings):
     def effective_worker_url(self) -> str:
         host = "127.0.0.1" if self.worker_host in ("0.0.0.0", "") else self.worker_host
         return self.worker_url or f"http://{host}:{self.worker_port}"
+
+    @property
+    def mail_domain(self) -> str:
+        """The domain of the From address: it names every Message-ID."""
+        address = self.mail_from or self.smtp_username or self.google_email_address or ""
+        return parseaddr(address)[1].rpartition("@")[2] or "email-agent.local"
 
     @property
     def effective_outbox_dir(self) -> Path:

@@ -46,10 +46,10 @@ from bench.harness import Embedded, embedded
 from bench.latency import summary
 from bot.engine import EmailEngine
 from bot.worker_app import worker_app
+from settings import Settings
 from tests.harness import Api, free_port
 from workflows.model import UserRequest
-from workflows.states import Services
-from workflows.wiring import build_registry
+from workflows.wiring import wire
 
 RESULTS = Path(__file__).with_name("floor-results.json")
 
@@ -151,8 +151,8 @@ async def measure(e: Embedded, n: int) -> dict[str, Any]:
         await timed(20, iwf_ping)
         iwf_rpc = await timed(n, iwf_ping)
         # --- ours
-        services = Services(agent=None, mailer=None)  # type: ignore[arg-type]  # describe and RPCs only
-        engine = EmailEngine(build_registry(services), iwf_url, f"http://127.0.0.1:{app.env['WORKER_PORT']}")
+        registry = wire(Settings(_env_file=None, iwf_server_url=iwf_url)).registry  # describe and RPCs only
+        engine = EmailEngine(registry, iwf_url, f"http://127.0.0.1:{app.env['WORKER_PORT']}")
         async with aiohttp.ClientSession() as session:
             api = Api(session, app.base_url)
             wid = f"floor-email-{uuid.uuid4()}"

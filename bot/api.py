@@ -85,8 +85,11 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(error.status, error.reason.lower().replace(" ", "_"), error.reason)
     except EmailNotFound:
         return error_response(404, "not_found", "no email with this id")
-    except EmailClosed:
-        return error_response(409, "closed", "this email is finished (sent or canceled) and takes no more requests")
+    except EmailClosed as error:
+        message = str(error) if str(error).startswith("this email") else ""
+        return error_response(
+            409, "closed", message or "this email is finished (sent or canceled) and takes no more requests"
+        )
     except EngineBusy as error:
         return error_response(503, "busy", str(error), {"Retry-After": "1"})
     except EngineUnavailable as error:

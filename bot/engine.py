@@ -7,9 +7,11 @@ and the event loop that serves Slack and the API never waits on the engine.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -21,8 +23,10 @@ from iwf.errors import (
     WorkflowAlreadyStartedError,
     WorkflowNotExistsError,
     WorkflowRPCAcquiringLockFailure,
+    WorkflowRPCExecutionError,
 )
-from iwf.iwf_api.models import IDReusePolicy
+from iwf.iwf_api.errors import UnexpectedStatus
+from iwf.iwf_api.models import IDReusePolicy, WorkflowStatus
 from iwf.object_encoder import ObjectEncoder
 from iwf.registry import Registry
 from iwf.workflow_options import WorkflowOptions
@@ -48,7 +52,10 @@ class EmailNotFound(LookupError):
 
 
 class EmailClosed(RuntimeError):
-    """The workflow has ended (sent or canceled): it takes no more requests."""
+    """The workflow has ended (sent or canceled): it takes no more requests. The message is for the user."""
+
+    def __init__(self, message: str = "this email is finished (sent or canceled) and takes no more requests"):
+        super().__init__(message)
 
 
 class EngineBusy(RuntimeError):
@@ -57,6 +64,29 @@ class EngineBusy(RuntimeError):
 
 class EngineUnavailable(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class EngineErrorStatus:
+    code: int
+    detail: str
+
+
+def engine_error_status(error: BaseException) -> EngineErrorStatus | None:
+    """The status and detail of an iWF answer the SDK only reports as "unknown error code N".
+
+    The generated client keeps the body on the UnexpectedStatus it raised first (the error's context);
+    iWF's body is {"detail": ..., "subStatus": ...}. Kept for the log: what the engine said, not a guess.
+    """
+    cause = error.__context__
+    if not isinstance(cause, UnexpectedStatus):
+        return None
+    try:
+        body = json.loads(cause.content or b"{}")
+    except ValueError:
+        body = {}
+    detail = str(body.get("detail", "")) if isinstance(body, dict) else ""
+    return EngineErrorStatus(cause.status_code, detail)
 
 
 class _Attributes:
@@ -94,12 +124,19 @@ class EmailEngine:
             raise EmailNotFound(str(error)) from error
         except WorkflowRPCAcquiringLockFailure as error:
             raise EngineBusy("the email is busy; try again in a moment") from error
+        except WorkflowRPCExecutionError as error:
+            raise EngineUnavailable(f"the worker could not run the call ({error.status}: {error})") from error
         except ClientSideError:
             raise  # any other 4xx from the engine is a bug of ours: let it surface as one
         except HttpError as error:
             raise EngineUnavailable(f"the workflow engine answered {error.status}") from error
         except httpx.HTTPError as error:
             raise EngineUnavailable(f"the workflow engine could not be reached: {error}") from error
+        except RuntimeError as error:
+            status = engine_error_status(error)
+            if status is None:
+                raise
+            raise EngineUnavailable(f"the workflow engine answered {status.code}: {status.detail[:200]}") from error
 
     async def start(self, email_id: str, start: StartInput) -> bool:
         """Start the workflow once; True if this call created it. Ids are never reused, even after the end."""
@@ -139,7 +176,7 @@ class EmailEngine:
                     ok=False, refusal="forbidden", detail="only the person who started this email can cancel it"
                 )
             if view.status != EmailStatus.CANCELED:
-                raise
+                raise EmailClosed(f"this email is already {view.status.value}; it can no longer be canceled") from None
             return ActionResult(ok=True, already=True, detail="already canceled")
         return ActionResult.model_validate_json(raw)
 
@@ -161,10 +198,23 @@ class EmailEngine:
         except EmailNotFound:
             # iWF answers "not exists" for an ended workflow too; tell the two apart.
             await self._run(lambda: self._client.describe_workflow(email_id))
-            raise EmailClosed(email_id) from None
+            raise EmailClosed() from None
+        except EngineUnavailable:
+            # An RPC still in flight when the workflow ended fails on the engine's side (Temporal abandons the
+            # update): its effect was not kept. If the email has ended, answer from its final record.
+            if await self._has_ended(email_id):
+                raise EmailClosed() from None
+            raise
         if not isinstance(result, str):
             raise EngineUnavailable("the workflow returned no answer")
         return result
+
+    async def _has_ended(self, email_id: str) -> bool:
+        try:
+            info = await self._run(lambda: self._client.describe_workflow(email_id))
+        except (EngineUnavailable, EmailNotFound):
+            return False
+        return bool(info.workflow_status != WorkflowStatus.RUNNING)
 
     async def _with_lock_retries(self, fn: Callable[[], T]) -> T:
         """iWF refuses, rather than queues, an RPC whose lock is held (by another RPC or a state taking

@@ -24,7 +24,7 @@ from devstack.processes import PidFile, StackError
 from devstack.stack import LocalStack
 from settings import Settings
 from workflows.mailer import Mailer
-from workflows.wiring import build_registry, build_services
+from workflows.wiring import wire
 
 log = logging.getLogger("email_agent")
 
@@ -59,9 +59,9 @@ class RunningApp:
             if settings.slack_bot_token
             else None
         )
-        services = build_services(settings, self.mailer, notifier)
-        registry = build_registry(services)
-        log.info("mail goes to %s", services.mailer.description)
+        wiring = wire(settings, self.mailer, notifier)
+        registry = wiring.registry
+        log.info("mail goes to %s", wiring.services.mailer.description)
         if not settings.smtp_configured:
             log.warning("no SMTP or Gmail credentials: emails are written to %s", settings.effective_outbox_dir)
         if not settings.openai_api_key and not settings.openai_base_url:

@@ -23,14 +23,18 @@ from iwf.worker_service import WorkerService
 
 log = logging.getLogger(__name__)
 
-POOL_KEY = web.AppKey("worker_pool", ThreadPoolExecutor)
+POOLS_KEY = web.AppKey("worker_pools", list[ThreadPoolExecutor])
 
 
 def worker_app(registry: Registry, max_threads: int = 64) -> web.Application:
+    """State calls and RPC calls run in separate thread pools: a state may itself wait on an RPC (the
+    delivery step claims in the ledger workflow, whose RPC this same worker serves), so RPCs must always
+    find a free thread, however many states are in flight."""
     service = WorkerService(registry)
-    pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-worker")
+    states = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-state")
+    rpcs = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-rpc")
 
-    def route(parse: Callable[[dict[str, Any]], Any], handle: Callable[[Any], Any]) -> Any:
+    def route(parse: Callable[[dict[str, Any]], Any], handle: Callable[[Any], Any], pool: ThreadPoolExecutor) -> Any:
         async def handler(request: web.Request) -> web.Response:
             body = await request.json()
 
@@ -51,22 +55,23 @@ def worker_app(registry: Registry, max_threads: int = 64) -> web.Application:
         return handler
 
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app[POOL_KEY] = pool
+    app[POOLS_KEY] = [states, rpcs]
     app.router.add_post(
         WorkerService.api_path_workflow_state_wait_until,
-        route(WorkflowStateWaitUntilRequest.from_dict, service.handle_workflow_state_wait_until),
+        route(WorkflowStateWaitUntilRequest.from_dict, service.handle_workflow_state_wait_until, states),
     )
     app.router.add_post(
         WorkerService.api_path_workflow_state_execute,
-        route(WorkflowStateExecuteRequest.from_dict, service.handle_workflow_state_execute),
+        route(WorkflowStateExecuteRequest.from_dict, service.handle_workflow_state_execute, states),
     )
     app.router.add_post(
         WorkerService.api_path_workflow_worker_rpc,
-        route(WorkflowWorkerRpcRequest.from_dict, service.handle_workflow_worker_rpc),
+        route(WorkflowWorkerRpcRequest.from_dict, service.handle_workflow_worker_rpc, rpcs),
     )
 
     async def shutdown(app: web.Application) -> None:
-        app[POOL_KEY].shutdown(wait=False, cancel_futures=True)
+        for pool in app[POOLS_KEY]:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     app.on_cleanup.append(shutdown)
     return app

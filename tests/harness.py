@@ -57,11 +57,16 @@ class Received:
 
 @dataclass
 class SmtpSink:
-    """aiosmtpd on loopback; `reject_with` makes it answer DATA with an SMTP error instead."""
+    """aiosmtpd on loopback. Faults on demand: `reject_with` answers DATA with an SMTP error; `drop_after_data`
+    takes the message, then closes the connection without answering (the sender cannot know it arrived);
+    `hold_replies` takes the message and keeps the answer back until the event is set."""
 
     port: int
     received: list[Received] = field(default_factory=list)
     reject_with: str | None = None
+    drop_after_data: bool = False
+    hold_replies: threading.Event | None = None
+    data_arrived: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -71,6 +76,13 @@ class SmtpSink:
         message = message_from_bytes(envelope.content.replace(b"\r\n", b"\n"), policy=policy.default)
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        self.data_arrived.set()
+        if self.drop_after_data:
+            server.transport.close()
+            return "421 closing"  # never reaches the sender: the connection is already gone
+        held = self.hold_replies
+        while held is not None and not held.is_set():
+            await asyncio.sleep(0.05)
         return "250 OK"
 
     @staticmethod

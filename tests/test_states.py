@@ -1,19 +1,33 @@
-"""State logic in-process, for the races an end-to-end test cannot aim at: a dict stands in for iWF's
-Persistence and a recording mailer for SMTP. The same paths run for real in tests/engine/."""
+"""State logic in-process, for the races and crashes an end-to-end test cannot aim at precisely: a dict
+stands in for iWF's Persistence, an in-memory ledger for the ledger workflow and a recording mailer for
+SMTP. The same paths run for real, through the engine, in tests/engine/."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from iwf.command_results import CommandResults, InternalChannelCommandResult, TimerCommandResult
 from iwf.iwf_api.models import ChannelRequestStatus, TimerStatus
+from iwf.state_decision import StateDecision
 from iwf.workflow_context import WorkflowContext
 
-from workflows.mailer import OutgoingEmail
-from workflows.model import EmailDraft, EmailStatus, UserRequest
+from workflows.agent import AgentReply, AgentUnavailableError
+from workflows.deliveries import DeliveryRegistry
+from workflows.ledger import ClaimRequest, ClaimResult, DeliveryLedgerWorkflow
+from workflows.mailer import AmbiguousSendError, OutgoingEmail, TransientSendError
+from workflows.model import DeliveryIntent, EmailDraft, EmailStatus, Turn
 from workflows.record import CH_CANCEL, CH_USER_INPUT, Record
-from workflows.states import CancelByRequestState, SendingState, Services, TakeUpRequestState
+from workflows.states import (
+    CancelByRequestState,
+    ComposeState,
+    DeliverState,
+    DeliveryCrashedState,
+    ScheduleState,
+    Services,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 class Attributes(dict[str, Any]):
@@ -27,17 +41,52 @@ class Attributes(dict[str, Any]):
 class RecordingMailer:
     description = "recording"
 
-    def __init__(self) -> None:
+    def __init__(self, fail_with: Exception | None = None, delivered: bool | None = None) -> None:
         self.sent: list[OutgoingEmail] = []
+        self.fail_with = fail_with
+        self.delivered = delivered
 
     def send(self, email: OutgoingEmail) -> str:
         self.sent.append(email)
+        if self.fail_with is not None:
+            raise self.fail_with
         return "recorded"
 
+    def was_delivered(self, message_id: str) -> bool | None:
+        return self.delivered
 
-def results(*channels: tuple[str, str]) -> CommandResults:
+
+class MemoryLedger:
+    """The ledger workflow's claim RPC, run on a dict: the same code, without the engine."""
+
+    def __init__(self) -> None:
+        self.attributes = Attributes()
+
+    def claim(self, intent: DeliveryIntent, execution: str, daily_limit: int) -> ClaimResult:
+        request = ClaimRequest(message_id=intent.message_id, round=intent.round, execution=execution)
+        request.daily_limit = daily_limit
+        raw = DeliveryLedgerWorkflow().claim(None, request.model_dump_json(), self.attributes, None)  # type: ignore[arg-type]
+        return ClaimResult.model_validate_json(raw)
+
+
+class FailingAgent:
+    def respond(self, *args: Any) -> AgentReply:
+        raise AgentUnavailableError("the assistant is rate-limited right now")
+
+
+def services(mailer: RecordingMailer, ledger: MemoryLedger | None = None, **kwargs: Any) -> Services:
+    return Services(
+        agent=kwargs.pop("agent", None),
+        mailer=mailer,
+        ledger=ledger or MemoryLedger(),
+        clock=lambda: NOW,
+        **kwargs,
+    )
+
+
+def results(*channels: tuple[str, str], timer: bool = True) -> CommandResults:
     return CommandResults(
-        timer_commands=[TimerCommandResult(TimerStatus.FIRED, "")],
+        timer_commands=[TimerCommandResult(TimerStatus.FIRED, "")] if timer else [],
         internal_channel_commands=[
             InternalChannelCommandResult(name, value, ChannelRequestStatus.RECEIVED, "") for name, value in channels
         ],
@@ -45,57 +94,232 @@ def results(*channels: tuple[str, str]) -> CommandResults:
     )
 
 
-def scheduled_email() -> tuple[Attributes, RecordingMailer, SendingState]:
-    attributes = Attributes(status=EmailStatus.SENDING.value, pending=1, timezone="UTC")
+def scheduled(**extra: Any) -> Attributes:
+    attributes = Attributes({"status": EmailStatus.SCHEDULED.value, "timezone": "UTC", "owner": "alice", **extra})
     Record(attributes).email = EmailDraft(
-        to=["a@example.com"], subject="Old", body="Old words", send_at=datetime.now(UTC), revision=1
+        to=["a@example.com"], subject="Hi", body="Words", send_at=NOW, scheduled=True, revision=1
     )
-    mailer = RecordingMailer()
-    return attributes, mailer, SendingState(Services(agent=None, mailer=mailer))  # type: ignore[arg-type]
+    return attributes
 
 
-CTX = WorkflowContext(workflow_id="wf-1", workflow_run_id="run-1", workflow_start_timestamp_seconds=0)
+CTX = WorkflowContext(
+    workflow_id="wf-1", workflow_run_id="run-1", workflow_start_timestamp_seconds=0, state_execution_id="Deliver-1"
+)
 
 
-def test_a_request_accepted_just_before_sending_is_answered_first_not_dropped() -> None:
-    attributes, mailer, state = scheduled_email()
-    request = UserRequest(text="subject: New", message_id="m2").model_dump_json()
-    decision = state.execute(CTX, None, results((CH_USER_INPUT, request)), attributes, None)  # type: ignore[arg-type]
-    assert mailer.sent == [], "nothing goes out before the change is answered"
-    [movement] = decision.next_states
-    assert movement.state_id == "TakeUpRequestState" and movement.state_input == request
-    decision = TakeUpRequestState().execute(CTX, request, results(), attributes, None)  # type: ignore[arg-type]
+def next_state(decision: StateDecision) -> str:
+    return str(decision.next_states[0].state_id)
+
+
+def test_a_request_accepted_as_the_timer_fired_is_answered_before_anything_goes_out() -> None:
+    """The timer won the wait, but a request was accepted before the decision: it is still in its channel."""
+    attributes = scheduled(pending=1)
+    decision = ScheduleState(services(RecordingMailer())).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert next_state(decision) == "AgentState", "the waiting request is taken up first"
+    assert Record(attributes).delivery is None and Record(attributes).status == EmailStatus.SCHEDULED
+
+
+def test_a_cancel_accepted_as_the_timer_fired_wins() -> None:
+    attributes = scheduled(cancel_requested=1, pending=2)
+    ScheduleState(services(RecordingMailer())).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     record = Record(attributes)
-    assert [t.text for t in record.conversation] == ["subject: New"]
-    assert record.pending == 0 and record.status == EmailStatus.PROCESSING
-    assert decision.next_states[0].state_id == "ComposeState"
+    assert record.status == EmailStatus.CANCELED
+    assert record.pending == 0, "a canceled email shows nothing pending"
 
 
-def test_a_cancel_that_raced_in_wins_over_sending() -> None:
-    attributes, mailer, state = scheduled_email()
-    decision = state.execute(CTX, None, results((CH_CANCEL, "{}")), attributes, None)  # type: ignore[arg-type]
-    assert mailer.sent == []
-    assert Record(attributes).status == EmailStatus.CANCELED
-    assert decision.next_states[0].state_id != "SendingState"
+def test_the_timer_records_the_hand_over_before_delivering() -> None:
+    attributes = scheduled()
+    decision = ScheduleState(services(RecordingMailer())).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert next_state(decision) == "DeliverState"
+    assert record.status == EmailStatus.SENDING
+    assert record.delivery is not None and record.delivery.round == 1 and record.delivery.revision == 1
 
 
-def test_a_retried_send_step_does_not_send_twice() -> None:
-    attributes, mailer, state = scheduled_email()
-    state.execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
-    attributes["status"] = EmailStatus.SENDING.value  # the workflow is back in Sending for the same revision
-    state.execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+def _ready_to_deliver(attributes: Attributes, svc: Services) -> None:
+    ScheduleState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+
+
+def test_a_re_executed_delivery_in_the_same_process_does_not_send_twice() -> None:
+    mailer, ledger = RecordingMailer(), MemoryLedger()
+    svc = services(mailer, ledger)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    first, again = Attributes(attributes), Attributes(attributes)
+    DeliverState(svc).execute(CTX, None, results(), first, None)  # type: ignore[arg-type]
+    # iWF runs the step again (a local activity gave up, a workflow task replayed): same input, new execution.
+    DeliverState(svc).execute(CTX, None, results(), again, None)  # type: ignore[arg-type]
     assert len(mailer.sent) == 1
-    assert Record(attributes).status == EmailStatus.SENT
+    assert Record(first).status == Record(again).status == EmailStatus.SENT
+
+
+def test_a_re_executed_delivery_in_another_process_does_not_resend_blindly() -> None:
+    """The first execution claimed the hand-over and died; the mail server cannot be asked."""
+    ledger = MemoryLedger()
+    first_process = services(RecordingMailer(), ledger)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, first_process)
+    intent = Record(attributes).delivery
+    assert intent is not None
+    ledger.claim(intent, "Deliver-1:crashed-execution", 0)
+    mailer = RecordingMailer(delivered=None)
+    decision = DeliverState(services(mailer, ledger)).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert mailer.sent == []
+    assert record.status == EmailStatus.UNCONFIRMED and not record.email.scheduled
+    assert "not sure" in record.get_str("last_reply")
+    assert next_state(decision) == "AgentState"
+
+
+def test_a_re_executed_delivery_asks_the_mail_server_when_it_can() -> None:
+    for delivered, sends, status in ((True, 0, EmailStatus.SENT), (False, 1, EmailStatus.SENT)):
+        ledger = MemoryLedger()
+        attributes = scheduled()
+        _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
+        intent = Record(attributes).delivery
+        assert intent is not None
+        ledger.claim(intent, "Deliver-1:crashed-execution", 0)
+        mailer = RecordingMailer(delivered=delivered)
+        DeliverState(services(mailer, ledger)).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+        assert (len(mailer.sent), Record(attributes).status) == (sends, status), delivered
+
+
+def test_a_connection_lost_after_data_is_reported_not_retried() -> None:
+    mailer = RecordingMailer(fail_with=AmbiguousSendError("the connection broke after the message was handed over"))
+    svc = services(mailer)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert record.status == EmailStatus.UNCONFIRMED and len(mailer.sent) == 1
+
+
+def test_a_definite_transient_failure_backs_off_through_schedule() -> None:
+    mailer = RecordingMailer(fail_with=TransientSendError("451 try later"))
+    svc = services(mailer)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    decision = DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert next_state(decision) == "ScheduleState"
+    assert record.status == EmailStatus.SCHEDULED and record.email.scheduled
+    assert record.email.send_at == NOW + timedelta(seconds=2)
+    # The next hand-over is a new round: it is claimed afresh, so it is sent.
+    _ready_to_deliver(attributes, svc)
+    assert Record(attributes).delivery.round == 2  # type: ignore[union-attr]
+
+
+def test_the_daily_limit_refuses_before_sending() -> None:
+    mailer, ledger = RecordingMailer(), MemoryLedger()
+    svc = services(mailer, ledger, daily_send_limit=1)
+    ledger.claim(DeliveryIntent(message_id="<other@x>", revision=0, round=1, ledger="l"), "e", 1)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert mailer.sent == [] and record.status == EmailStatus.FAILED
+    assert "daily limit of 1" in record.get_str("last_error")
+
+
+def test_a_crashed_delivery_that_never_claimed_is_a_definite_failure() -> None:
+    ledger = MemoryLedger()
+    attributes = scheduled()
+    _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
+    DeliveryCrashedState(services(RecordingMailer(), ledger)).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert Record(attributes).status == EmailStatus.FAILED
+
+
+def test_a_crashed_delivery_that_claimed_is_unconfirmed() -> None:
+    ledger = MemoryLedger()
+    attributes = scheduled()
+    _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
+    intent = Record(attributes).delivery
+    assert intent is not None
+    ledger.claim(intent, "Deliver-1:crashed", 0)
+    DeliveryCrashedState(services(RecordingMailer(), ledger)).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert Record(attributes).status == EmailStatus.UNCONFIRMED
+
+
+def test_a_model_failure_leaves_a_scheduled_email_scheduled_at_its_time() -> None:
+    attributes = scheduled(status=EmailStatus.PROCESSING.value)
+    Record(attributes).add_turn(Turn(role="user", text="what time does it go out?"))
+    svc = services(RecordingMailer(), agent=FailingAgent())
+    decision = ComposeState(svc).execute(CTX, None, results(timer=False), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert next_state(decision) == "ScheduleState"
+    assert record.status == EmailStatus.SCHEDULED
+    assert record.email.send_at == NOW and record.email.scheduled
+    assert "still goes out" in record.get_str("last_reply")
+
+
+def test_a_model_failure_on_an_unscheduled_email_waits() -> None:
+    attributes = scheduled(status=EmailStatus.PROCESSING.value)
+    Record(attributes).email = Record(attributes).email.model_copy(update={"scheduled": False})
+    svc = services(RecordingMailer(), agent=FailingAgent())
+    decision = ComposeState(svc).execute(CTX, None, results(timer=False), attributes, None)  # type: ignore[arg-type]
+    assert next_state(decision) == "AgentState" and Record(attributes).status == EmailStatus.WAITING
 
 
 def test_a_cancel_in_words_with_newer_words_waiting_holds_instead_of_dropping_them() -> None:
-    attributes, mailer, _ = scheduled_email()
-    attributes["status"] = EmailStatus.PROCESSING.value
+    attributes = scheduled(status=EmailStatus.PROCESSING.value, pending=1)
     decision = CancelByRequestState().execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     record = Record(attributes)
-    assert record.status == EmailStatus.WAITING and record.email.send_at is None
-    assert decision.next_states[0].state_id == "AgentState", "the waiting request is answered next"
+    assert record.status == EmailStatus.WAITING and record.email.send_at is None and not record.email.scheduled
+    assert next_state(decision) == "AgentState", "the waiting request is answered next"
     attributes["pending"] = 0
-    decision = CancelByRequestState().execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    CancelByRequestState().execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     assert Record(attributes).status == EmailStatus.CANCELED
-    assert mailer.sent == []
+
+
+def test_a_request_or_cancel_received_by_schedule_is_taken_up() -> None:
+    attributes = scheduled(pending=1)
+    request = '{"text": "subject: New", "message_id": "m2"}'
+    decision = ScheduleState(services(RecordingMailer())).execute(
+        CTX,
+        None,
+        results((CH_USER_INPUT, request), timer=False),
+        attributes,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+    )
+    record = Record(attributes)
+    assert next_state(decision) == "ComposeState"
+    assert [t.text for t in record.conversation] == ["subject: New"] and record.pending == 0
+    attributes = scheduled()
+    ScheduleState(services(RecordingMailer())).execute(
+        CTX, None, results((CH_CANCEL, "{}"), timer=False), attributes, None
+    )  # type: ignore[arg-type]
+    assert Record(attributes).status == EmailStatus.CANCELED
+
+
+def test_the_ledger_lets_exactly_one_execution_be_first() -> None:
+    ledger = MemoryLedger()
+    intent = DeliveryIntent(message_id="<m@x>", revision=1, round=1, ledger="l")
+    assert ledger.claim(intent, "exec-a", 0).first
+    assert ledger.claim(intent, "exec-a", 0).first, "a retried claim call of the same execution"
+    later = ledger.claim(intent, "exec-b", 0)
+    assert not later.first and later.earlier_at
+    assert ledger.claim(intent.model_copy(update={"round": 2}), "exec-c", 0).first, "a new round"
+
+
+def test_the_registry_joins_a_concurrent_hand_over() -> None:
+    import threading
+
+    registry = DeliveryRegistry()
+    gate, calls = threading.Event(), []
+
+    def deliver() -> str:
+        calls.append(1)
+        gate.wait(5)
+        return "smtp"
+
+    outcomes: list[object] = []
+    first = threading.Thread(target=lambda: outcomes.append(registry.run("k", deliver)))
+    first.start()
+    while not calls:
+        pass
+    second = threading.Thread(target=lambda: outcomes.append(registry.run("k", deliver)))
+    second.start()
+    gate.set()
+    first.join(5)
+    second.join(5)
+    assert len(calls) == 1 and len(outcomes) == 2 and outcomes[0] == outcomes[1]

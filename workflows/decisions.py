@@ -92,4 +92,4 @@ def apply_reply(
             email=updated.model_copy(update={"send_at": None}), next="wait", reply=question, problem=question
         )
     text = reply.reply or f"Scheduled for {when}."
-    return Outcome(email=updated, next="schedule", reply=text)
+    return Outcome(email=updated.model_copy(update={"scheduled": True}), next="schedule", reply=text)

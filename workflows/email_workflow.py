@@ -29,8 +29,10 @@ from workflows.model import (
 from workflows.record import (
     CH_CANCEL,
     CH_USER_INPUT,
+    DA_CANCEL_REQUESTED,
     DA_CARD,
     DA_CONVERSATION,
+    DA_DELIVERY,
     DA_DRAFT,
     DA_EMAIL,
     DA_INBOX,
@@ -52,14 +54,13 @@ from workflows.states import (
     CancelByRequestState,
     ComposeCrashedState,
     ComposeState,
-    InitState,
+    DeliverState,
+    DeliveryCrashedState,
     NotifyGaveUpState,
     NotifyState,
     ScheduleState,
-    SendCrashedState,
-    SendingState,
     Services,
-    TakeUpRequestState,
+    StartState,
 )
 
 
@@ -70,14 +71,13 @@ class EmailAgentWorkflow(ObjectWorkflow):
     def get_workflow_states(self) -> StateSchema:
         s = self._services
         return StateSchema.with_starting_state(
-            InitState(),
+            StartState(),
             AgentState(),
             ComposeState(s),
-            ComposeCrashedState(),
+            ComposeCrashedState(s),
             ScheduleState(s),
-            SendingState(s),
-            SendCrashedState(),
-            TakeUpRequestState(),
+            DeliverState(s),
+            DeliveryCrashedState(s),
             CancelByRequestState(),
             NotifyState(s),
             NotifyGaveUpState(),
@@ -99,10 +99,12 @@ class EmailAgentWorkflow(ObjectWorkflow):
                     DA_INBOX,
                     DA_SENT_MESSAGE_ID,
                     DA_CARD,
+                    DA_DELIVERY,
                 )
             ),
             PersistenceField.data_attribute_def(DA_SEND_ATTEMPTS, int),
             PersistenceField.data_attribute_def(DA_PENDING, int),
+            PersistenceField.data_attribute_def(DA_CANCEL_REQUESTED, int),
         )
 
     def get_communication_schema(self) -> CommunicationSchema:
@@ -144,6 +146,8 @@ class EmailAgentWorkflow(ObjectWorkflow):
             return ActionResult(ok=True, already=True, detail="already canceled").model_dump_json()
         if refusal:
             return ActionResult(ok=False, detail=why, refusal=refusal).model_dump_json()
+        # The flag is what a state deciding under the lock reads; the message wakes a waiting state.
+        record.set(DA_CANCEL_REQUESTED, 1)
         communication.publish_to_internal_channel(CH_CANCEL, request.model_dump_json())
         return ActionResult(ok=True, detail="canceled: it will not be sent").model_dump_json()
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_FROM_ADDRESS",
+    "AmbiguousSendError",
     "InvalidEmailError",
     "Mailer",
     "OutboxMailer",
@@ -81,6 +82,11 @@ class PermanentSendError(SendError):
 
 class TransientSendError(SendError):
     """The server or network may recover; worth retrying with backoff."""
+
+
+class AmbiguousSendError(SendError):
+    """The message was handed over but the server's answer never came (disconnect or time-out after DATA):
+    it may have been delivered. Sending it again blindly could deliver it twice."""
 
 
 class InvalidEmailError(PermanentSendError, ValueError):
@@ -221,6 +227,10 @@ class Mailer(Protocol):
         """Deliver `email`; returns a short description of where it went."""
         ...
 
+    def was_delivered(self, message_id: str) -> bool | None:
+        """Whether the message with this id reached its destination; None when that cannot be told."""
+        ...
+
 
 def _server_text(code: int, message: bytes | str) -> str:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
@@ -234,6 +244,24 @@ def _is_transient_code(code: int) -> bool:
 def _by_code(code: int, reason: str) -> SendError:
     """4xx means "not now" in SMTP; everything else from a reply that names a problem is final."""
     return TransientSendError(reason) if _is_transient_code(code) else PermanentSendError(reason)
+
+
+class _TracksData:
+    """Notes when the DATA phase began: a lost connection after that leaves the outcome unknown."""
+
+    in_data = False
+
+    def data(self, msg: Any) -> Any:
+        self.in_data = True
+        return super().data(msg)  # type: ignore[misc]
+
+
+class _SMTP(_TracksData, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_TracksData, smtplib.SMTP_SSL):
+    pass
 
 
 class SmtpMailer:
@@ -278,21 +306,31 @@ class SmtpMailer:
 
     def send(self, email: OutgoingEmail) -> str:
         msg = build_message(email, self.from_address)  # refuses bad input before any connection
+        session: list[_TracksData] = []
         try:
-            self._deliver(msg)
+            self._deliver(msg, session)
         except SendError:
             raise
         except Exception as exc:
+            in_data = bool(session) and session[0].in_data
+            if in_data and not isinstance(exc, smtplib.SMTPResponseException | UnicodeError):
+                raise AmbiguousSendError(
+                    f"the connection to the mail server at {self._where} broke after the message was handed "
+                    "over, before the server confirmed it"
+                ) from exc
             error = self._classify(exc)
             if isinstance(exc, UnicodeError):
                 raise error from None  # its args may contain the password
             raise error from exc
         return self._where
 
-    def _connect(self) -> smtplib.SMTP:
+    def was_delivered(self, message_id: str) -> bool | None:
+        return None  # plain SMTP cannot be asked afterwards
+
+    def _connect(self) -> _SMTP | _SMTPSSL:
         if self.security == "ssl":
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
-        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            return _SMTPSSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
+        smtp = _SMTP(self.host, self.port, timeout=self.timeout)
         if self.security == "starttls":
             try:
                 smtp.ehlo()
@@ -303,8 +341,9 @@ class SmtpMailer:
                 raise
         return smtp
 
-    def _deliver(self, msg: EmailMessage) -> None:
+    def _deliver(self, msg: EmailMessage, session: list[_TracksData]) -> None:
         smtp = self._connect()
+        session.append(smtp)
         delivered = False
         try:
             if self.username and self._password:
@@ -418,6 +457,9 @@ class OutboxMailer:
 
     def path_for(self, message_id: str) -> Path:
         return self.directory / f"{_safe_name(message_id)}.eml"
+
+    def was_delivered(self, message_id: str) -> bool | None:
+        return self.path_for(message_id).exists()
 
     def send(self, email: OutgoingEmail) -> str:
         data = build_message(email, self.from_address).as_bytes()

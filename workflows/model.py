@@ -22,6 +22,7 @@ class EmailStatus(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    UNCONFIRMED = "unconfirmed"  # handed to the mail server, but whether it took the message is unknown
     CANCELED = "canceled"
 
     @property
@@ -46,6 +47,10 @@ class EmailDraft(BaseModel):
     subject: str = ""
     body: str = ""
     send_at: datetime | None = Field(None, description="When to send, in UTC.")
+    scheduled: bool = Field(
+        False,
+        description="Armed to go out at send_at. False with a send_at means on hold (a question is open).",
+    )
     revision: int = 0
 
     @property
@@ -53,18 +58,30 @@ class EmailDraft(BaseModel):
         return bool(self.to and self.subject and self.body)
 
 
+class DeliveryIntent(BaseModel):
+    """One hand-over of the email to the mail server, decided (under the inbox lock) before it happens.
+
+    `round` counts hand-overs of this email; a claim of (message_id, round) in the owner's delivery ledger
+    is what tells a re-executed delivery step that an earlier execution may already have delivered it.
+    """
+
+    message_id: str
+    revision: int
+    round: int
+    ledger: str
+
+
 class CardRef(BaseModel):
-    """Where the user sees the email: a chat thread, and the card message once it has been posted."""
+    """Where the user sees the email: a chat thread, and the card message once it has been posted.
+
+    An email started from a slash command has no thread yet (`thread_ts` empty): the card step first
+    posts `root_text` as the thread's root in `channel` (the user's id opens the DM), then the card.
+    """
 
     channel: str
-    thread_ts: str
+    thread_ts: str = ""
     ts: str = ""
-
-
-class StartInput(BaseModel):
-    timezone: str = "UTC"
-    owner: str | None = Field(None, description="Who may change or cancel this email; None: anyone with access.")
-    card: CardRef | None = None
+    root_text: str = ""
 
 
 class UserRequest(BaseModel):
@@ -75,6 +92,15 @@ class UserRequest(BaseModel):
         description="Idempotency key: the same id is accepted once (e.g. Slack's message ts).",
     )
     actor: str | None = None
+
+
+class StartInput(BaseModel):
+    timezone: str = "UTC"
+    owner: str | None = Field(None, description="Who may change or cancel this email; None: anyone with access.")
+    card: CardRef | None = None
+    first_request: UserRequest | None = Field(
+        None, description="Carried by the start itself, so a new thread costs one engine call, not two."
+    )
 
 
 Refusal = Literal["", "forbidden", "too_late", "finished"]
@@ -113,6 +139,8 @@ class EmailView(BaseModel):
     body: str
     send_at: datetime | None
     send_at_local: str | None
+    will_send: bool = Field(description="True if the email goes out at send_at unless someone acts.")
+    plan: str = Field(description="In plain words: when it goes out, or why it does not.")
     timezone: str
     owner: str | None
     draft: str

@@ -12,6 +12,10 @@ from workflows.model import CardRef, EmailView
 
 
 class CardNotifier(Protocol):
+    def post_root(self, card: CardRef, email_id: str) -> tuple[str, str]:
+        """Opens the thread (posts `card.root_text` in `card.channel`); returns its (channel, ts)."""
+        ...
+
     def post(self, card: CardRef, email_id: str, view: EmailView) -> str:
         """Posts the card in the thread and returns its message id (ts). Raises to be retried."""
         ...

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any, Protocol
 
-from workflows.model import CardRef, EmailDraft, EmailStatus, EmailView, StartInput, Turn
+from workflows.model import CardRef, DeliveryIntent, EmailDraft, EmailStatus, EmailView, StartInput, Turn
 from workflows.sendtime import format_local
 
 DA_STATUS = "status"
@@ -23,7 +23,9 @@ DA_LAST_REPLY = "last_reply"
 DA_LAST_ERROR = "last_error"
 DA_INBOX = "inbox"  # ids of accepted requests, for de-duplication; written only under the RPC lock
 DA_SEND_ATTEMPTS = "send_attempts"
-DA_SENT_MESSAGE_ID = "sent_message_id"  # set once the SMTP server accepted this Message-ID
+DA_SENT_MESSAGE_ID = "sent_message_id"  # the Message-ID the mail server accepted, once it did
+DA_DELIVERY = "delivery"  # JSON DeliveryIntent: what the next hand-over to the mail server is, decided under lock
+DA_CANCEL_REQUESTED = "cancel_requested"  # set by the cancel RPC under the inbox lock, beside its channel message
 DA_CARD = "card"  # JSON CardRef: where the user sees this email (a Slack thread), if anywhere
 DA_PENDING = "pending"  # requests accepted but not yet taken up by a state; under the same lock as the inbox
 
@@ -114,6 +116,19 @@ class Record:
         return self._int(DA_SEND_ATTEMPTS)
 
     @property
+    def cancel_requested(self) -> bool:
+        return bool(self._int(DA_CANCEL_REQUESTED))
+
+    @property
+    def delivery(self) -> DeliveryIntent | None:
+        raw = self._str(DA_DELIVERY)
+        return DeliveryIntent.model_validate_json(raw) if raw else None
+
+    @delivery.setter
+    def delivery(self, value: DeliveryIntent) -> None:
+        self._p.set_data_attribute(DA_DELIVERY, value.model_dump_json())
+
+    @property
     def pending(self) -> int:
         return self._int(DA_PENDING)
 
@@ -135,19 +150,47 @@ def message_id(workflow_id: str, revision: int, domain: str) -> str:
     return f"<{digest}.r{revision}@{domain}>"
 
 
+def plan(status: EmailStatus, email: EmailDraft, when: str | None) -> tuple[bool, str]:
+    """Whether the email goes out unless someone acts, and that in plain words (card and describe alike)."""
+    if status == EmailStatus.SENT:
+        return False, "Sent."
+    if status == EmailStatus.CANCELED:
+        return False, "Canceled: it will not be sent."
+    if status == EmailStatus.SENDING:
+        return True, "Being handed to the mail server now."
+    if status == EmailStatus.UNCONFIRMED:
+        return False, "Delivery unknown: it may have gone out. Ask me to send it again, or cancel."
+    if email.scheduled and when:
+        return True, f"Sends {when}."
+    if status == EmailStatus.FAILED:
+        return False, "Not sent: see the reason above, then tell me when to try again."
+    if when:
+        return False, f"On hold (was planned for {when}): answer the question above and I will schedule it."
+    return False, "Not scheduled yet: tell me when to send it."
+
+
 def build_view(record: Record) -> EmailView:
     email = record.email
     status = record.status
-    pending = record.pending
-    if pending and status in (EmailStatus.WAITING, EmailStatus.SCHEDULED, EmailStatus.FAILED):
+    pending = 0 if status.is_final else record.pending
+    if pending and status in (
+        EmailStatus.WAITING,
+        EmailStatus.SCHEDULED,
+        EmailStatus.FAILED,
+        EmailStatus.UNCONFIRMED,
+    ):
         status = EmailStatus.PROCESSING
+    when = format_local(email.send_at, record.timezone) if email.send_at else None
+    will_send, plan_text = plan(record.status, email, when)
     return EmailView(
         status=status,
         to=email.to,
         subject=email.subject,
         body=email.body,
         send_at=email.send_at,
-        send_at_local=format_local(email.send_at, record.timezone) if email.send_at else None,
+        send_at_local=when,
+        will_send=will_send,
+        plan=plan_text,
         timezone=record.timezone,
         owner=record.owner,
         draft=record.get_str(DA_DRAFT),
@@ -162,12 +205,22 @@ def build_view(record: Record) -> EmailView:
 
 
 def initial_attributes(start: StartInput) -> dict[str, Any]:
-    """Written atomically with the workflow's start (iWF initial data attributes)."""
-    values = {
+    """Written atomically with the workflow's start (iWF initial data attributes).
+
+    A first request carried by the start is written as the conversation's first turn and its id as the
+    first inbox entry, so a retried start followed by the same request as an RPC is recognised.
+    """
+    values: dict[str, Any] = {
         DA_TIMEZONE: start.timezone,
         DA_OWNER: start.owner or "",
         DA_STATUS: EmailStatus.INITIALIZED.value,
     }
     if start.card:
         values[DA_CARD] = start.card.model_dump_json()
+    first = start.first_request
+    if first is not None:
+        values[DA_CONVERSATION] = json.dumps([Turn(role="user", text=first.text).model_dump(mode="json")])
+        values[DA_STATUS] = EmailStatus.PROCESSING.value
+        if first.message_id:
+            values[DA_INBOX] = json.dumps([first.message_id])
     return values

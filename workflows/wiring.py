@@ -1,13 +1,19 @@
-"""Builds the workflow and its services from settings: where workflows/ meets configuration."""
+"""Builds the workflows and their services from settings: where workflows/ meets configuration."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import openai
+from iwf.client import Client
+from iwf.client_options import ClientOptions
+from iwf.object_encoder import ObjectEncoder
 from iwf.registry import Registry
 
 from settings import Settings
 from workflows.agent import Agent
 from workflows.email_workflow import EmailAgentWorkflow
+from workflows.ledger import DeliveryLedgerWorkflow, IwfDeliveryLedger
 from workflows.mailer import Mailer, mailer_from_settings
 from workflows.notifier import CardNotifier
 from workflows.states import Services
@@ -25,25 +31,44 @@ def openai_client(settings: Settings) -> openai.OpenAI:
     )
 
 
-def build_services(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifier | None = None) -> Services:
+def iwf_client(settings: Settings, registry: Registry) -> Client:
+    options = ClientOptions(
+        server_url=settings.iwf_server_url,
+        worker_url=settings.effective_worker_url,
+        object_encoder=ObjectEncoder.default,
+    )
+    return Client(registry, options)
+
+
+@dataclass(frozen=True)
+class Wiring:
+    registry: Registry
+    services: Services
+
+
+def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifier | None = None) -> Wiring:
+    """The registry (both workflow types) and the services their states use.
+
+    The registry is filled after the services are built: the delivery ledger's client needs the registry,
+    and the workflows need the services.
+    """
+    registry = Registry()
     mailer = mailer or mailer_from_settings(settings)
     agent_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1) + 30
-    from_address = settings.mail_from or settings.smtp_username or settings.google_email_address or ""
-    return Services(
+    services = Services(
         agent=Agent(openai_client(settings), settings.openai_model, settings.conversation_max_turns),
         mailer=mailer,
+        ledger=IwfDeliveryLedger(iwf_client(settings, registry)),
         notifier=notifier,
-        mail_domain=from_address.rpartition("@")[2] or "email-agent.local",
+        mail_domain=settings.mail_domain,
         allowed_domains=tuple(settings.allowed_recipient_domains),
+        daily_send_limit=settings.send_limit_per_user_per_day,
         send_max_attempts=settings.send_max_attempts,
         send_backoff_seconds=settings.send_backoff_seconds,
         send_backoff_max_seconds=settings.send_backoff_max_seconds,
         agent_timeout_seconds=int(agent_budget),
         send_timeout_seconds=int(settings.smtp_timeout_seconds * 2 + 30),
     )
-
-
-def build_registry(services: Services) -> Registry:
-    registry = Registry()
     registry.add_workflow(EmailAgentWorkflow(services))
-    return registry
+    registry.add_workflow(DeliveryLedgerWorkflow())
+    return Wiring(registry, services)

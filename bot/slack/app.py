@@ -11,25 +11,28 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.engine import EmailClosed, EmailEngine, EmailNotFound
-from bot.slack.card import APPLY_EDIT_ACTION, CANCEL_ACTION
+from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
+from bot.slack.card import APPLY_EDIT_ACTION, CANCEL_ACTION, EMAIL_THREAD_EVENT
 from workflows.model import CancelInput, CardRef, DraftInput, StartInput, UserRequest
 from workflows.sendtime import is_valid_timezone
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 USAGE = (
     "Tell me what to write, e.g. `/schedule-email thank Bob (bob@example.com) for the demo, "
     "in Spanish, send tomorrow at 9am`. I will open a thread in our DM for it."
 )
+UNREACHABLE = "I could not reach the email service just now, so nothing changed. Please try again in a moment."
 _ID_PART = re.compile(r"[^A-Za-z0-9.]")
 
 
@@ -67,6 +70,7 @@ class SlackBot:
         self._engine = engine
         self._client = client
         self._timezones = timezones
+        self._threads: dict[tuple[str, str], str] = {}  # (channel, thread ts) -> email id, bot-opened threads
 
     def register(self, app: AsyncApp) -> None:
         app.event("message")(self.on_message)
@@ -91,24 +95,64 @@ class SlackBot:
         text = str(event.get("text") or "").strip()
         if not text:
             return
-        thread_ts = event.get("thread_ts") or ts
-        email_id = thread_email_id(team, channel, thread_ts)
+        thread_ts = str(event.get("thread_ts") or ts)
+        request = UserRequest(text=text, message_id=f"{channel}:{ts}", actor=user)
         if thread_ts == ts:
+            email_id = thread_email_id(team, channel, ts)
             zone = await self._timezones.zone_of(user)
             card = CardRef(channel=channel, thread_ts=ts)
-            await self._engine.start(email_id, StartInput(timezone=zone, owner=user, card=card))
-        await self._request(email_id, channel, thread_ts, user, text, message_id=f"{channel}:{ts}")
-
-    async def _request(
-        self, email_id: str, channel: str, thread_ts: str, user: str, text: str, message_id: str
-    ) -> None:
+            start = StartInput(timezone=zone, owner=user, card=card, first_request=request)
+            if await self._engine.start(email_id, start):
+                return  # the request came with the start
         try:
-            result = await self._engine.request(email_id, UserRequest(text=text, message_id=message_id, actor=user))
+            result = await self._in_thread(team, channel, thread_ts, lambda e: self._engine.request(e, request))
         except EmailNotFound:
             await self._say(
-                channel,
-                thread_ts,
-                "I don't have an email for this thread. Send me a new message to start one.",
+                channel, thread_ts, "I don't have an email for this thread. Send me a new message to start one."
+            )
+            return
+        except EmailClosed:
+            await self._say(channel, thread_ts, "This email is finished. Send me a new message to start another one.")
+            return
+        if not result.accepted:
+            await self._say(channel, thread_ts, f"I can't take that now: {result.detail}.")
+
+    async def _in_thread(self, team: str, channel: str, thread_ts: str, call: Callable[[str], Awaitable[T]]) -> T:
+        """Runs `call` on the email of a thread: the one named by the thread, or, for a thread the bot
+        opened (a slash command), the one named in its root message's metadata (looked up once)."""
+        email_id = self._threads.get((channel, thread_ts)) or thread_email_id(team, channel, thread_ts)
+        try:
+            return await call(email_id)
+        except EmailNotFound:
+            named = await self._email_named_by_root(channel, thread_ts)
+            if named is None or named == email_id:
+                raise
+        self._threads[(channel, thread_ts)] = named
+        while len(self._threads) > 10_000:
+            self._threads.pop(next(iter(self._threads)))
+        return await call(named)
+
+    async def _email_named_by_root(self, channel: str, thread_ts: str) -> str | None:
+        try:
+            replies = await self._client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=1, include_all_metadata=True
+            )
+        except SlackApiError as error:
+            log.warning("conversations.replies failed for %s: %s", thread_ts, error.response.get("error"))
+            return None
+        messages = replies.get("messages") or []
+        metadata = (messages[0].get("metadata") or {}) if messages else {}
+        if metadata.get("event_type") != EMAIL_THREAD_EVENT:
+            return None
+        named = metadata.get("event_payload", {}).get("email_id")
+        return str(named) if named else None
+
+    async def _request(self, email_id: str, channel: str, thread_ts: str, request: UserRequest) -> None:
+        try:
+            result = await self._engine.request(email_id, request)
+        except EmailNotFound:
+            await self._say(
+                channel, thread_ts, "I don't have an email for this thread. Send me a new message to start one."
             )
             return
         except EmailClosed:
@@ -125,10 +169,10 @@ class SlackBot:
         previous = event.get("previous_message") or {}
         if previous.get("text", "").strip() == text:
             return  # an unfurl or a reaction, not an edit of the words
-        thread_ts = message.get("thread_ts") or message.get("ts")
-        email_id = thread_email_id(team, event["channel"], str(thread_ts))
+        thread_ts = str(message.get("thread_ts") or message.get("ts"))
+        draft = DraftInput(text=text, actor=user)
         try:
-            await self._engine.save_draft(email_id, DraftInput(text=text, actor=user))
+            await self._in_thread(team, event["channel"], thread_ts, lambda e: self._engine.save_draft(e, draft))
         except (EmailNotFound, EmailClosed):
             return  # an edit in an untracked or finished thread changes nothing
 
@@ -137,26 +181,22 @@ class SlackBot:
 
     # --- slash command -------------------------------------------------------------
 
-    async def on_schedule_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_schedule_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        """Acks after one durable step (the workflow's start, which carries the request), well under Slack's
+        3 s: Slack never retries a slash command, so nothing may be lost after the ack. The workflow then
+        opens the DM thread and posts the card itself."""
         text = str(command.get("text") or "").strip()
         if not text:
             await ack(response_type="ephemeral", text=USAGE)
             return
-        await ack()
         user, team = command["user_id"], command["team_id"]
-        dm = await self._client.conversations_open(users=user)
-        channel = dm["channel"]["id"]
-        root = await self._client.chat_postMessage(channel=channel, text=f":email: New email: {text}")
-        thread_ts = str(root["ts"])
-        email_id = thread_email_id(team, channel, thread_ts)
+        trigger = hashlib.sha256(str(command.get("trigger_id") or time.time_ns()).encode()).hexdigest()[:20]
+        email_id = f"slack-{_ID_PART.sub('', team)}-cmd-{trigger}"
         zone = await self._timezones.zone_of(user)
-        await self._engine.start(
-            email_id,
-            StartInput(timezone=zone, owner=user, card=CardRef(channel=channel, thread_ts=thread_ts)),
-        )
-        await self._request(email_id, channel, thread_ts, user, text, message_id=f"{channel}:{thread_ts}")
-        link = await self._client.chat_getPermalink(channel=channel, message_ts=thread_ts)
-        await respond(response_type="ephemeral", text=f"On it: <{link['permalink']}|your email's thread>.")
+        request = UserRequest(text=text, message_id=f"cmd:{trigger}", actor=user)
+        card = CardRef(channel=user, root_text=f":email: New email: {text}")
+        await self._engine.start(email_id, StartInput(timezone=zone, owner=user, card=card, first_request=request))
+        await ack(response_type="ephemeral", text="On it: I am opening a thread for this email in our DM.")
 
     # --- buttons --------------------------------------------------------------------
 
@@ -167,6 +207,9 @@ class SlackBot:
             result = await self._engine.cancel(email_id, CancelInput(actor=user))
         except (EmailClosed, EmailNotFound):
             await self._ephemeral(body, await self._finished_text(email_id))
+            return
+        except (EngineBusy, EngineUnavailable):
+            await self._ephemeral(body, UNREACHABLE)
             return
         if result.already:
             await self._ephemeral(body, "This email is already canceled; nothing changed.")
@@ -181,6 +224,9 @@ class SlackBot:
         except (EmailClosed, EmailNotFound):
             await self._ephemeral(body, await self._finished_text(email_id))
             return
+        except (EngineBusy, EngineUnavailable):
+            await self._ephemeral(body, UNREACHABLE)
+            return
         if view.owner and view.owner != user:
             await self._ephemeral(body, "Only the person who started this email can change it.")
             return
@@ -191,7 +237,8 @@ class SlackBot:
         thread_ts = str(body["message"].get("thread_ts") or body["message"]["ts"])
         text = f"I edited my request, use this instead: {view.draft}"
         digest = hashlib.sha256(view.draft.encode()).hexdigest()[:16]
-        await self._request(email_id, channel, thread_ts, user, text, message_id=f"edit:{thread_ts}:{digest}")
+        request = UserRequest(text=text, message_id=f"edit:{thread_ts}:{digest}", actor=user)
+        await self._request(email_id, channel, thread_ts, request)
 
     async def _finished_text(self, email_id: str) -> str:
         try:

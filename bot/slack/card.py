@@ -6,6 +6,7 @@ from typing import Any
 
 from workflows.model import EmailStatus, EmailView
 
+EMAIL_THREAD_EVENT = "email_agent_thread"  # message metadata naming the email a thread belongs to
 CANCEL_ACTION = "cancel_email"
 APPLY_EDIT_ACTION = "apply_edit"
 BODY_LIMIT = 2500  # a section's text holds 3000 characters

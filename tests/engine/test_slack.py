@@ -15,7 +15,7 @@ import pytest
 from bot.slack.app import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM, FakeSlack, action_body, command_body, event_body, sign
-from tests.harness import SLACK_SIGNING_SECRET, Api, Slack, SmtpSink, wait_for_mail
+from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, Slack, SmtpSink, wait_for_mail
 
 pytestmark = pytest.mark.engine
 
@@ -46,21 +46,49 @@ async def test_dm_becomes_a_thread_a_card_and_one_email(slack: Slack, api: Api, 
     assert all(c.args.get("thread_ts") for c in slack.fake.of("chat.postMessage", channel=channel)), "never top level"
 
 
-async def test_schedule_email_command_opens_a_thread_and_runs_the_flow(slack: Slack, smtp_sink: SmtpSink) -> None:
+async def test_schedule_email_command_acks_then_the_workflow_opens_the_thread(
+    slack: Slack, api: Api, smtp_sink: SmtpSink
+) -> None:
     user = user_id("cmd")
     body = command_body(
-        "to: cara@example.com; subject: Hello; body: Hi Cara; send in 2 seconds", user, slack.fake.response_url(user)
+        "to: cara@example.com; subject: Hello; body: Hi Cara; send in 4 seconds", user, slack.fake.response_url(user)
     )
     status, text = await slack.post(body, "application/x-www-form-urlencoded")
-    assert status == 200 and text == ""
-    await wait_for_mail(smtp_sink, "cara@example.com")
-    [root] = [c for c in slack.fake.of("chat.postMessage", channel=f"D{user}") if not c.args.get("thread_ts")]
-    assert "cara@example.com" in root.args["text"]
-    deadline = time.monotonic() + 10
-    while not slack.fake.of("response_url", name=user) and time.monotonic() < deadline:
+    assert status == 200 and json.loads(text)["response_type"] == "ephemeral" and "On it" in text
+    # The workflow posts the thread's root in the DM (to the user's id), naming the email in its metadata.
+    deadline = time.monotonic() + 20
+    while not slack.fake.of("chat.postMessage", channel=user) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    [reply] = slack.fake.of("response_url", name=user)
-    assert reply.args["response_type"] == "ephemeral" and "archives" in reply.args["text"]
+    [root] = slack.fake.of("chat.postMessage", channel=user)
+    assert "cara@example.com" in root.args["text"] and not root.args.get("thread_ts")
+    email_id = root.args["metadata"]["event_payload"]["email_id"]
+    channel, thread_ts = f"D{user}", slack.fake.answered_ts[slack.fake.calls.index(root)]
+    card = await slack.card(channel, thread_ts)
+    await slack.wait_card(channel, card, "Scheduled")
+    # A reply in that thread reaches the same email.
+    await slack.dm(user, "subject: Hello again", thread_ts=thread_ts)
+    await slack.wait_card(channel, card, "Hello again")
+    [mail] = await wait_for_mail(smtp_sink, "cara@example.com")
+    assert mail.message["Subject"] == "Hello again"
+    view = await api.describe(email_id)
+    assert view["status"] == "sent" and view["owner"] == user
+
+
+async def test_a_command_is_not_lost_when_the_app_dies_right_after_the_ack(
+    slack: Slack, app_process: AppProcess, smtp_sink: SmtpSink
+) -> None:
+    user = user_id("cmdkill")
+    body = command_body(
+        "to: kai@example.com; subject: Survives; body: After the ack; send in 2 seconds",
+        user,
+        slack.fake.response_url(user),
+    )
+    status, _ = await slack.post(body, "application/x-www-form-urlencoded")
+    assert status == 200
+    app_process.kill()  # before the workflow's first step could run here
+    await asyncio.to_thread(app_process.start)
+    [mail] = await wait_for_mail(smtp_sink, "kai@example.com", timeout=60)
+    assert mail.message["Subject"] == "Survives"
 
 
 async def test_schedule_email_without_text_answers_with_usage(slack: Slack) -> None:

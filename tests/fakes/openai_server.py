@@ -59,6 +59,12 @@ class FakeOpenAI:
         user = [m["content"] for m in messages if m["role"] == "user"][-1]
         if "FAIL500" in user:
             return web.json_response({"error": {"message": "upstream broke", "type": "server_error"}}, status=500)
+        if "RATE429" in user:
+            return web.json_response(
+                {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+                status=429,
+                headers={"Retry-After": "0"},
+            )
         if "SLOW" in user:
             await asyncio.sleep(self.slow_seconds)
         if "GARBAGE" in user:

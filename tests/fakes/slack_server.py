@@ -35,6 +35,7 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     answered_ts: dict[int, str] = field(default_factory=dict)  # call index -> ts it answered with
     rate_limit_next: dict[str, int] = field(default_factory=dict)
+    messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (channel, ts) -> message
     runner: web.AppRunner | None = None
     port: int = 0
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -78,7 +79,7 @@ class FakeSlack:
                 args.update(await request.json())
             else:
                 args.update(dict(await request.post()))
-        for key in ("blocks", "view"):
+        for key in ("blocks", "view", "metadata"):
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
         self.calls.append(Call(method, args))
@@ -96,7 +97,16 @@ class FakeSlack:
         if method == "chat.postMessage":
             ts = self.new_ts()
             self.answered_ts[len(self.calls) - 1] = ts
-            return {"ok": True, "channel": args["channel"], "ts": ts}
+            # Posting to a user id posts in the app's DM with them, as Slack does.
+            channel = "D" + args["channel"] if str(args["channel"]).startswith("U") else args["channel"]
+            self.messages[(channel, ts)] = {"ts": ts, "text": args.get("text", ""), "metadata": args.get("metadata")}
+            return {"ok": True, "channel": channel, "ts": ts}
+        if method == "conversations.replies":
+            root = self.messages.get((args["channel"], args["ts"]))
+            message = {k: v for k, v in (root or {}).items() if v is not None}
+            if message and args.get("include_all_metadata") not in ("true", "1", True):
+                message.pop("metadata", None)
+            return {"ok": True, "messages": [message] if message else [], "has_more": False}
         if method == "chat.update":
             return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
         if method == "chat.postEphemeral":

@@ -1,0 +1,206 @@
+"""The edges, made to happen on purpose through the real engine: a request or cancel in flight at the send
+moment or as the workflow ends (callbacks held at a gate between iWF and the worker), a model failure on a
+scheduled email, a connection lost after DATA, a process killed while the mail server holds its answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from bot.slack.app import thread_email_id
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import TEAM, FakeSlack, action_body
+from tests.fakes.worker_gate import STATE_EXECUTE, WorkerGate, rpc_call, state_call
+from tests.harness import Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port, unique, wait_for_mail
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+async def gated(
+    engine: Engine,
+    smtp_sink: SmtpSink,
+    fake_openai: FakeOpenAI,
+    fake_slack: FakeSlack,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[AppProcess, WorkerGate]]:
+    """An app whose worker callbacks all pass through a gate the tests control."""
+    state = tmp_path_factory.mktemp("gated")
+    port, worker_port = free_port(), free_port()
+    gate = WorkerGate(target=f"http://127.0.0.1:{worker_port}")
+    await gate.start()
+    env = app_env(
+        port,
+        engine.iwf_url,
+        engine.temporal_host_port,
+        state,
+        fake_openai.base_url,
+        smtp_sink.port,
+        slack_api_url=fake_slack.api_url,
+    ) | {"WORKER_PORT": str(worker_port), "WORKER_URL": gate.url}
+    app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
+    await asyncio.to_thread(app.start)
+    yield app, gate
+    app.stop()
+    await gate.stop()
+
+
+@pytest.fixture
+async def gated_api(gated: tuple[AppProcess, WorkerGate]) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield Api(session, gated[0].base_url)
+
+
+async def test_a_request_accepted_as_the_timer_fires_is_answered_before_anything_goes_out(
+    gated: tuple[AppProcess, WorkerGate], gated_api: Api, smtp_sink: SmtpSink
+) -> None:
+    _, gate = gated
+    wid = unique("last-moment")
+    await gated_api.start(wid)
+    await gated_api.say(wid, "to: lm@example.com; subject: First words; body: Hello; send in 3 seconds")
+    view = await gated_api.wait_for(wid, "scheduled")
+    # The request takes the inbox lock and is held there while the timer fires: the send decision must wait
+    # for it, and then answer it first.
+    held = gate.hold(rpc_call(wid, "send_request"))
+    posting = asyncio.create_task(
+        gated_api.call("POST", f"/api/emails/{wid}/messages", {"text": "subject: Last words", "message_id": "late"})
+    )
+    await held.wait_arrived()
+    await asyncio.sleep(max(0.0, _seconds_until(view["send_at"])) + 1.0)
+    held.release()
+    status, body = await posting
+    assert status == 202 and body["accepted"], body
+    sent = await gated_api.wait_for(wid, "sent", timeout=40)
+    [mail] = await wait_for_mail(smtp_sink, "lm@example.com")
+    assert mail.message["Subject"] == "Last words", "the accepted request was answered before sending"
+    assert "subject: Last words" in [t["text"] for t in sent["conversation"]]
+    assert sent["pending_requests"] == 0
+    await asyncio.sleep(1)
+    assert len(smtp_sink.to("lm@example.com")) == 1
+
+
+async def test_a_cancel_in_flight_as_the_email_is_sent_gets_the_final_answer(
+    gated: tuple[AppProcess, WorkerGate], gated_api: Api, smtp_sink: SmtpSink
+) -> None:
+    _, gate = gated
+    wid = unique("cancel-at-end")
+    await gated_api.start(wid)
+    delivering = gate.hold(state_call(STATE_EXECUTE, wid, "DeliverState"))
+    await gated_api.say(wid, "to: ce@example.com; subject: Going; body: Out; send in 1 seconds")
+    await delivering.wait_arrived()
+    canceling = gate.hold(rpc_call(wid, "cancel"))
+    cancel = asyncio.create_task(gated_api.call("POST", f"/api/emails/{wid}/cancel", {}))
+    await canceling.wait_arrived()
+    delivering.release()  # the email is sent and the workflow ends while the cancel is in flight
+    await wait_for_mail(smtp_sink, "ce@example.com")
+    await gated_api.wait_for(wid, "sent")
+    await asyncio.sleep(0.5)
+    canceling.release()
+    status, body = await cancel
+    assert status == 409, body
+    assert "already sent" in json.dumps(body), "the answer names the final status"
+
+
+async def test_a_double_click_on_cancel_answers_both_clicks(
+    gated: tuple[AppProcess, WorkerGate], gated_api: Api, fake_slack: FakeSlack
+) -> None:
+    app, gate = gated
+    async with aiohttp.ClientSession() as session:
+        slack = Slack(session, app, fake_slack)
+        user = f"UDBL{unique('x')[-9:]}"
+        channel, ts = await slack.dm(user, "to: dc@example.com; subject: Twice; body: Click; send in 30 seconds")
+        card = await slack.card(channel, ts)
+        await slack.wait_card(channel, card, "Scheduled")
+        email_id = thread_email_id(TEAM, channel, ts)
+        final_card = gate.hold(state_call(STATE_EXECUTE, email_id, "NotifyState", input_contains="canceled"))
+        click = action_body("cancel_email", email_id, user, channel, card, ts)
+        status, _ = await slack.post(click, "application/x-www-form-urlencoded")
+        assert status == 200
+        await final_card.wait_arrived()
+        second = gate.hold(rpc_call(email_id, "cancel"))
+        click = action_body("cancel_email", email_id, user, channel, card, ts)  # a second click: its own payload
+        clicking = asyncio.create_task(slack.post(click, "application/x-www-form-urlencoded"))
+        await second.wait_arrived()
+        final_card.release()  # the workflow ends while the second click's cancel is in flight
+        await gated_api.wait_for(email_id, "canceled")
+        await asyncio.sleep(0.5)
+        second.release()
+        status, text = await clicking
+        assert status == 200, text
+        await _wait_ephemeral(fake_slack, user, "already canceled")
+
+
+async def test_a_model_failure_leaves_a_scheduled_email_scheduled(api: Api, smtp_sink: SmtpSink) -> None:
+    wid = unique("rate-limited")
+    await api.start(wid)
+    await api.say(wid, "to: rl@example.com; subject: Stays; body: Scheduled; send in 6 seconds")
+    before = await api.wait_for(wid, "scheduled")
+    assert before["will_send"] and before["plan"].startswith("Sends ")
+    await api.say(wid, "RATE429 what time does it go out?")
+    view = await api.wait_for(wid, "scheduled")
+    assert view["send_at"] == before["send_at"] and view["will_send"]
+    assert "rate-limited" in view["last_error"] and "still goes out" in view["last_reply"]
+    await api.wait_for(wid, "sent", timeout=30)
+    assert len(await wait_for_mail(smtp_sink, "rl@example.com")) == 1
+
+
+async def test_a_connection_lost_after_data_is_unconfirmed_not_resent(api: Api, smtp_sink: SmtpSink) -> None:
+    wid = unique("dropped")
+    await api.start(wid)
+    smtp_sink.drop_after_data = True
+    try:
+        await api.say(wid, "to: dr@example.com; subject: Maybe; body: Out; send in 1 seconds")
+        view = await api.wait_for(wid, "unconfirmed", timeout=30)
+    finally:
+        smtp_sink.drop_after_data = False
+    assert not view["will_send"] and "Delivery unknown" in view["plan"]
+    assert "not sure" in view["last_reply"]
+    await asyncio.sleep(3)
+    assert len(smtp_sink.to("dr@example.com")) == 1, "not resent by itself"
+    # The user decides: sent again, with the same Message-ID, only because they asked.
+    await api.say(wid, "send in 1 seconds")
+    again = await api.wait_for(wid, "sent", timeout=30)
+    mails = await wait_for_mail(smtp_sink, "dr@example.com", count=2)
+    assert {m.message["Message-ID"] for m in mails} == {again["sent_message_id"]}
+
+
+async def test_the_app_killed_while_the_mail_server_holds_its_answer_sends_once(
+    api: Api, app_process: AppProcess, smtp_sink: SmtpSink
+) -> None:
+    """The delivering execution claimed the hand-over and died: the re-execution does not resend blindly."""
+    wid = unique("killed-in-data")
+    await api.start(wid)
+    smtp_sink.hold_replies = threading.Event()
+    smtp_sink.data_arrived.clear()
+    try:
+        await api.say(wid, "to: kd@example.com; subject: Once; body: Only once; send in 1 seconds")
+        assert await asyncio.to_thread(smtp_sink.data_arrived.wait, 30)
+        app_process.kill()
+    finally:
+        smtp_sink.hold_replies.set()
+        smtp_sink.hold_replies = None
+    await asyncio.to_thread(app_process.start)
+    view = await api.wait_for(wid, "unconfirmed", timeout=120)
+    assert "interrupted" in view["last_error"]
+    await asyncio.sleep(2)
+    assert len(smtp_sink.to("kd@example.com")) == 1
+
+
+def _seconds_until(iso: str) -> float:
+    from datetime import UTC, datetime
+
+    return (datetime.fromisoformat(iso) - datetime.now(UTC)).total_seconds()
+
+
+async def _wait_ephemeral(fake: FakeSlack, user: str, text: str, timeout: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if any(text in str(c.args.get("text")) for c in fake.of("chat.postEphemeral", user=user)):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no ephemeral {text!r} for {user}: {[c.args for c in fake.of('chat.postEphemeral')]}")

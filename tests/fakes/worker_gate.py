@@ -1,0 +1,111 @@
+"""A gate between the iWF server and the app's worker listener, to make races happen on purpose.
+
+The app is started with WORKER_URL pointing here; every state or RPC callback from the iWF server passes
+through, forwarded over HTTP to the real worker. A test can hold the next callback that matches (a state's
+execute, an RPC by name, for one workflow) until it releases it, so an interleaving that is otherwise a
+matter of milliseconds is produced exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+STATE_EXECUTE = "/api/v1/workflowState/decide"
+STATE_WAIT_UNTIL = "/api/v1/workflowState/start"
+RPC = "/api/v1/workflowWorker/rpc"
+
+
+@dataclass
+class Hold:
+    matches: Callable[[str, dict[str, Any]], bool]
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    body: dict[str, Any] = field(default_factory=dict)
+
+    async def wait_arrived(self, timeout: float = 30) -> dict[str, Any]:
+        await asyncio.wait_for(self.arrived.wait(), timeout)
+        return self.body
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def state_call(path: str, workflow_id: str, state_id: str, input_contains: str = "") -> Callable[..., bool]:
+    def matches(request_path: str, body: dict[str, Any]) -> bool:
+        context = body.get("context") or {}
+        state_input = str((body.get("stateInput") or {}).get("data") or "")
+        return (
+            request_path == path
+            and context.get("workflowId") == workflow_id
+            and body.get("workflowStateId") == state_id
+            and input_contains in state_input
+        )
+
+    return matches
+
+
+def rpc_call(workflow_id: str, rpc_name: str) -> Callable[..., bool]:
+    def matches(request_path: str, body: dict[str, Any]) -> bool:
+        context = body.get("context") or {}
+        return request_path == RPC and context.get("workflowId") == workflow_id and body.get("rpcName") == rpc_name
+
+    return matches
+
+
+@dataclass
+class WorkerGate:
+    target: str = ""  # the app's real worker, http://127.0.0.1:<WORKER_PORT>
+    holds: list[Hold] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+    session: aiohttp.ClientSession | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def hold(self, matches: Callable[[str, dict[str, Any]], bool]) -> Hold:
+        """Hold the next callback that matches (once), until the returned Hold is released."""
+        hold = Hold(matches)
+        self.holds.append(hold)
+        return hold
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/{tail:.*}", self._forward)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        for hold in self.holds:
+            hold.release()
+        if self.runner:
+            await self.runner.cleanup()
+        if self.session:
+            await self.session.close()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = await request.json()
+        for hold in list(self.holds):
+            if hold.matches(request.path, body):
+                self.holds.remove(hold)
+                hold.body = body
+                hold.arrived.set()
+                await hold.released.wait()
+                break
+        assert self.session is not None
+        async with self.session.post(
+            self.target + request.path, data=raw, headers={"Content-Type": "application/json"}
+        ) as answer:
+            return web.Response(status=answer.status, body=await answer.read(), content_type="application/json")

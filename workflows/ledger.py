@@ -1,0 +1,167 @@
+"""The delivery ledger: one small workflow per owner and day, where every hand-over to the mail server
+is claimed before it happens.
+
+Why a workflow of its own: an iWF state keeps its data-attribute writes only from a *successful*
+execution, so a delivery step that crashed after the mail server took the message leaves no trace in
+the email's own record, and its re-execution cannot tell "never tried" from "maybe delivered". A claim
+in the ledger is made by the delivering execution itself, through a locked RPC (a Temporal update:
+durable once answered), before any byte goes to the mail server. A later execution that finds an earlier
+execution's claim knows the email may already be out. The same claims count the owner's emails per day.
+"""
+
+# No `from __future__ import annotations` here: the iWF SDK inspects RPC parameter annotations at runtime.
+
+import hashlib
+import json
+import random
+import time
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from iwf.client import Client
+from iwf.command_request import CommandRequest, TimerCommand
+from iwf.command_results import CommandResults
+from iwf.communication import Communication
+from iwf.errors import WorkflowAlreadyStartedError, WorkflowNotExistsError, WorkflowRPCAcquiringLockFailure
+from iwf.iwf_api.models import IDReusePolicy, PersistenceLoadingPolicy, PersistenceLoadingType
+from iwf.persistence import Persistence
+from iwf.persistence_schema import PersistenceField, PersistenceSchema
+from iwf.rpc import rpc
+from iwf.state_decision import StateDecision
+from iwf.state_schema import StateSchema
+from iwf.workflow import ObjectWorkflow
+from iwf.workflow_context import WorkflowContext
+from iwf.workflow_options import WorkflowOptions
+from iwf.workflow_state import WorkflowState
+from pydantic import BaseModel, Field
+
+from workflows.model import DeliveryIntent, utcnow
+from workflows.sendtime import seconds_until, zone
+
+DA_CLAIMS = "claims"  # JSON {"<message_id>#<round>": {"execution": str, "at": iso}}
+SHARED_SHARDS = 32  # emails without an owner spread over this many ledgers per day
+LEDGER_DAYS = 3  # a ledger outlives its day by enough for every late retry of a delivery step
+
+_LOCKED_CLAIMS = PersistenceLoadingPolicy(
+    persistence_loading_type=PersistenceLoadingType.LOAD_PARTIAL_WITH_EXCLUSIVE_LOCK,
+    partial_loading_keys=[DA_CLAIMS],
+    locking_keys=[DA_CLAIMS],
+)
+
+
+class ClaimRequest(BaseModel):
+    message_id: str
+    round: int
+    execution: str = Field(description="Unique per delivery-step execution; a retried claim call reuses it.")
+    daily_limit: int = Field(0, description="Emails this ledger may take per day; 0: no limit.")
+
+
+class ClaimResult(BaseModel):
+    first: bool = Field(description="No earlier execution claimed this hand-over: nothing can have gone out.")
+    refused: bool = Field(False, description="The daily limit is reached: do not send.")
+    emails_today: int = 0
+    earlier_at: str = ""
+
+
+def ledger_id(owner: str | None, email_id: str, local_day: str) -> str:
+    if owner:
+        who = hashlib.sha256(owner.encode()).hexdigest()[:20]
+    else:
+        who = f"shared{int(hashlib.sha256(email_id.encode()).hexdigest(), 16) % SHARED_SHARDS}"
+    return f"ledger-{who}-{local_day}"
+
+
+def local_day(now: datetime, timezone: str) -> str:
+    return now.astimezone(zone(timezone)).strftime("%Y%m%d")
+
+
+class LedgerOpenState(WorkflowState[str]):
+    """Keeps the ledger open (answering claims) until it expires; input: the expiry instant (ISO)."""
+
+    def wait_until(
+        self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication
+    ) -> CommandRequest:
+        expires = datetime.fromisoformat(input)
+        return CommandRequest.for_all_command_completed(TimerCommand.by_seconds(seconds_until(expires, utcnow())))
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: str,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        return StateDecision.graceful_complete_workflow("expired")
+
+
+class DeliveryLedgerWorkflow(ObjectWorkflow):
+    def get_workflow_states(self) -> StateSchema:
+        return StateSchema.with_starting_state(LedgerOpenState())
+
+    def get_persistence_schema(self) -> PersistenceSchema:
+        return PersistenceSchema.create(PersistenceField.data_attribute_def(DA_CLAIMS, str))
+
+    @rpc(timeout_seconds=10, data_attribute_loading_policy=_LOCKED_CLAIMS)
+    def claim(self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication) -> str:
+        """Atomic under the lock: of two executions claiming the same hand-over, exactly one is first."""
+        request = ClaimRequest.model_validate_json(input)
+        raw = persistence.get_data_attribute(DA_CLAIMS)
+        claims: dict[str, dict[str, str]] = json.loads(raw) if isinstance(raw, str) and raw else {}
+        key = f"{request.message_id}#{request.round}"
+        emails = {k.rpartition("#")[0] for k in claims}
+        earlier = claims.get(key)
+        if earlier is not None:
+            first = earlier["execution"] == request.execution
+            return ClaimResult(first=first, emails_today=len(emails), earlier_at=earlier["at"]).model_dump_json()
+        if request.daily_limit and request.message_id not in emails and len(emails) >= request.daily_limit:
+            return ClaimResult(first=True, refused=True, emails_today=len(emails)).model_dump_json()
+        claims[key] = {"execution": request.execution, "at": utcnow().isoformat()}
+        persistence.set_data_attribute(DA_CLAIMS, json.dumps(claims))
+        emails.add(request.message_id)
+        return ClaimResult(first=True, emails_today=len(emails)).model_dump_json()
+
+
+class DeliveryLedger(Protocol):
+    """The port the delivery step uses; implemented on the iWF client, faked in unit tests."""
+
+    def claim(self, intent: DeliveryIntent, execution: str, daily_limit: int) -> ClaimResult: ...
+
+
+class IwfDeliveryLedger:
+    """Claims through the iWF server. Runs in a worker thread (the SDK is synchronous)."""
+
+    def __init__(self, client: Client, lock_retries: int = 40):
+        self._client = client
+        self._lock_retries = lock_retries
+
+    def claim(self, intent: DeliveryIntent, execution: str, daily_limit: int) -> ClaimResult:
+        payload = ClaimRequest(
+            message_id=intent.message_id, round=intent.round, execution=execution, daily_limit=daily_limit
+        ).model_dump_json()
+        delay = 0.02
+        for attempt in range(self._lock_retries + 1):
+            try:
+                raw = self._client.invoke_rpc(intent.ledger, DeliveryLedgerWorkflow.claim, payload, str)
+                return ClaimResult.model_validate_json(str(raw))
+            except WorkflowNotExistsError:
+                self._open(intent.ledger)
+            except WorkflowRPCAcquiringLockFailure:
+                if attempt == self._lock_retries:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 0.5)
+        raise RuntimeError(f"could not claim a delivery in {intent.ledger}")
+
+    def _open(self, ledger: str) -> None:
+        expires = utcnow() + timedelta(days=LEDGER_DAYS)
+        try:
+            self._client.start_workflow(
+                DeliveryLedgerWorkflow,
+                ledger,
+                0,
+                expires.isoformat(),
+                WorkflowOptions(workflow_id_reuse_policy=IDReusePolicy.ALLOW_IF_NO_RUNNING),
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # another execution opened it first

@@ -1,0 +1,87 @@
+"""The user's card: posted, then kept up to date beside every step of an email that has one."""
+
+# No `from __future__ import annotations`: the iWF SDK reads these classes' annotations at runtime.
+
+from iwf.command_results import CommandResults
+from iwf.communication import Communication
+from iwf.iwf_api.models import PersistenceLoadingPolicy, PersistenceLoadingType, RetryPolicy
+from iwf.persistence import Persistence
+from iwf.state_decision import StateDecision
+from iwf.workflow_context import WorkflowContext
+from iwf.workflow_state import WorkflowState
+from iwf.workflow_state_options import WorkflowStateOptions
+
+from workflows.record import DA_CARD, Record, build_view
+from workflows.states.common import Services
+
+
+class NotifyState(WorkflowState[str]):
+    """Brings the user's card up to date, posting it the first time.
+
+    Runs beside the main thread after every change. Executions hold a lock on the card, so they run
+    one at a time and each renders the attributes as they are *then*: the last one shows the latest
+    state even if an earlier one was slow. A failed call (Slack 429, 5xx, network) raises and the iWF
+    server retries it with back-off. Input: the workflow's output when this is the final update.
+
+    An email started from a slash command has no thread yet: its root message is posted first, in a step
+    of its own, so a retry never posts it twice once it is recorded.
+    """
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return WorkflowStateOptions(
+            execute_api_data_attributes_loading_policy=PersistenceLoadingPolicy(
+                persistence_loading_type=PersistenceLoadingType.LOAD_ALL_WITH_PARTIAL_LOCK,
+                locking_keys=[DA_CARD],
+            ),
+            execute_api_timeout_seconds=30,
+            execute_api_retry_policy=RetryPolicy(
+                initial_interval_seconds=1,
+                backoff_coefficient=2,
+                maximum_interval_seconds=60,
+                maximum_attempts=12,
+            ),
+            proceed_to_state_when_execute_retry_exhausted=NotifyGaveUpState,
+        )
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: str,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        record = Record(persistence)
+        card, notifier = record.card, self._services.notifier
+        if card is not None and notifier is not None:
+            if not card.thread_ts:
+                channel, thread_ts = notifier.post_root(card, ctx.workflow_id)
+                record.card = card.model_copy(update={"channel": channel, "thread_ts": thread_ts})
+                return StateDecision.single_next_state(NotifyState, input)
+            view = build_view(record)
+            if card.ts:
+                notifier.update(card, ctx.workflow_id, view)
+            else:
+                record.card = card.model_copy(update={"ts": notifier.post(card, ctx.workflow_id, view)})
+        if input:
+            return StateDecision.graceful_complete_workflow(input)
+        return StateDecision.dead_end
+
+
+class NotifyGaveUpState(WorkflowState[str]):
+    """The card could not be updated for minutes; the email itself is unaffected, so carry on."""
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: str,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        if Record(persistence).status.is_final:
+            return StateDecision.graceful_complete_workflow(input or "finished")
+        return StateDecision.dead_end

@@ -1,0 +1,110 @@
+"""What every state shares: the services handed in, the inbox lock, and the moves that keep the card
+up to date beside the main thread."""
+
+# No `from __future__ import annotations`: the iWF SDK reads state classes' annotations at runtime.
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from iwf.command_results import CommandResults
+from iwf.iwf_api.models import ChannelRequestStatus, PersistenceLoadingPolicy, PersistenceLoadingType
+from iwf.state_decision import StateDecision
+from iwf.state_movement import StateMovement
+from iwf.workflow_state import WorkflowState
+from iwf.workflow_state_options import WorkflowStateOptions
+
+from workflows.agent import Agent
+from workflows.deliveries import DeliveryRegistry
+from workflows.ledger import DeliveryLedger
+from workflows.mailer import Mailer
+from workflows.model import EmailStatus, Turn, UserRequest, utcnow
+from workflows.notifier import CardNotifier
+from workflows.record import (
+    DA_CANCEL_REQUESTED,
+    DA_DRAFT,
+    DA_INBOX,
+    DA_OWNER,
+    DA_PENDING,
+    DA_SEND_ATTEMPTS,
+    DA_STATUS,
+    Record,
+)
+
+# The inbox, the pending count and the cancel flag change together, under one lock shared by the RPCs that
+# accept requests and cancels and by the states that take them up or decide to send, so no request can be
+# accepted between a state's look at the inbox and its decision.
+INBOX_KEYS = [DA_INBOX, DA_PENDING, DA_CANCEL_REQUESTED]
+LOCKED_INBOX = PersistenceLoadingPolicy(
+    persistence_loading_type=PersistenceLoadingType.LOAD_PARTIAL_WITH_EXCLUSIVE_LOCK,
+    partial_loading_keys=[DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, *INBOX_KEYS],
+    locking_keys=INBOX_KEYS,
+)
+TAKES_UP_REQUESTS = WorkflowStateOptions(
+    execute_api_data_attributes_loading_policy=PersistenceLoadingPolicy(
+        persistence_loading_type=PersistenceLoadingType.LOAD_ALL_WITH_PARTIAL_LOCK, locking_keys=INBOX_KEYS
+    )
+)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the states need from the outside world, handed in rather than looked up."""
+
+    agent: Agent
+    mailer: Mailer
+    ledger: DeliveryLedger
+    deliveries: DeliveryRegistry = field(default_factory=DeliveryRegistry)
+    notifier: CardNotifier | None = None
+    mail_domain: str = "email-agent.local"
+    allowed_domains: tuple[str, ...] = ()
+    daily_send_limit: int = 0
+    send_max_attempts: int = 5
+    send_backoff_seconds: int = 2
+    send_backoff_max_seconds: int = 300
+    agent_timeout_seconds: int = 240
+    send_timeout_seconds: int = 90
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+
+def received(results: CommandResults, channel: str) -> Any:
+    for result in results.internal_channel_commands:
+        if result.channel_name == channel and result.status == ChannelRequestStatus.RECEIVED:
+            return result.value
+    return None
+
+
+def accept_request(record: Record, raw: str) -> None:
+    """Take a request out of the inbox into the conversation; call only under the inbox lock."""
+    request = UserRequest.model_validate_json(raw)
+    record.add_turn(Turn(role="user", text=request.text))
+    record.set(DA_PENDING, max(0, record.pending - 1))
+    record.set(DA_DRAFT, "")
+    record.status = EmailStatus.PROCESSING
+
+
+def go(record: Record, state: type[WorkflowState[Any]], state_input: Any = None) -> StateDecision:
+    """Move on, and refresh the user's card alongside when there is one."""
+    from workflows.states.card import NotifyState
+
+    if record.card is None:
+        return StateDecision.single_next_state(state, state_input)
+    return StateDecision.multi_next_states(StateMovement.create(state, state_input), NotifyState)
+
+
+def finish(record: Record, output: str) -> StateDecision:
+    """End the workflow; with a card, only after the card shows the end (NotifyState completes it)."""
+    from workflows.states.card import NotifyState
+
+    if record.card is None:
+        return StateDecision.graceful_complete_workflow(output)
+    return StateDecision.single_next_state(NotifyState, output)
+
+
+def cancel(record: Record) -> StateDecision:
+    """Call only under the inbox lock: requests still queued are moot once the email is canceled."""
+    record.status = EmailStatus.CANCELED
+    record.set(DA_PENDING, 0)
+    record.tell("Canceled: this email will not be sent.")
+    return finish(record, "canceled")

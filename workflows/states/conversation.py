@@ -1,0 +1,191 @@
+"""The conversation: the start, waiting for the user, and the model's turn.
+
+Start -> Compose (a first request came with the start) | Agent
+Agent (waits for a request or a cancel) -> Compose
+Compose (the model) -> Agent (needs the user) | Schedule | CancelByRequest
+"""
+
+# No `from __future__ import annotations`: the iWF SDK reads these classes' annotations at runtime.
+
+from iwf.command_request import CommandRequest, InternalChannelCommand
+from iwf.command_results import CommandResults
+from iwf.communication import Communication
+from iwf.iwf_api.models import RetryPolicy
+from iwf.persistence import Persistence
+from iwf.state_decision import StateDecision
+from iwf.workflow_context import WorkflowContext
+from iwf.workflow_state import WorkflowState
+from iwf.workflow_state_options import WorkflowStateOptions
+
+from workflows.agent import AgentError
+from workflows.decisions import apply_reply
+from workflows.model import EmailStatus, StartInput, Turn
+from workflows.record import CH_CANCEL, CH_USER_INPUT, DA_SEND_ATTEMPTS, DA_TIMEZONE, Record, initial_attributes
+from workflows.sendtime import format_local, zone
+from workflows.states import sending
+from workflows.states.common import TAKES_UP_REQUESTS, Services, accept_request, cancel, go, received
+
+
+class StartState(WorkflowState[str]):
+    """Entry point; no wait. A workflow started without initial attributes (by hand) gets them here."""
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: str,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        record = Record(persistence)
+        if not record.get_str(DA_TIMEZONE):
+            start = StartInput.model_validate_json(input) if input else StartInput()
+            for key, value in initial_attributes(start).items():
+                record.set(key, value)
+        if record.status == EmailStatus.PROCESSING:  # the start carried the first request
+            return go(record, ComposeState)
+        return go(record, AgentState)
+
+
+class AgentState(WorkflowState[None]):
+    """Waits for the user. A failure stays visible here until the next request."""
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return TAKES_UP_REQUESTS
+
+    def wait_until(
+        self, ctx: WorkflowContext, input: None, persistence: Persistence, communication: Communication
+    ) -> CommandRequest:
+        record = Record(persistence)
+        if record.status not in (EmailStatus.FAILED, EmailStatus.UNCONFIRMED):
+            record.status = EmailStatus.WAITING
+        return CommandRequest.for_any_command_completed(
+            InternalChannelCommand.by_name(CH_USER_INPUT), InternalChannelCommand.by_name(CH_CANCEL)
+        )
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        record = Record(persistence)
+        if received(command_results, CH_CANCEL) is not None or record.cancel_requested:
+            return cancel(record)
+        accept_request(record, received(command_results, CH_USER_INPUT))
+        return go(record, ComposeState)
+
+
+def _not_understood(record: Record, services: Services, reason: str) -> StateDecision:
+    """The model could not answer: nothing changes, and a scheduled email stays scheduled at its time.
+
+    The request stays in the conversation, so the next message (or "try again") replays it.
+    """
+    email = record.email
+    if email.scheduled and email.send_at is not None:
+        when = format_local(email.send_at, record.timezone)
+        record.tell(f"Sorry, {reason}. Nothing was changed: the email still goes out {when}.", reason)
+        record.status = EmailStatus.SCHEDULED
+        return go(record, sending.ScheduleState)
+    record.tell(f"Sorry, {reason}. Nothing was changed; your message is kept, send it again or rephrase.", reason)
+    record.status = EmailStatus.WAITING
+    return go(record, AgentState)
+
+
+class ComposeState(WorkflowState[None]):
+    """Runs the model on the whole conversation and applies what it proposes, after checking it."""
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return WorkflowStateOptions(
+            execute_api_timeout_seconds=self._services.agent_timeout_seconds,
+            execute_api_retry_policy=RetryPolicy(
+                initial_interval_seconds=2,
+                backoff_coefficient=2,
+                maximum_interval_seconds=60,
+                maximum_attempts=4,
+            ),
+            proceed_to_state_when_execute_retry_exhausted=ComposeCrashedState,
+        )
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        services = self._services
+        record = Record(persistence)
+        email, timezone, now = record.email, record.timezone, services.clock()
+        try:
+            reply = services.agent.respond(record.conversation, email, now.astimezone(zone(timezone)), timezone)
+        except AgentError as error:
+            return _not_understood(record, services, error.reason)
+
+        outcome = apply_reply(
+            reply, email, timezone=timezone, now=services.clock(), allowed_domains=services.allowed_domains
+        )
+        if outcome.next == "cancel":
+            record.add_turn(Turn(role="assistant", text=outcome.reply or "Canceled."))
+            # Decided under the inbox lock: the user may have written more while the model thought.
+            return StateDecision.single_next_state(CancelByRequestState)
+        if outcome.email.revision != email.revision:
+            record.set(DA_SEND_ATTEMPTS, 0)
+        record.email = outcome.email
+        record.add_turn(Turn(role="assistant", text=outcome.reply))
+        record.tell(outcome.reply, outcome.problem)
+        if outcome.next == "schedule":
+            record.status = EmailStatus.SCHEDULED
+            return go(record, sending.ScheduleState)
+        record.status = EmailStatus.WAITING
+        return go(record, AgentState)
+
+
+class ComposeCrashedState(WorkflowState[None]):
+    """Reached only when the compose step kept crashing (a bug or an outage), not on a model error."""
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        return _not_understood(Record(persistence), self._services, "the assistant failed repeatedly on this request")
+
+
+class CancelByRequestState(WorkflowState[None]):
+    """Ends the email the user asked (in words) to cancel, unless they wrote more meanwhile.
+
+    Under the inbox lock, so no request can be accepted between the check and the end. With requests
+    waiting, the email is put on hold (never sent) and the newer words are answered instead of dropped.
+    """
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return TAKES_UP_REQUESTS
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        record = Record(persistence)
+        if not record.pending:
+            return cancel(record)
+        record.email = record.email.model_copy(update={"send_at": None, "scheduled": False})
+        record.status = EmailStatus.WAITING
+        record.tell("It will not be sent. You wrote more in the meantime; reading that now.")
+        return go(record, AgentState)

@@ -1,0 +1,234 @@
+"""Scheduling and delivery: a durable timer, a decision under the inbox lock, one hand-over.
+
+    Schedule (timer | request | cancel) -> Compose | Deliver (decided under the lock) | Agent (a request
+        accepted in the last moment is answered before anything goes out)
+    Deliver -> done (sent) | Schedule (definite transient failure: back off) | Agent (failed, unconfirmed)
+
+Exactly once, as far as it can be known: the hand-over is decided and recorded (DeliveryIntent) in a step
+that completes before the mail server is contacted; the delivering execution then claims it in the
+owner's delivery ledger before sending. An execution that finds an earlier execution's claim does not
+send blindly: it asks this process's registry, then the mail server (outbox, Sent folder), and if
+neither can tell, it stops and tells the user "delivery unknown".
+"""
+
+# No `from __future__ import annotations`: the iWF SDK reads these classes' annotations at runtime.
+
+import uuid
+from datetime import timedelta
+
+from iwf.command_request import CommandRequest, InternalChannelCommand, TimerCommand
+from iwf.command_results import CommandResults
+from iwf.communication import Communication
+from iwf.iwf_api.models import RetryPolicy
+from iwf.persistence import Persistence
+from iwf.state_decision import StateDecision
+from iwf.workflow_context import WorkflowContext
+from iwf.workflow_state import WorkflowState
+from iwf.workflow_state_options import WorkflowStateOptions
+
+from workflows.deliveries import Delivered, Outcome
+from workflows.ledger import ledger_id, local_day
+from workflows.mailer import AmbiguousSendError, OutgoingEmail, PermanentSendError, SendError, TransientSendError
+from workflows.model import DeliveryIntent, EmailDraft, EmailStatus
+from workflows.record import (
+    CH_CANCEL,
+    CH_USER_INPUT,
+    DA_OWNER,
+    DA_SEND_ATTEMPTS,
+    DA_SENT_MESSAGE_ID,
+    Record,
+    message_id,
+)
+from workflows.sendtime import format_local, seconds_until
+from workflows.states import conversation
+from workflows.states.common import TAKES_UP_REQUESTS, Services, accept_request, cancel, finish, go, received
+
+
+class ScheduleState(WorkflowState[None]):
+    """A durable timer to the send time; new input or a cancel interrupts it. When it fires, the hand-over is
+    decided here, under the inbox lock: a request accepted after the wait ended is answered first."""
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return TAKES_UP_REQUESTS
+
+    def wait_until(
+        self, ctx: WorkflowContext, input: None, persistence: Persistence, communication: Communication
+    ) -> CommandRequest:
+        record = Record(persistence)
+        record.status = EmailStatus.SCHEDULED
+        send_at = record.email.send_at or self._services.clock()
+        return CommandRequest.for_any_command_completed(
+            TimerCommand.by_seconds(seconds_until(send_at, self._services.clock())),
+            InternalChannelCommand.by_name(CH_USER_INPUT),
+            InternalChannelCommand.by_name(CH_CANCEL),
+        )
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        record = Record(persistence)
+        if received(command_results, CH_CANCEL) is not None or record.cancel_requested:
+            return cancel(record)
+        request = received(command_results, CH_USER_INPUT)
+        if request is not None:
+            accept_request(record, request)
+            return go(record, conversation.ComposeState)
+        if record.pending:
+            # Accepted while the timer fired, still in its channel: answered before anything goes out.
+            return go(record, conversation.AgentState)
+        email = record.email
+        previous = record.delivery
+        record.delivery = DeliveryIntent(
+            message_id=message_id(ctx.workflow_id, email.revision, self._services.mail_domain),
+            revision=email.revision,
+            round=(previous.round + 1) if previous else 1,
+            ledger=ledger_id(
+                record.get_str(DA_OWNER) or None, ctx.workflow_id, local_day(self._services.clock(), record.timezone)
+            ),
+        )
+        # From here on requests and cancels are refused ("being sent"), so nothing can be accepted unread.
+        record.status = EmailStatus.SENDING
+        return go(record, DeliverState)
+
+
+class DeliverState(WorkflowState[None]):
+    """Hands the email to the mail server once, as decided by Schedule (see the module docstring)."""
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return WorkflowStateOptions(
+            execute_api_timeout_seconds=self._services.send_timeout_seconds,
+            # A worker that is down (the app restarting) is retried for up to an hour; a step that keeps
+            # crashing then lands in DeliveryCrashedState, which finds out what happened.
+            execute_api_retry_policy=RetryPolicy(
+                initial_interval_seconds=2,
+                backoff_coefficient=2,
+                maximum_interval_seconds=60,
+                maximum_attempts_duration_seconds=3600,
+            ),
+            proceed_to_state_when_execute_retry_exhausted=DeliveryCrashedState,
+        )
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        services = self._services
+        record = Record(persistence)
+        email, intent = record.email, record.delivery
+        if intent is None:  # cannot happen: Schedule records the intent before moving here
+            raise RuntimeError("no delivery intent recorded")
+        key = f"{intent.message_id}#{intent.round}"
+        outcome = services.deliveries.known(key)
+        if outcome is None:
+            claim = services.ledger.claim(intent, f"{ctx.state_execution_id}:{uuid.uuid4()}", services.daily_send_limit)
+            if claim.refused:
+                reason = f"the daily limit of {services.daily_send_limit} emails per person is reached"
+                return _failed(record, email, PermanentSendError(reason), services)
+            if not claim.first:
+                outcome = services.deliveries.known(key) or _after_an_earlier_attempt(services, intent.message_id)
+        if outcome is None:
+            outgoing = OutgoingEmail(message_id=intent.message_id, to=email.to, subject=email.subject, body=email.body)
+            outcome = services.deliveries.run(key, lambda: services.mailer.send(outgoing))
+        if isinstance(outcome, AmbiguousSendError):
+            checked = services.mailer.was_delivered(intent.message_id)
+            if checked is not None:
+                confirmed = Delivered("confirmed by the mail server afterwards")
+                outcome = confirmed if checked else TransientSendError(outcome.reason)
+        return _apply(record, email, intent, outcome, services)
+
+
+def _after_an_earlier_attempt(services: Services, message_id_: str) -> Outcome | None:
+    """An earlier execution claimed this hand-over and its outcome is not known here: ask the mail server."""
+    checked = services.mailer.was_delivered(message_id_)
+    if checked is True:
+        return Delivered("delivered by an earlier attempt (confirmed by the mail server)")
+    if checked is None:
+        return AmbiguousSendError("an earlier attempt to send it was interrupted, and the mail server cannot be asked")
+    return None  # the earlier attempt did not deliver it: send
+
+
+def _apply(
+    record: Record, email: EmailDraft, intent: DeliveryIntent, outcome: Outcome, services: Services
+) -> StateDecision:
+    if isinstance(outcome, Delivered):
+        record.set(DA_SENT_MESSAGE_ID, intent.message_id)
+        record.status = EmailStatus.SENT
+        record.tell(f"Sent to {', '.join(email.to)}.")
+        return finish(record, outcome.where)
+    if isinstance(outcome, AmbiguousSendError):
+        record.status = EmailStatus.UNCONFIRMED
+        record.email = email.model_copy(update={"scheduled": False})
+        record.tell(
+            f"I am not sure the email went out: {outcome.reason}. It may have been delivered. "
+            "Check with the recipient, or ask me to send it again (the copy carries the same Message-ID, "
+            "so most mail servers drop it if the first one arrived).",
+            outcome.reason,
+        )
+        return go(record, conversation.AgentState)
+    return _failed(record, email, outcome, services)
+
+
+def _failed(record: Record, email: EmailDraft, error: SendError, services: Services) -> StateDecision:
+    attempts = record.send_attempts + 1
+    record.set(DA_SEND_ATTEMPTS, attempts)
+    if isinstance(error, PermanentSendError) or attempts >= services.send_max_attempts:
+        record.status = EmailStatus.FAILED
+        record.email = email.model_copy(update={"send_at": None, "scheduled": False})
+        tried = "" if isinstance(error, PermanentSendError) else f" after {attempts} attempts"
+        record.tell(f"I could not send the email{tried}: {error.reason}. Tell me when to try again.", error.reason)
+        return go(record, conversation.AgentState)
+    delay = min(services.send_backoff_seconds * 2 ** (attempts - 1), services.send_backoff_max_seconds)
+    retry_at = services.clock() + timedelta(seconds=delay)
+    record.email = email.model_copy(update={"send_at": retry_at, "scheduled": True})
+    record.tell(
+        f"Sending failed ({error.reason}); retrying at {format_local(retry_at, record.timezone)} "
+        f"(attempt {attempts + 1} of {services.send_max_attempts}).",
+        error.reason,
+    )
+    # Back through Schedule, so the user can still revise or cancel while we wait.
+    record.status = EmailStatus.SCHEDULED
+    return go(record, ScheduleState)
+
+
+class DeliveryCrashedState(WorkflowState[None]):
+    """Reached when the delivery step kept crashing for an hour; iWF gave up retrying it."""
+
+    def __init__(self, services: Services):
+        self._services = services
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        services, record = self._services, Record(persistence)
+        email, intent = record.email, record.delivery
+        reason = "the send step failed repeatedly (see the worker logs)"
+        if intent is None:
+            return _failed(record, email, PermanentSendError(reason), services)
+        outcome = services.deliveries.known(f"{intent.message_id}#{intent.round}")
+        if outcome is None:
+            # A probe: if no crashed execution got as far as its claim, none reached the mail server.
+            claim = services.ledger.claim(intent, f"crashed:{uuid.uuid4()}", 0)
+            if claim.first:
+                return _failed(record, email, PermanentSendError(reason), services)
+            outcome = _after_an_earlier_attempt(services, intent.message_id) or PermanentSendError(reason)
+        return _apply(record, email, intent, outcome, services)
