@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from workflows.mailer import parse_sender  # the one reading of sender addresses
+
 REPO_ROOT = Path(__file__).resolve().parent
 
 
@@ -77,6 +79,17 @@ class Settings(BaseSettings):
     allowed_recipient_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="If set, recipients outside these domains are refused in code."
     )
+
+    @field_validator("mail_from")
+    @classmethod
+    def _one_sender(cls, value: str | None) -> str | None:
+        """Checked here so a bad MAIL_FROM stops the app at start, not every send."""
+        if value is None or not value.strip():
+            return None
+        try:
+            return str(parse_sender(value.strip()))
+        except ValueError as error:
+            raise ValueError(f"{error}; expected agent@example.com or Name <agent@example.com>") from None
 
     @field_validator("allowed_recipient_domains", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from iwf.registry import Registry
 from settings import Settings
 from workflows.agent import Agent
 from workflows.email_workflow import EmailAgentWorkflow
-from workflows.mailer import Mailer, mailer_from_settings
+from workflows.mailer import DEFAULT_FROM_ADDRESS, Mailer, mailer_from_settings, sender_address
 from workflows.notifier import CardNotifier
 from workflows.states import Services
 
@@ -25,15 +25,21 @@ def openai_client(settings: Settings) -> openai.OpenAI:
     )
 
 
+def message_id_domain(settings: Settings) -> str:
+    """The sender's own domain (a display name in MAIL_FROM is no part of it); a neutral one when no
+    sender is configured, so Message-IDs never claim someone else's domain."""
+    sender = sender_address(settings)
+    return "email-agent.local" if sender.addr_spec == DEFAULT_FROM_ADDRESS else sender.domain
+
+
 def build_services(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifier | None = None) -> Services:
     mailer = mailer or mailer_from_settings(settings)
     agent_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1) + 30
-    from_address = settings.mail_from or settings.smtp_username or settings.google_email_address or ""
     return Services(
         agent=Agent(openai_client(settings), settings.openai_model, settings.conversation_max_turns),
         mailer=mailer,
         notifier=notifier,
-        mail_domain=from_address.rpartition("@")[2] or "email-agent.local",
+        mail_domain=message_id_domain(settings),
         allowed_domains=tuple(settings.allowed_recipient_domains),
         send_max_attempts=settings.send_max_attempts,
         send_backoff_seconds=settings.send_backoff_seconds,
