@@ -11,7 +11,7 @@ from typing import TypeVar
 from zoneinfo import available_timezones
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
 from bot.openapi import openapi_document
@@ -28,11 +28,14 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_ZONES: list[JsonValue] = list(sorted(available_timezones()))
+
+
 class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # The document lists the zones this machine knows, so a client (and schemathesis) can tell a valid
     # request from one the API will refuse with 422.
-    timezone: str = Field("UTC", json_schema_extra={"enum": sorted(available_timezones())})
+    timezone: str = Field("UTC", json_schema_extra={"enum": _ZONES})
     owner: str | None = Field(
         None, max_length=200, description="If set, only requests naming this actor may change or cancel it."
     )
