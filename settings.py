@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_timeout_seconds: float = 60.0
     openai_max_retries: int = 2
+    openai_temperature: float | None = Field(
+        None, description="Sent only when set: reasoning models (gpt-5, o-series) refuse any but the default."
+    )
+    openai_structured_outputs: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Structured Outputs (a JSON schema): auto falls back to json_object for a server that "
+        "refuses json_schema (remembered), off always uses json_object, on never falls back.",
+    )
     conversation_max_turns: int = Field(40, description="Older turns are dropped from the prompt, not from the log.")
     default_timezone: str = "UTC"
 

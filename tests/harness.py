@@ -140,6 +140,13 @@ class AppProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def variant_of(app: AppProcess, state: Path, **env: str) -> AppProcess:
+    """A second app process like `app`, on its own ports and state, with some settings changed."""
+    port = free_port()
+    changed = {**app.env, "PORT": str(port), "WORKER_PORT": str(free_port()), "STATE_DIR": str(state), **env}
+    return AppProcess(env=changed, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
+
+
 class Api:
     """A thin client for the app's HTTP API, with the polling the tests need."""
 

@@ -36,7 +36,13 @@ def build_services(settings: Settings, mailer: Mailer | None = None, notifier: C
     mailer = mailer or mailer_from_settings(settings)
     agent_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1) + 30
     return Services(
-        agent=Agent(openai_client(settings), settings.openai_model, settings.conversation_max_turns),
+        agent=Agent(
+            openai_client(settings),
+            settings.openai_model,
+            settings.conversation_max_turns,
+            temperature=settings.openai_temperature,
+            structured=settings.openai_structured_outputs,
+        ),
         mailer=mailer,
         notifier=notifier,
         mail_domain=message_id_domain(settings),

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.harness import Api, AppProcess, SmtpSink, free_port, unique, wait_for_mail
+from tests.harness import Api, AppProcess, SmtpSink, unique, variant_of, wait_for_mail
 
 pytestmark = pytest.mark.engine
 
@@ -18,14 +18,7 @@ MESSAGE_ID = re.compile(r"<[A-Za-z0-9.]+@example\.com>", re.ASCII)
 async def test_mail_from_with_a_unicode_display_name_sends_well_formed_mail(
     app_process: AppProcess, smtp_sink: SmtpSink, tmp_path: Path
 ) -> None:
-    env = {
-        **app_process.env,
-        "PORT": str(free_port()),
-        "WORKER_PORT": str(free_port()),
-        "STATE_DIR": str(tmp_path),
-        "MAIL_FROM": "Assistant Ünïcode <agent@example.com>",
-    }
-    other = AppProcess(env=env, log_path=tmp_path / "app.log", base_url=f"http://127.0.0.1:{env['PORT']}")
+    other = variant_of(app_process, tmp_path, MAIL_FROM="Assistant Ünïcode <agent@example.com>")
     other.start()
     try:
         async with aiohttp.ClientSession() as session:
