@@ -21,7 +21,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound
 from bot.slack.card import APPLY_EDIT_ACTION, CANCEL_ACTION
-from workflows.model import CancelInput, CardRef, DraftInput, StartInput, UserRequest
+from bot.slack.markup import escape, mentioned_users, to_plain
+from workflows.model import CancelInput, CardRef, DraftInput, RequestResult, StartInput, UserRequest
 from workflows.sendtime import is_valid_timezone
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,20 @@ USAGE = (
     "in Spanish, send tomorrow at 9am`. I will open a thread in our DM for it."
 )
 _ID_PART = re.compile(r"[^A-Za-z0-9.]")
+# A message with a file (file_share) is taken for its words; a thread reply also sent to the
+# conversation (thread_broadcast) is a thread reply like any other.
+TAKEN_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+MAX_NAME_LOOKUPS = 5  # users.info calls per message for mentions; the rest stay @U123
+FILES_ONLY = (
+    "I can only read the words of a message: files are not added to emails. "
+    "Tell me in words what to write (and to whom)."
+)
+
+
+def files_not_attached(names: list[str]) -> str:
+    shown = ", ".join(escape(name) for name in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    what = f"attached file ({shown}) is" if len(names) == 1 else f"attached files ({shown}) are"
+    return f"I used the words of your message. The {what} not added to the email: emails go out without attachments."
 
 
 def thread_email_id(team: str, channel: str, thread_ts: str) -> str:
@@ -38,35 +53,50 @@ def thread_email_id(team: str, channel: str, thread_ts: str) -> str:
     return "slack-" + "-".join(_ID_PART.sub("", part) for part in (team, channel, thread_ts))
 
 
+@dataclass(frozen=True)
+class Profile:
+    zone: str
+    name: str
+
+
 @dataclass
-class TimezoneCache:
-    """users.info is rate-limited (tier 4); a user's zone rarely changes."""
+class UserCache:
+    """users.info is rate-limited (tier 4); a user's zone and name rarely change, so one call serves both."""
 
     client: AsyncWebClient
     ttl_seconds: int
-    _entries: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _entries: dict[str, tuple[Profile, float]] = field(default_factory=dict)
 
     async def zone_of(self, user: str) -> str:
+        profile = await self._profile(user)
+        return profile.zone if profile else "UTC"
+
+    async def name_of(self, user: str) -> str:
+        profile = await self._profile(user)
+        return profile.name if profile else ""
+
+    async def _profile(self, user: str) -> Profile | None:
         cached = self._entries.get(user)
         if cached and cached[1] > time.monotonic():
             return cached[0]
-        zone = "UTC"
         try:
-            info = await self.client.users_info(user=user)
-            candidate = str(info["user"].get("tz") or "UTC")
-            zone = candidate if is_valid_timezone(candidate) else "UTC"
+            info = (await self.client.users_info(user=user))["user"]
         except SlackApiError as error:
             log.warning("users.info failed for %s: %s; using UTC", user, error.response.get("error"))
-            return zone  # not cached: try again next time
-        self._entries[user] = (zone, time.monotonic() + self.ttl_seconds)
-        return zone
+            return None  # not cached: try again next time
+        zone = str(info.get("tz") or "UTC")
+        details = info.get("profile") or {}
+        name = details.get("display_name") or details.get("real_name") or info.get("real_name") or info.get("name")
+        profile = Profile(zone=zone if is_valid_timezone(zone) else "UTC", name=str(name or ""))
+        self._entries[user] = (profile, time.monotonic() + self.ttl_seconds)
+        return profile
 
 
 class SlackBot:
-    def __init__(self, engine: EmailEngine, client: AsyncWebClient, timezones: TimezoneCache):
+    def __init__(self, engine: EmailEngine, client: AsyncWebClient, users: UserCache):
         self._engine = engine
         self._client = client
-        self._timezones = timezones
+        self._users = users
 
     def register(self, app: AsyncApp) -> None:
         app.event("message")(self.on_message)
@@ -85,23 +115,35 @@ class SlackBot:
         if subtype == "message_changed":
             await self._on_edit(team, event)
             return
-        if subtype is not None or event.get("bot_id") or not event.get("user"):
+        if subtype not in TAKEN_SUBTYPES or event.get("bot_id") or not event.get("user"):
             return  # joins, deletions, our own card, other bots: nothing to do
         channel, ts, user = event["channel"], event["ts"], event["user"]
-        text = str(event.get("text") or "").strip()
-        if not text:
-            return
         thread_ts = event.get("thread_ts") or ts
+        text = await self._plain(event.get("text"))
+        files = [str(f.get("name") or f.get("title") or "a file") for f in event.get("files") or []]
+        if not text:
+            if files:
+                await self._say(channel, thread_ts, FILES_ONLY)
+            return
         email_id = thread_email_id(team, channel, thread_ts)
         if thread_ts == ts:
-            zone = await self._timezones.zone_of(user)
+            zone = await self._users.zone_of(user)
             card = CardRef(channel=channel, thread_ts=ts)
             await self._engine.start(email_id, StartInput(timezone=zone, owner=user, card=card))
-        await self._request(email_id, channel, thread_ts, user, text, message_id=f"{channel}:{ts}")
+        result = await self._request(email_id, channel, thread_ts, user, text, message_id=f"{channel}:{ts}")
+        if files and result and result.accepted and not result.duplicate:  # once, not again on Slack's retries
+            await self._say(channel, thread_ts, files_not_attached(files))
+
+    async def _plain(self, text: object) -> str:
+        """The words as the user typed them, mentions by name (a few users.info calls, cached)."""
+        encoded = str(text or "")
+        mentioned = mentioned_users(encoded)[:MAX_NAME_LOOKUPS]
+        names = {user: await self._users.name_of(user) for user in mentioned}
+        return to_plain(encoded, names).strip()
 
     async def _request(
         self, email_id: str, channel: str, thread_ts: str, user: str, text: str, message_id: str
-    ) -> None:
+    ) -> RequestResult | None:
         try:
             result = await self._engine.request(email_id, UserRequest(text=text, message_id=message_id, actor=user))
         except EmailNotFound:
@@ -110,21 +152,25 @@ class SlackBot:
                 thread_ts,
                 "I don't have an email for this thread. Send me a new message to start one.",
             )
-            return
+            return None
         except EmailClosed:
             await self._say(channel, thread_ts, "This email is finished. Send me a new message to start another one.")
-            return
+            return None
         if not result.accepted:
             await self._say(channel, thread_ts, f"I can't take that now: {result.detail}.")
+        return result
 
     async def _on_edit(self, team: str, event: dict[str, Any]) -> None:
         message = event.get("message") or {}
-        user, text = message.get("user"), str(message.get("text") or "").strip()
-        if not user or message.get("bot_id") or not text:
+        user = message.get("user")
+        if not user or message.get("bot_id") or not message.get("text"):
             return
         previous = event.get("previous_message") or {}
-        if previous.get("text", "").strip() == text:
+        if str(previous.get("text") or "").strip() == str(message["text"]).strip():
             return  # an unfurl or a reaction, not an edit of the words
+        text = await self._plain(message["text"])
+        if not text:
+            return
         thread_ts = message.get("thread_ts") or message.get("ts")
         email_id = thread_email_id(team, event["channel"], str(thread_ts))
         try:
@@ -138,7 +184,9 @@ class SlackBot:
     # --- slash command -------------------------------------------------------------
 
     async def on_schedule_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
-        text = str(command.get("text") or "").strip()
+        # With should_escape false (manifest.yml) Slack still sends &, < and > as entities, and may send
+        # tokens typed or pasted as such; the same decoding as for messages applies.
+        text = await self._plain(command.get("text"))
         if not text:
             await ack(response_type="ephemeral", text=USAGE)
             return
@@ -146,10 +194,10 @@ class SlackBot:
         user, team = command["user_id"], command["team_id"]
         dm = await self._client.conversations_open(users=user)
         channel = dm["channel"]["id"]
-        root = await self._client.chat_postMessage(channel=channel, text=f":email: New email: {text}")
+        root = await self._client.chat_postMessage(channel=channel, text=f":email: New email: {escape(text)}")
         thread_ts = str(root["ts"])
         email_id = thread_email_id(team, channel, thread_ts)
-        zone = await self._timezones.zone_of(user)
+        zone = await self._users.zone_of(user)
         await self._engine.start(
             email_id,
             StartInput(timezone=zone, owner=user, card=CardRef(channel=channel, thread_ts=thread_ts)),
@@ -236,5 +284,5 @@ def build_slack_app(
         # The model and SMTP still never run here; they run in the workflow.
         process_before_response=True,
     )
-    SlackBot(engine, client, TimezoneCache(client, timezone_ttl)).register(app)
+    SlackBot(engine, client, UserCache(client, timezone_ttl)).register(app)
     return app
