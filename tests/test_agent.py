@@ -282,7 +282,7 @@ async def test_a_model_refusal_is_an_output_error_with_its_words(fake: FakeOpenA
     agent = Agent(client_for(fake.base_url), model="gpt-4o-mini")
     with pytest.raises(AgentOutputError) as caught:
         await respond(agent, [user("REFUSE this")])
-    assert caught.value.reason.startswith("the assistant declined to answer (I'm sorry")
+    assert caught.value.reason == "the assistant declined to answer (I'm sorry, I can't assist with that request)"
 
 
 async def test_limits_still_apply_to_a_structured_reply(fake: FakeOpenAI) -> None:

@@ -126,7 +126,11 @@ class Agent:
             except openai.BadRequestError as error:
                 if self._structured == "on" or not _refuses_json_schema(error):
                     raise _unavailable(error) from error
-                log.warning("%s refused a json_schema response format; using json_object from now on", self._model)
+                log.warning(
+                    "%s refused a json_schema response format (%s); using json_object from now on",
+                    self._model,
+                    _said(error),
+                )
                 self._schema_refused = True
         return self._json_object_reply(messages)
 
@@ -181,7 +185,7 @@ class Agent:
             raise AgentOutputError("the assistant returned no answer")
         message = completion.choices[0].message
         if message.refusal:
-            raise AgentOutputError(f"the assistant declined to answer ({' '.join(message.refusal.split())[:300]})")
+            raise AgentOutputError(f"the assistant declined to answer ({_clip(message.refusal)})")
         if message.parsed is None:
             raise AgentOutputError("the assistant returned no answer")
         try:
@@ -212,6 +216,15 @@ def _error_body(error: openai.APIStatusError) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _clip(text: str, limit: int = 200) -> str:
+    """One line, bounded, without a final period: it is shown inside parentheses within a sentence."""
+    return " ".join(text.split())[:limit].rstrip(".")
+
+
+def _said(error: openai.APIStatusError) -> str:
+    return _clip(str(_error_body(error).get("message") or ""))
+
+
 def _refuses_json_schema(error: openai.BadRequestError) -> bool:
     """A 400 about the response format itself, as OpenAI-compatible servers without Structured Outputs
     answer ("'response_format' of type 'json_schema' is not supported", "This response_format type is
@@ -227,8 +240,8 @@ def _unavailable(error: openai.OpenAIError) -> AgentUnavailableError:
     if isinstance(error, openai.RateLimitError):
         return AgentUnavailableError("the assistant is rate-limited right now")
     if isinstance(error, openai.APIStatusError):
-        said = str(_error_body(error).get("message") or "").strip()
-        detail = f": {' '.join(said.split())[:200]}" if said and error.status_code < 500 else ""
+        said = _said(error)
+        detail = f": {said}" if said and error.status_code < 500 else ""
         return AgentUnavailableError(f"the assistant's service answered with an error ({error.status_code}{detail})")
     if isinstance(error, openai.APIConnectionError):
         return AgentUnavailableError("the assistant's service could not be reached")
