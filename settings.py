@@ -6,12 +6,13 @@ without touching process-wide state.
 
 from __future__ import annotations
 
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from workflows.mailer import parse_sender  # the one reading of sender addresses
 
 REPO_ROOT = Path(__file__).resolve().parent
 
@@ -58,6 +59,14 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_timeout_seconds: float = 60.0
     openai_max_retries: int = 2
+    openai_temperature: float | None = Field(
+        None, description="Sent only when set: reasoning models (gpt-5, o-series) refuse any but the default."
+    )
+    openai_structured_outputs: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Structured Outputs (a JSON schema): auto falls back to json_object for a server that "
+        "refuses json_schema (remembered), off always uses json_object, on never falls back.",
+    )
     conversation_max_turns: int = Field(40, description="Older turns are dropped from the prompt, not from the log.")
     default_timezone: str = "UTC"
 
@@ -82,6 +91,17 @@ class Settings(BaseSettings):
         default_factory=list, description="If set, recipients outside these domains are refused in code."
     )
 
+    @field_validator("mail_from")
+    @classmethod
+    def _one_sender(cls, value: str | None) -> str | None:
+        """Checked here so a bad MAIL_FROM stops the app at start, not every send."""
+        if value is None or not value.strip():
+            return None
+        try:
+            return str(parse_sender(value.strip()))
+        except ValueError as error:
+            raise ValueError(f"{error}; expected agent@example.com or Name <agent@example.com>") from None
+
     @field_validator("allowed_recipient_domains", mode="before")
     @classmethod
     def _split_domains(cls, value: object) -> object:
@@ -94,12 +114,6 @@ class Settings(BaseSettings):
     def effective_worker_url(self) -> str:
         host = "127.0.0.1" if self.worker_host in ("0.0.0.0", "") else self.worker_host
         return self.worker_url or f"http://{host}:{self.worker_port}"
-
-    @property
-    def mail_domain(self) -> str:
-        """The domain of the From address: it names every Message-ID."""
-        address = self.mail_from or self.smtp_username or self.google_email_address or ""
-        return parseaddr(address)[1].rpartition("@")[2] or "email-agent.local"
 
     @property
     def effective_outbox_dir(self) -> Path:

@@ -8,9 +8,10 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+from zoneinfo import available_timezones
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
 from bot.openapi import openapi_document
@@ -27,9 +28,14 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_ZONES: list[JsonValue] = list(sorted(available_timezones()))
+
+
 class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    timezone: str = "UTC"
+    # The document lists the zones this machine knows, so a client (and schemathesis) can tell a valid
+    # request from one the API will refuse with 422.
+    timezone: str = Field("UTC", json_schema_extra={"enum": _ZONES})
     owner: str | None = Field(
         None, max_length=200, description="If set, only requests naming this actor may change or cancel it."
     )
@@ -82,7 +88,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return error_response(error.status, error.reason.lower().replace(" ", "_"), error.reason)
+        kept = {name: error.headers[name] for name in ("Allow", "Retry-After") if name in error.headers}
+        return error_response(error.status, error.reason.lower().replace(" ", "_"), error.reason, kept)
     except EmailNotFound:
         return error_response(404, "not_found", "no email with this id")
     except EmailClosed as error:
@@ -131,12 +138,18 @@ async def body_of(request: web.Request, model: type[M], optional: bool = False) 
         raise ApiError(422, "invalid", problems) from error
 
 
-def refusal_status(refusal: str) -> int:
-    return 403 if refusal == "forbidden" else 409
+def refused(refusal: str, detail: str) -> ApiError:
+    """A refusal is an error like any other: its code says why (forbidden, too_late, finished)."""
+    return ApiError(403 if refusal == "forbidden" else 409, refusal or "refused", detail)
 
 
 def ok(model: BaseModel, status: int = 200) -> web.Response:
     return web.Response(text=model.model_dump_json(), status=status, content_type="application/json")
+
+
+class StartResult(BaseModel):
+    id: str
+    created: bool = Field(description="False: it already existed (ids are never reused).")
 
 
 async def start_email(request: web.Request) -> web.Response:
@@ -144,7 +157,7 @@ async def start_email(request: web.Request) -> web.Response:
     wid = email_id(request)
     body = await body_of(request, StartBody, optional=True)
     created = await request.app[ENGINE_KEY].start(wid, StartInput(timezone=body.timezone, owner=body.owner))
-    return web.json_response({"id": wid, "created": created}, status=201 if created else 200)
+    return ok(StartResult(id=wid, created=created), status=201 if created else 200)
 
 
 async def describe_email(request: web.Request) -> web.Response:
@@ -159,7 +172,9 @@ async def post_message(request: web.Request) -> web.Response:
     result = await request.app[ENGINE_KEY].request(
         wid, UserRequest(text=body.text, message_id=body.message_id, actor=body.actor)
     )
-    return ok(result, status=202 if result.accepted else refusal_status(result.refusal))
+    if not result.accepted:
+        raise refused(result.refusal, result.detail)
+    return ok(result, status=202)
 
 
 async def save_draft(request: web.Request) -> web.Response:
@@ -167,7 +182,9 @@ async def save_draft(request: web.Request) -> web.Response:
     wid = email_id(request)
     body = await body_of(request, DraftBody)
     result = await request.app[ENGINE_KEY].save_draft(wid, DraftInput(text=body.text, actor=body.actor))
-    return ok(result, status=200 if result.ok else refusal_status(result.refusal))
+    if not result.ok:
+        raise refused(result.refusal, result.detail)
+    return ok(result)
 
 
 async def cancel_email(request: web.Request) -> web.Response:
@@ -175,7 +192,9 @@ async def cancel_email(request: web.Request) -> web.Response:
     wid = email_id(request)
     body = await body_of(request, CancelBody, optional=True)
     result = await request.app[ENGINE_KEY].cancel(wid, CancelInput(actor=body.actor))
-    return ok(result, status=200 if result.ok else refusal_status(result.refusal))
+    if not result.ok:
+        raise refused(result.refusal, result.detail)
+    return ok(result)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -183,7 +202,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(StartBody, MessageBody, DraftBody, CancelBody))
+    return web.json_response(openapi_document(StartBody, MessageBody, DraftBody, CancelBody, StartResult))
 
 
 def add_api_routes(app: web.Application, engine: EmailEngine, api_token: str) -> None:

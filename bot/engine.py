@@ -110,8 +110,10 @@ class EmailEngine:
         worker_url: str,
         max_threads: int = 32,
         lock_retries: int = 20,
+        engine_retries: int = 2,
     ):
         self._lock_retries = lock_retries
+        self._engine_retries = engine_retries
         options = ClientOptions(server_url=server_url, worker_url=worker_url, object_encoder=ObjectEncoder.default)
         self._client = Client(registry, options)
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-client")
@@ -193,21 +195,27 @@ class EmailEngine:
         return Record(_Attributes(values))
 
     async def _rpc(self, email_id: str, method: Callable[..., str], payload: str | None) -> str:
-        try:
-            result = await self._with_lock_retries(lambda: self._client.invoke_rpc(email_id, method, payload, str))
-        except EmailNotFound:
-            # iWF answers "not exists" for an ended workflow too; tell the two apart.
-            await self._run(lambda: self._client.describe_workflow(email_id))
-            raise EmailClosed() from None
-        except EngineUnavailable:
-            # An RPC still in flight when the workflow ended fails on the engine's side (Temporal abandons the
-            # update): its effect was not kept. If the email has ended, answer from its final record.
-            if await self._has_ended(email_id):
+        for attempt in range(self._engine_retries + 1):
+            try:
+                result = await self._with_lock_retries(lambda: self._client.invoke_rpc(email_id, method, payload, str))
+            except EmailNotFound:
+                # iWF answers "not exists" for an ended workflow too; tell the two apart.
+                await self._run(lambda: self._client.describe_workflow(email_id))
                 raise EmailClosed() from None
-            raise
-        if not isinstance(result, str):
-            raise EngineUnavailable("the workflow returned no answer")
-        return result
+            except EngineUnavailable:
+                # An RPC still in flight when the workflow ended fails on the engine's side (Temporal abandons
+                # the update), as does one whose worker call timed out: in both cases its effect was not kept,
+                # so it is safe to answer from the ended email's record, or to try again once it settles.
+                if await self._has_ended(email_id):
+                    raise EmailClosed() from None
+                if attempt == self._engine_retries:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
+                continue
+            if not isinstance(result, str):
+                raise EngineUnavailable("the workflow returned no answer")
+            return result
+        raise AssertionError("unreachable")
 
     async def _has_ended(self, email_id: str) -> bool:
         try:

@@ -23,12 +23,23 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 ERROR = {
     "type": "object",
+    "description": "Every answer that is not a success, whatever its status.",
     "required": ["error"],
+    "additionalProperties": False,
     "properties": {
         "error": {
             "type": "object",
             "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "additionalProperties": False,
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "description": "Machine-readable reason, e.g. unauthorized, not_found, bad_id, bad_json, invalid, "
+                    "forbidden (403: not the owner), too_late (409: being sent), finished or closed (409: sent or "
+                    "canceled), busy, engine_unavailable.",
+                },
+                "message": {"type": "string", "description": "Plain words, safe to show a user."},
+            },
         }
     },
 }
@@ -50,6 +61,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "Missing or wrong bearer token",
         404: "No such email",
         403: "Refused: the actor is not the email's owner",
+        405: "Method not allowed on this path",
         409: "Refused: finished or being sent",
         413: "Body too large",
         422: "Body does not match the schema",
@@ -60,11 +72,15 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 @cache
 def _document(
-    start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel], cancel: type[BaseModel]
+    start: type[BaseModel],
+    message: type[BaseModel],
+    draft: type[BaseModel],
+    cancel: type[BaseModel],
+    started: type[BaseModel],
 ) -> dict[str, Any]:
     _, defs = models_json_schema(
         [(m, "validation") for m in (start, message, draft, cancel)]
-        + [(m, "serialization") for m in (EmailView, RequestResult, ActionResult)],
+        + [(m, "serialization") for m in (EmailView, RequestResult, ActionResult, started)],
         ref_template=REF,
     )
     schemas = {**defs.get("$defs", {}), "Error": ERROR}
@@ -95,8 +111,8 @@ def _document(
                     "summary": "Start an email (idempotent)",
                     "requestBody": {"required": False, **_json(_ref(start))},
                     "responses": {
-                        "201": {"description": "Created", **_json({"type": "object"}), "links": _LINKS},
-                        "200": {"description": "Already existed", **_json({"type": "object"}), "links": _LINKS},
+                        "201": {"description": "Created", **_json(_ref(started)), "links": _LINKS},
+                        "200": {"description": "Already existed", **_json(_ref(started)), "links": _LINKS},
                         **_errors(400, 401, 413, 422, 503),
                     },
                 },
@@ -150,6 +166,10 @@ def _document(
 
 
 def openapi_document(
-    start: type[BaseModel], message: type[BaseModel], draft: type[BaseModel], cancel: type[BaseModel]
+    start: type[BaseModel],
+    message: type[BaseModel],
+    draft: type[BaseModel],
+    cancel: type[BaseModel],
+    started: type[BaseModel],
 ) -> dict[str, Any]:
-    return _document(start, message, draft, cancel)
+    return _document(start, message, draft, cancel, started)

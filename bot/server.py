@@ -10,6 +10,7 @@ import signal
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from pydantic import ValidationError
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_sdk.signature import SignatureVerifier
@@ -165,7 +166,15 @@ def main() -> None:
     for chatty in ("httpx", "httpx2", "openai", "slack_bolt", "slack_sdk"):
         logging.getLogger(chatty).setLevel(logging.WARNING)  # one line per HTTP call drowns the app's own
     try:
-        asyncio.run(serve(Settings()))
+        settings = Settings()
+    except ValidationError as error:
+        # One line per bad setting, without pydantic's URLs: the app stops before serving anything.
+        for problem in error.errors():
+            name = ".".join(str(part) for part in problem["loc"]).upper()
+            log.error("invalid setting %s: %s", name, problem["msg"].removeprefix("Value error, "))
+        raise SystemExit(2) from None
+    try:
+        asyncio.run(serve(settings))
     except StackError as error:
         log.error("the local engine could not start: %s", error)
         raise SystemExit(1) from None

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -21,7 +22,7 @@ import aiohttp
 
 from devstack.stack import LocalStack
 from settings import REPO_ROOT
-from tests.fakes.slack_server import TEAM, Call, FakeSlack, event_body, sign
+from tests.fakes.slack_server import TEAM, Call, FakeSlack, event_body, rich_text, sign, slack_encode
 
 API_TOKEN = "test-token-4f1c9a"
 SLACK_BOT_TOKEN = "xoxb-test-0000-bot-token"
@@ -152,6 +153,13 @@ class AppProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def variant_of(app: AppProcess, state: Path, **env: str) -> AppProcess:
+    """A second app process like `app`, on its own ports and state, with some settings changed."""
+    port = free_port()
+    changed = {**app.env, "PORT": str(port), "WORKER_PORT": str(free_port()), "STATE_DIR": str(state), **env}
+    return AppProcess(env=changed, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
+
+
 class Api:
     """A thin client for the app's HTTP API, with the polling the tests need."""
 
@@ -268,20 +276,45 @@ class Slack:
         async with self.session.post(self.url, data=body.encode(), headers=all_headers) as response:
             return response.status, await response.text()
 
-    async def dm(self, user: str, text: str, *, thread_ts: str | None = None, retries: int = 1) -> tuple[str, str]:
-        """A user's DM to the bot; returns (channel, ts). `retries` > 1 re-delivers it as Slack does."""
+    async def dm(
+        self,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        retries: int = 1,
+        encoded: bool = False,
+        subtype: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+    ) -> tuple[str, str]:
+        """A user's DM to the bot, shaped as Slack sends it; returns (channel, ts).
+
+        `text` is what the user typed, encoded as Slack does (entities, autolinked addresses and links)
+        unless `encoded`, when it is already Slack's text (mentions, labelled links). `subtype` is e.g.
+        file_share (with `files`) or thread_broadcast. `retries` > 1 re-delivers it as Slack does."""
         channel, ts = f"D{user}", self.fake.new_ts()
+        wire = text if encoded else slack_encode(text)
         event: dict[str, Any] = {
+            "client_msg_id": str(uuid.uuid4()),
             "type": "message",
-            "channel_type": "im",
-            "channel": channel,
+            "text": wire,
             "user": user,
-            "text": text,
             "ts": ts,
             "team": TEAM,
+            **({"blocks": rich_text(wire)} if wire else {}),
+            "channel": channel,
+            "event_ts": ts,
+            "channel_type": "im",
         }
+        if subtype:
+            event["subtype"] = subtype
+        if files is not None:
+            event |= {"files": files, "upload": True, "display_as_bot": False}
         if thread_ts:
             event["thread_ts"] = thread_ts
+            event["parent_user_id"] = user
+        if subtype == "thread_broadcast" and thread_ts:
+            event["root"] = {"type": "message", "user": user, "ts": thread_ts, "thread_ts": thread_ts, "team": TEAM}
         body = event_body(event, event_id=f"Ev{ts.replace('.', '')}")
         for attempt in range(retries):
             retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"} if attempt else {}

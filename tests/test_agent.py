@@ -122,7 +122,8 @@ async def test_conversation_and_context_are_sent(fake: FakeOpenAI) -> None:
 
     request = fake.requests[-1]
     assert request["model"] == "fake-model"
-    assert request["response_format"] == {"type": "json_object"}
+    assert request["response_format"]["type"] == "json_schema"
+    assert "temperature" not in request, "no sampling parameter unless set"
     messages = sent_messages(request)
     assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
     assert messages[1]["role"] == "system"
@@ -218,6 +219,77 @@ async def test_closed_port_is_unavailable() -> None:
     with pytest.raises(AgentUnavailableError) as caught:
         await respond(agent, [user("hello")])
     assert "could not be reached" in caught.value.reason
+
+
+# --- Structured Outputs, fallbacks and sampling ------------------------------------------------
+
+
+async def test_the_reply_schema_is_sent_in_strict_mode(fake: FakeOpenAI) -> None:
+    agent = Agent(client_for(fake.base_url), model="gpt-4o-mini")
+    got = await respond(agent, [user("to: ana@example.com; subject: Lunch")])
+    assert (got.to, got.subject, got.body) == (["ana@example.com"], "Lunch", None)
+    response_format = fake.requests[-1]["response_format"]
+    assert response_format["type"] == "json_schema"
+    assert response_format["json_schema"]["strict"] is True
+    schema = response_format["json_schema"]["schema"]
+    assert set(schema["required"]) == set(AgentReply.model_fields) == set(schema["properties"])
+    assert schema["additionalProperties"] is False
+
+
+async def test_a_reasoning_model_gets_no_temperature_and_answers(fake: FakeOpenAI) -> None:
+    agent = Agent(client_for(fake.base_url), model="gpt-5-mini")
+    got = await respond(agent, [user("to: ana@example.com; subject: Hi; body: Hello; tomorrow at 9am")])
+    assert got.action == "schedule" and got.send_at_local == "2026-11-26T09:00:00"
+    assert "temperature" not in fake.requests[-1]
+
+
+async def test_a_temperature_is_sent_only_when_set(fake: FakeOpenAI) -> None:
+    await respond(Agent(client_for(fake.base_url), model="gpt-4o-mini", temperature=0.3), [user("hello")])
+    assert fake.requests[-1]["temperature"] == 0.3
+    reasoning = Agent(client_for(fake.base_url), model="o4-mini", temperature=0.3)
+    with pytest.raises(AgentUnavailableError) as caught:
+        await respond(reasoning, [user("hello")])
+    assert "400" in caught.value.reason and "temperature" in caught.value.reason
+    assert reasoning.uses_structured_outputs, "a 400 about something else does not switch the response format"
+
+
+async def test_a_server_without_structured_outputs_is_asked_for_json_once_refused(fake: FakeOpenAI) -> None:
+    agent = Agent(client_for(fake.base_url), model="json-only-compat")
+    got = await respond(agent, [user("to: ana@example.com; subject: Lunch")])
+    assert got.subject == "Lunch"
+    assert [r["response_format"]["type"] for r in fake.requests] == ["json_schema", "json_object"]
+    again = await respond(agent, [user("subject: Dinner")])
+    assert again.subject == "Dinner"
+    assert [r["response_format"]["type"] for r in fake.requests[2:]] == ["json_object"], "remembered"
+
+
+async def test_structured_outputs_on_never_falls_back(fake: FakeOpenAI) -> None:
+    agent = Agent(client_for(fake.base_url), model="json-only-compat", structured="on")
+    with pytest.raises(AgentUnavailableError) as caught:
+        await respond(agent, [user("hello")])
+    assert "400" in caught.value.reason and "json_schema" in caught.value.reason
+    assert len(fake.requests) == 1
+
+
+async def test_structured_outputs_off_asks_for_json_object(fake: FakeOpenAI) -> None:
+    agent = Agent(client_for(fake.base_url), model="gpt-4o-mini", structured="off")
+    got = await respond(agent, [user("to: ana@example.com")])
+    assert got.to == ["ana@example.com"]
+    assert fake.requests[-1]["response_format"] == {"type": "json_object"}
+
+
+async def test_a_model_refusal_is_an_output_error_with_its_words(fake: FakeOpenAI) -> None:
+    agent = Agent(client_for(fake.base_url), model="gpt-4o-mini")
+    with pytest.raises(AgentOutputError) as caught:
+        await respond(agent, [user("REFUSE this")])
+    assert caught.value.reason == "the assistant declined to answer (I'm sorry, I can't assist with that request)"
+
+
+async def test_limits_still_apply_to_a_structured_reply(fake: FakeOpenAI) -> None:
+    agent = Agent(client_for(fake.base_url), model="gpt-4o-mini")
+    with pytest.raises(AgentOutputError) as caught:
+        await respond(agent, [user("subject: " + "x" * 1200)])
+    assert "(subject:" in caught.value.reason
 
 
 # --- parse_reply -------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ def view(**changes: Any) -> EmailView:
         "body": "Hello",
         "send_at": None,
         "send_at_local": "Thu 26 Nov 2026, 9:00 AM PST",
+        "will_send": True,
+        "plan": "Sends Thu 26 Nov 2026, 9:00 AM PST.",
         "timezone": "America/Los_Angeles",
         "owner": "U1",
         "draft": "",

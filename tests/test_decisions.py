@@ -39,6 +39,7 @@ def scheduled_email(**fields: Any) -> EmailDraft:
             "subject": "Lunch",
             "body": "Hi Ana",
             "send_at": TOMORROW_9_PST,
+            "scheduled": True,
             "revision": 2,
             **fields,
         }
@@ -136,8 +137,7 @@ def test_missing_recipient_waits_with_a_question_naming_it() -> None:
     assert outcome.next == "wait"
     assert "recipient" in outcome.problem
     assert "subject" not in outcome.problem and "body" not in outcome.problem
-    assert outcome.problem in outcome.reply
-    assert outcome.reply.startswith("Done.")
+    assert outcome.reply == outcome.problem, "the model's filler ('Done.') does not follow the question"
 
 
 def test_everything_missing_names_everything() -> None:
@@ -179,9 +179,23 @@ def test_bad_recipient_waits_and_says_why(to: list[str], why: str) -> None:
     outcome = apply(reply(action="schedule", to=to, send_at_local="2026-11-26T10:00"), email)
     assert outcome.next == "wait"
     assert why in outcome.problem
-    assert outcome.problem in outcome.reply
+    assert " ".join(outcome.problem.split()) in outcome.reply, "shown on one line"
     assert outcome.email.send_at is None
     assert outcome.email.to == email.to  # the refused value is not stored
+
+
+def test_a_problem_reads_as_sentences_without_the_models_filler() -> None:
+    outcome = apply(reply(reply="Done.", action="schedule", to=["a@x.com, b@y.com"], send_at_local="2026-11-26T10:00"))
+    assert outcome.reply == "'a@x.com, b@y.com' is not a single email address."
+    capitalised = apply(reply(reply="Scheduled!", to=[f"p{i}@example.com" for i in range(60)]))
+    assert capitalised.reply.startswith("At most ") and capitalised.reply.endswith(" per email.")
+    assert "Scheduled!" not in capitalised.reply
+
+
+def test_a_question_from_the_model_follows_the_problem() -> None:
+    outcome = apply(reply(reply="Should I also copy Bob?", action="schedule", to=["nope"]))
+    assert outcome.reply.startswith("'nope' is not a valid email address")
+    assert outcome.reply.endswith(". Should I also copy Bob?")
 
 
 def test_recipient_outside_allowed_domains_is_refused() -> None:

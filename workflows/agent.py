@@ -8,15 +8,18 @@ provider-side storage and works with any OpenAI-compatible server.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field, ValidationError
 
 from workflows.model import EmailDraft, Turn
+
+log = logging.getLogger(__name__)
 
 SYSTEM_PROMPT = """\
 You are an email assistant inside a chat. The user asks you to write, revise, translate, schedule or cancel ONE email.
@@ -45,6 +48,28 @@ class AgentReply(BaseModel):
     send_at_local: str | None = None
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+# AgentReply as the schema sent for Structured Outputs: strict mode wants every key required and nullable
+# rather than optional, and refuses length limits, so those stay in AgentReply, which this is validated
+# into. The defaults (left out of the schema) only keep a lax server's answer that omits a key usable.
+# Its name and docstring are sent to the model with the schema.
+class EmailAgentReply(BaseModel):
+    """Your reply to the user and the email's fields; null keeps a field as it is."""
+
+    reply: str
+    action: Literal["none", "draft", "schedule", "hold", "cancel"] = Field("none", json_schema_extra=_no_default)
+    to: list[str] | None = None
+    subject: str | None = None
+    body: str | None = None
+    send_at_local: str | None = None
+
+
+StructuredOutputs = Literal["auto", "on", "off"]
+
+
 class AgentError(Exception):
     """`reason` is safe to show the user."""
 
@@ -65,12 +90,53 @@ _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 
 
 class Agent:
-    def __init__(self, client: openai.OpenAI, model: str, max_turns: int = 40):
+    """One model call per turn.
+
+    Structured Outputs (the reply's JSON schema, enforced by the server) where the server has them; with
+    `structured="auto"` a server that answers 400 to a json_schema response format (many OpenAI-compatible
+    ones) is remembered and asked for `json_object` from then on. Sampling parameters are sent only when
+    set: reasoning models (gpt-5, o-series) refuse any temperature but the default.
+    """
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        model: str,
+        max_turns: int = 40,
+        *,
+        temperature: float | None = None,
+        structured: StructuredOutputs = "auto",
+    ):
         self._client = client
         self._model = model
         self._max_turns = max_turns
+        self._temperature = temperature
+        self._structured = structured
+        self._schema_refused = False  # learned once (auto): this server does not take json_schema
+
+    @property
+    def uses_structured_outputs(self) -> bool:
+        return self._structured == "on" or (self._structured == "auto" and not self._schema_refused)
 
     def respond(self, conversation: list[Turn], email: EmailDraft, now_local: datetime, timezone: str) -> AgentReply:
+        messages = self._messages(conversation, email, now_local, timezone)
+        if self.uses_structured_outputs:
+            try:
+                return self._structured_reply(messages)
+            except openai.BadRequestError as error:
+                if self._structured == "on" or not _refuses_json_schema(error):
+                    raise _unavailable(error) from error
+                log.warning(
+                    "%s refused a json_schema response format (%s); using json_object from now on",
+                    self._model,
+                    _said(error),
+                )
+                self._schema_refused = True
+        return self._json_object_reply(messages)
+
+    def _messages(
+        self, conversation: list[Turn], email: EmailDraft, now_local: datetime, timezone: str
+    ) -> list[ChatCompletionMessageParam]:
         context = {
             "now_local": now_local.replace(tzinfo=None).isoformat(timespec="seconds"),
             "weekday": now_local.strftime("%A"),
@@ -95,37 +161,106 @@ class Agent:
                 messages.append({"role": "user", "content": turn.text})
             else:
                 messages.append({"role": "assistant", "content": turn.text})
+        return messages
+
+    def _structured_reply(self, messages: list[ChatCompletionMessageParam]) -> AgentReply:
+        try:
+            completion = self._client.chat.completions.parse(
+                model=self._model,
+                messages=messages,
+                response_format=EmailAgentReply,
+                temperature=self._temperature if self._temperature is not None else openai.omit,
+            )
+        except openai.BadRequestError:
+            raise  # respond() decides: fall back, or report it
+        except openai.LengthFinishReasonError as error:
+            raise AgentOutputError("the assistant's answer was cut off; your message is kept, send it again") from error
+        except openai.ContentFilterFinishReasonError as error:
+            raise AgentOutputError("the assistant's answer was withheld by its content filter") from error
+        except openai.OpenAIError as error:
+            raise _unavailable(error) from error
+        except ValidationError as error:
+            raise _unusable(error) from error
+        if not completion.choices:
+            raise AgentOutputError("the assistant returned no answer")
+        message = completion.choices[0].message
+        if message.refusal:
+            raise AgentOutputError(f"the assistant declined to answer ({_clip(message.refusal)})")
+        if message.parsed is None:
+            raise AgentOutputError("the assistant returned no answer")
+        try:
+            return AgentReply.model_validate(message.parsed.model_dump())
+        except ValidationError as error:
+            raise _unusable(error) from error
+
+    def _json_object_reply(self, messages: list[ChatCompletionMessageParam]) -> AgentReply:
         try:
             completion = self._client.chat.completions.create(
                 model=self._model,
                 messages=messages,
                 response_format={"type": "json_object"},
-                temperature=0.2,
+                temperature=self._temperature if self._temperature is not None else openai.omit,
             )
-        except openai.APITimeoutError as error:
-            raise AgentUnavailableError("the assistant took too long to answer") from error
-        except openai.RateLimitError as error:
-            raise AgentUnavailableError("the assistant is rate-limited right now") from error
-        except openai.APIStatusError as error:
-            raise AgentUnavailableError(
-                f"the assistant's service answered with an error ({error.status_code})"
-            ) from error
-        except openai.APIConnectionError as error:
-            raise AgentUnavailableError("the assistant's service could not be reached") from error
+        except openai.OpenAIError as error:
+            raise _unavailable(error) from error
         if not completion.choices:
             raise AgentOutputError("the assistant returned no answer")
         content = completion.choices[0].message.content or ""
         return parse_reply(content)
 
 
+def _error_body(error: openai.APIStatusError) -> dict[str, Any]:
+    body = error.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    return body if isinstance(body, dict) else {}
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """One line, bounded, without a final period: it is shown inside parentheses within a sentence."""
+    return " ".join(text.split())[:limit].rstrip(".")
+
+
+def _said(error: openai.APIStatusError) -> str:
+    return _clip(str(_error_body(error).get("message") or ""))
+
+
+def _refuses_json_schema(error: openai.BadRequestError) -> bool:
+    """A 400 about the response format itself, as OpenAI-compatible servers without Structured Outputs
+    answer ("'response_format' of type 'json_schema' is not supported", "This response_format type is
+    unavailable"); a 400 about anything else is not a reason to change modes."""
+    body = _error_body(error)
+    said = f"{body.get('param') or ''} {body.get('message') or error.message}".lower()
+    return "response_format" in said or "json_schema" in said
+
+
+def _unavailable(error: openai.OpenAIError) -> AgentUnavailableError:
+    if isinstance(error, openai.APITimeoutError):
+        return AgentUnavailableError("the assistant took too long to answer")
+    if isinstance(error, openai.RateLimitError):
+        return AgentUnavailableError("the assistant is rate-limited right now")
+    if isinstance(error, openai.APIStatusError):
+        said = _said(error)
+        detail = f": {said}" if said and error.status_code < 500 else ""
+        return AgentUnavailableError(f"the assistant's service answered with an error ({error.status_code}{detail})")
+    if isinstance(error, openai.APIConnectionError):
+        return AgentUnavailableError("the assistant's service could not be reached")
+    return AgentUnavailableError(f"the assistant's service failed ({type(error).__name__})")
+
+
+def _unusable(error: ValidationError) -> AgentOutputError:
+    problem = error.errors()[0]
+    where = ".".join(str(p) for p in problem["loc"]) or "reply"
+    return AgentOutputError(
+        f"the assistant's answer was not usable ({where}: {problem['msg']}); your message is kept, "
+        "send it again or rephrase"
+    )
+
+
 def parse_reply(content: str) -> AgentReply:
+    """The json_object fallback: the model was only asked for JSON, so fences are tolerated."""
     text = _FENCE.sub("", content.strip())
     try:
         return AgentReply.model_validate_json(text)
     except ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"]) or "reply"
-        raise AgentOutputError(
-            f"the assistant's answer was not usable ({where}: {problem['msg']}); your message is kept, "
-            "send it again or rephrase"
-        ) from error
+        raise _unusable(error) from error

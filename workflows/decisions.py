@@ -75,7 +75,7 @@ def apply_reply(
         return Outcome(
             email=updated.model_copy(update={"send_at": None}),
             next="wait",
-            reply=" ".join([*problems, reply.reply]).strip(),
+            reply=_explain(problems, reply.reply),
             problem="; ".join(problems),
         )
     if updated.send_at is None:
@@ -83,7 +83,7 @@ def apply_reply(
     missing = [name for name, value in (("recipient", to), ("subject", subject), ("body", body)) if not value]
     if missing:
         question = f"To schedule it I still need the {', '.join(missing)}."
-        return Outcome(email=updated, next="wait", reply=f"{reply.reply} {question}".strip(), problem=question)
+        return Outcome(email=updated, next="wait", reply=_explain([question], reply.reply), problem=question)
     when = format_local(updated.send_at, timezone)
     if updated.send_at < now - NOW_GRACE:
         # A time given earlier, while something else was missing, has passed since: ask, never send late.
@@ -93,3 +93,17 @@ def apply_reply(
         )
     text = reply.reply or f"Scheduled for {when}."
     return Outcome(email=updated.model_copy(update={"scheduled": True}), next="schedule", reply=text)
+
+
+def _explain(problems: Sequence[str], model_reply: str) -> str:
+    """What the user reads when something stops the email: the problems, each as a sentence. The model's
+    own words are kept only when they ask something; its "Done." or "Scheduled!" would contradict them."""
+    said = " ".join(model_reply.split())
+    return " ".join([*(_sentence(problem) for problem in problems), *([said] if said.endswith("?") else [])])
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split())
+    if text[:1].islower():
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "?", "!")) else f"{text}."

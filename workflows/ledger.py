@@ -63,12 +63,18 @@ class ClaimResult(BaseModel):
     earlier_at: str = ""
 
 
-def ledger_id(owner: str | None, email_id: str, local_day: str) -> str:
+def ledger_scope(worker_url: str) -> str:
+    """Ledgers belong to one deployment: iWF calls a workflow's worker at the URL it was started with, so
+    apps that do not share a worker address (say, two test apps on one engine) must not share ledgers."""
+    return hashlib.sha256(worker_url.encode()).hexdigest()[:8]
+
+
+def ledger_id(scope: str, owner: str | None, email_id: str, local_day: str) -> str:
     if owner:
         who = hashlib.sha256(owner.encode()).hexdigest()[:20]
     else:
         who = f"shared{int(hashlib.sha256(email_id.encode()).hexdigest(), 16) % SHARED_SHARDS}"
-    return f"ledger-{who}-{local_day}"
+    return f"ledger-{scope}-{who}-{local_day}"
 
 
 def local_day(now: datetime, timezone: str) -> str:

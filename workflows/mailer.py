@@ -43,6 +43,8 @@ __all__ = [
     "TransientSendError",
     "build_message",
     "mailer_from_settings",
+    "parse_sender",
+    "sender_address",
 ]
 
 Security = Literal["ssl", "starttls", "none"]
@@ -180,6 +182,12 @@ def _parse_address(value: str, role: str) -> Address:
         return Address(display_name=parsed.display_name, addr_spec=parsed.addr_spec)
     except Exception:
         raise InvalidEmailError(f"the {role} address {shown} is not a valid email address") from None
+
+
+def parse_sender(value: str) -> Address:
+    """The one reading of a From value (MAIL_FROM, an SMTP or Google account): one mailbox, with an
+    optional display name that is kept in From (RFC 2047-encoded on the wire when it is not ASCII)."""
+    return _parse_address(value, "sender")
 
 
 def build_message(email: OutgoingEmail, from_address: str, date: datetime | None = None) -> EmailMessage:
@@ -481,18 +489,22 @@ class OutboxMailer:
         return str(path)
 
 
-def _from_address(settings: Settings) -> str:
+def sender_address(settings: Settings) -> Address:
+    """MAIL_FROM, else an SMTP login that is an address, else the Google account, else a local default.
+
+    The workflow takes its Message-ID domain from the same value (`.domain`), so the two never disagree.
+    """
     if settings.mail_from:
-        return settings.mail_from
+        return parse_sender(settings.mail_from)
     if settings.smtp_username and "@" in settings.smtp_username:  # "apikey"-style logins are no address
-        return settings.smtp_username
-    return settings.google_email_address or DEFAULT_FROM_ADDRESS
+        return parse_sender(settings.smtp_username)
+    return parse_sender(settings.google_email_address or DEFAULT_FROM_ADDRESS)
 
 
 def mailer_from_settings(settings: Settings) -> Mailer:
     """An explicit SMTP server wins, then the Google account, else the outbox, so a half-configured
     install writes files instead of failing every send."""
-    from_address = _from_address(settings)
+    from_address = str(sender_address(settings))
     if settings.smtp_host:
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         return SmtpMailer(

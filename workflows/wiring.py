@@ -13,8 +13,8 @@ from iwf.registry import Registry
 from settings import Settings
 from workflows.agent import Agent
 from workflows.email_workflow import EmailAgentWorkflow
-from workflows.ledger import DeliveryLedgerWorkflow, IwfDeliveryLedger
-from workflows.mailer import Mailer, mailer_from_settings
+from workflows.ledger import DeliveryLedgerWorkflow, IwfDeliveryLedger, ledger_scope
+from workflows.mailer import DEFAULT_FROM_ADDRESS, Mailer, mailer_from_settings, sender_address
 from workflows.notifier import CardNotifier
 from workflows.states import Services
 
@@ -29,6 +29,13 @@ def openai_client(settings: Settings) -> openai.OpenAI:
         timeout=settings.openai_timeout_seconds,
         max_retries=settings.openai_max_retries,
     )
+
+
+def message_id_domain(settings: Settings) -> str:
+    """The sender's own domain (a display name in MAIL_FROM is no part of it); a neutral one when no
+    sender is configured, so Message-IDs never claim someone else's domain."""
+    sender = sender_address(settings)
+    return "email-agent.local" if sender.addr_spec == DEFAULT_FROM_ADDRESS else sender.domain
 
 
 def iwf_client(settings: Settings, registry: Registry) -> Client:
@@ -56,11 +63,18 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
     mailer = mailer or mailer_from_settings(settings)
     agent_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1) + 30
     services = Services(
-        agent=Agent(openai_client(settings), settings.openai_model, settings.conversation_max_turns),
+        agent=Agent(
+            openai_client(settings),
+            settings.openai_model,
+            settings.conversation_max_turns,
+            temperature=settings.openai_temperature,
+            structured=settings.openai_structured_outputs,
+        ),
         mailer=mailer,
         ledger=IwfDeliveryLedger(iwf_client(settings, registry)),
+        ledger_scope=ledger_scope(settings.effective_worker_url),
         notifier=notifier,
-        mail_domain=settings.mail_domain,
+        mail_domain=message_id_domain(settings),
         allowed_domains=tuple(settings.allowed_recipient_domains),
         daily_send_limit=settings.send_limit_per_user_per_day,
         send_max_attempts=settings.send_max_attempts,

@@ -22,7 +22,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
 from bot.slack.card import APPLY_EDIT_ACTION, CANCEL_ACTION, EMAIL_THREAD_EVENT
-from workflows.model import CancelInput, CardRef, DraftInput, StartInput, UserRequest
+from bot.slack.markup import escape, mentioned_users, to_plain
+from workflows.model import CancelInput, CardRef, DraftInput, RequestResult, StartInput, UserRequest
 from workflows.sendtime import is_valid_timezone
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,20 @@ USAGE = (
 )
 UNREACHABLE = "I could not reach the email service just now, so nothing changed. Please try again in a moment."
 _ID_PART = re.compile(r"[^A-Za-z0-9.]")
+# A message with a file (file_share) is taken for its words; a thread reply also sent to the
+# conversation (thread_broadcast) is a thread reply like any other.
+TAKEN_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+MAX_NAME_LOOKUPS = 5  # users.info calls per message for mentions; the rest stay @U123
+FILES_ONLY = (
+    "I can only read the words of a message: files are not added to emails. "
+    "Tell me in words what to write (and to whom)."
+)
+
+
+def files_not_attached(names: list[str]) -> str:
+    shown = ", ".join(escape(name) for name in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    what = f"attached file ({shown}) is" if len(names) == 1 else f"attached files ({shown}) are"
+    return f"I used the words of your message. The {what} not added to the email: emails go out without attachments."
 
 
 def thread_email_id(team: str, channel: str, thread_ts: str) -> str:
@@ -41,35 +56,50 @@ def thread_email_id(team: str, channel: str, thread_ts: str) -> str:
     return "slack-" + "-".join(_ID_PART.sub("", part) for part in (team, channel, thread_ts))
 
 
+@dataclass(frozen=True)
+class Profile:
+    zone: str
+    name: str
+
+
 @dataclass
-class TimezoneCache:
-    """users.info is rate-limited (tier 4); a user's zone rarely changes."""
+class UserCache:
+    """users.info is rate-limited (tier 4); a user's zone and name rarely change, so one call serves both."""
 
     client: AsyncWebClient
     ttl_seconds: int
-    _entries: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _entries: dict[str, tuple[Profile, float]] = field(default_factory=dict)
 
     async def zone_of(self, user: str) -> str:
+        profile = await self._profile(user)
+        return profile.zone if profile else "UTC"
+
+    async def name_of(self, user: str) -> str:
+        profile = await self._profile(user)
+        return profile.name if profile else ""
+
+    async def _profile(self, user: str) -> Profile | None:
         cached = self._entries.get(user)
         if cached and cached[1] > time.monotonic():
             return cached[0]
-        zone = "UTC"
         try:
-            info = await self.client.users_info(user=user)
-            candidate = str(info["user"].get("tz") or "UTC")
-            zone = candidate if is_valid_timezone(candidate) else "UTC"
+            info = (await self.client.users_info(user=user))["user"]
         except SlackApiError as error:
             log.warning("users.info failed for %s: %s; using UTC", user, error.response.get("error"))
-            return zone  # not cached: try again next time
-        self._entries[user] = (zone, time.monotonic() + self.ttl_seconds)
-        return zone
+            return None  # not cached: try again next time
+        zone = str(info.get("tz") or "UTC")
+        details = info.get("profile") or {}
+        name = details.get("display_name") or details.get("real_name") or info.get("real_name") or info.get("name")
+        profile = Profile(zone=zone if is_valid_timezone(zone) else "UTC", name=str(name or ""))
+        self._entries[user] = (profile, time.monotonic() + self.ttl_seconds)
+        return profile
 
 
 class SlackBot:
-    def __init__(self, engine: EmailEngine, client: AsyncWebClient, timezones: TimezoneCache):
+    def __init__(self, engine: EmailEngine, client: AsyncWebClient, users: UserCache):
         self._engine = engine
         self._client = client
-        self._timezones = timezones
+        self._users = users
         self._threads: dict[tuple[str, str], str] = {}  # (channel, thread ts) -> email id, bot-opened threads
 
     def register(self, app: AsyncApp) -> None:
@@ -89,33 +119,50 @@ class SlackBot:
         if subtype == "message_changed":
             await self._on_edit(team, event)
             return
-        if subtype is not None or event.get("bot_id") or not event.get("user"):
+        if subtype not in TAKEN_SUBTYPES or event.get("bot_id") or not event.get("user"):
             return  # joins, deletions, our own card, other bots: nothing to do
         channel, ts, user = event["channel"], event["ts"], event["user"]
-        text = str(event.get("text") or "").strip()
-        if not text:
-            return
         thread_ts = str(event.get("thread_ts") or ts)
+        text = await self._plain(event.get("text"))
+        files = [str(f.get("name") or f.get("title") or "a file") for f in event.get("files") or []]
+        if not text:
+            if files:
+                await self._say(channel, thread_ts, FILES_ONLY)
+            return
         request = UserRequest(text=text, message_id=f"{channel}:{ts}", actor=user)
+        result: RequestResult | None = None
         if thread_ts == ts:
-            email_id = thread_email_id(team, channel, ts)
-            zone = await self._timezones.zone_of(user)
+            zone = await self._users.zone_of(user)
             card = CardRef(channel=channel, thread_ts=ts)
             start = StartInput(timezone=zone, owner=user, card=card, first_request=request)
-            if await self._engine.start(email_id, start):
-                return  # the request came with the start
+            if await self._engine.start(thread_email_id(team, channel, ts), start):
+                result = RequestResult(accepted=True, detail="received with the start")
+        if result is None:  # a reply, or a re-delivery of a thread's first message (de-duplicated)
+            result = await self._request(team, channel, thread_ts, request)
+        if files and result and result.accepted and not result.duplicate:  # once, not again on Slack's retries
+            await self._say(channel, thread_ts, files_not_attached(files))
+
+    async def _plain(self, text: object) -> str:
+        """The words as the user typed them, mentions by name (a few users.info calls, cached)."""
+        encoded = str(text or "")
+        mentioned = mentioned_users(encoded)[:MAX_NAME_LOOKUPS]
+        names = {user: await self._users.name_of(user) for user in mentioned}
+        return to_plain(encoded, names).strip()
+
+    async def _request(self, team: str, channel: str, thread_ts: str, request: UserRequest) -> RequestResult | None:
         try:
             result = await self._in_thread(team, channel, thread_ts, lambda e: self._engine.request(e, request))
         except EmailNotFound:
             await self._say(
                 channel, thread_ts, "I don't have an email for this thread. Send me a new message to start one."
             )
-            return
+            return None
         except EmailClosed:
             await self._say(channel, thread_ts, "This email is finished. Send me a new message to start another one.")
-            return
+            return None
         if not result.accepted:
             await self._say(channel, thread_ts, f"I can't take that now: {result.detail}.")
+        return result
 
     async def _in_thread(self, team: str, channel: str, thread_ts: str, call: Callable[[str], Awaitable[T]]) -> T:
         """Runs `call` on the email of a thread: the one named by the thread, or, for a thread the bot
@@ -147,28 +194,17 @@ class SlackBot:
         named = metadata.get("event_payload", {}).get("email_id")
         return str(named) if named else None
 
-    async def _request(self, email_id: str, channel: str, thread_ts: str, request: UserRequest) -> None:
-        try:
-            result = await self._engine.request(email_id, request)
-        except EmailNotFound:
-            await self._say(
-                channel, thread_ts, "I don't have an email for this thread. Send me a new message to start one."
-            )
-            return
-        except EmailClosed:
-            await self._say(channel, thread_ts, "This email is finished. Send me a new message to start another one.")
-            return
-        if not result.accepted:
-            await self._say(channel, thread_ts, f"I can't take that now: {result.detail}.")
-
     async def _on_edit(self, team: str, event: dict[str, Any]) -> None:
         message = event.get("message") or {}
-        user, text = message.get("user"), str(message.get("text") or "").strip()
-        if not user or message.get("bot_id") or not text:
+        user = message.get("user")
+        if not user or message.get("bot_id") or not message.get("text"):
             return
         previous = event.get("previous_message") or {}
-        if previous.get("text", "").strip() == text:
+        if str(previous.get("text") or "").strip() == str(message["text"]).strip():
             return  # an unfurl or a reaction, not an edit of the words
+        text = await self._plain(message["text"])
+        if not text:
+            return
         thread_ts = str(message.get("thread_ts") or message.get("ts"))
         draft = DraftInput(text=text, actor=user)
         try:
@@ -185,16 +221,18 @@ class SlackBot:
         """Acks after one durable step (the workflow's start, which carries the request), well under Slack's
         3 s: Slack never retries a slash command, so nothing may be lost after the ack. The workflow then
         opens the DM thread and posts the card itself."""
-        text = str(command.get("text") or "").strip()
+        # With should_escape false (manifest.yml) Slack still sends &, < and > as entities, and may send
+        # tokens typed or pasted as such; the same decoding as for messages applies.
+        text = await self._plain(command.get("text"))
         if not text:
             await ack(response_type="ephemeral", text=USAGE)
             return
         user, team = command["user_id"], command["team_id"]
         trigger = hashlib.sha256(str(command.get("trigger_id") or time.time_ns()).encode()).hexdigest()[:20]
         email_id = f"slack-{_ID_PART.sub('', team)}-cmd-{trigger}"
-        zone = await self._timezones.zone_of(user)
+        zone = await self._users.zone_of(user)
         request = UserRequest(text=text, message_id=f"cmd:{trigger}", actor=user)
-        card = CardRef(channel=user, root_text=f":email: New email: {text}")
+        card = CardRef(channel=user, root_text=f":email: New email: {escape(text)}")
         await self._engine.start(email_id, StartInput(timezone=zone, owner=user, card=card, first_request=request))
         await ack(response_type="ephemeral", text="On it: I am opening a thread for this email in our DM.")
 
@@ -238,7 +276,10 @@ class SlackBot:
         text = f"I edited my request, use this instead: {view.draft}"
         digest = hashlib.sha256(view.draft.encode()).hexdigest()[:16]
         request = UserRequest(text=text, message_id=f"edit:{thread_ts}:{digest}", actor=user)
-        await self._request(email_id, channel, thread_ts, request)
+        try:
+            await self._request(str(body.get("team", {}).get("id") or ""), channel, thread_ts, request)
+        except (EngineBusy, EngineUnavailable):
+            await self._ephemeral(body, UNREACHABLE)
 
     async def _finished_text(self, email_id: str) -> str:
         try:
@@ -283,5 +324,5 @@ def build_slack_app(
         # The model and SMTP still never run here; they run in the workflow.
         process_before_response=True,
     )
-    SlackBot(engine, client, TimezoneCache(client, timezone_ttl)).register(app)
+    SlackBot(engine, client, UserCache(client, timezone_ttl)).register(app)
     return app

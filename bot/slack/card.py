@@ -19,6 +19,7 @@ _LABELS = {
     EmailStatus.SENDING: ":outbox_tray: Sending",
     EmailStatus.SENT: ":white_check_mark: Sent",
     EmailStatus.FAILED: ":warning: Not sent",
+    EmailStatus.UNCONFIRMED: ":grey_question: Delivery unknown",
     EmailStatus.CANCELED: ":no_entry_sign: Canceled",
 }
 
@@ -95,13 +96,13 @@ def render(email_id: str, view: EmailView) -> list[dict[str, Any]]:
 
 
 def _when(view: EmailView) -> str:
+    """Whether it goes out, said plainly (the same words as describe's `plan`)."""
     if view.status == EmailStatus.SENT:
         return f":incoming_envelope: Delivered ({view.sent_message_id})" if view.sent_message_id else ""
-    if view.send_at_local and view.status in (EmailStatus.SCHEDULED, EmailStatus.SENDING):
-        return f":calendar: Sends *{view.send_at_local}*"
-    if view.send_at_local and not view.status.is_final:
-        return f":calendar: Planned for {view.send_at_local}"
-    return ""
+    if view.status == EmailStatus.CANCELED:
+        return ""
+    icon = ":calendar:" if view.will_send else ":double_vertical_bar:"
+    return f"{icon} {_escape(view.plan)}"
 
 
 def _actions(email_id: str, view: EmailView) -> list[dict[str, Any]]:

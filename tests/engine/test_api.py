@@ -101,7 +101,7 @@ async def test_only_the_owner_can_change_or_cancel_an_owned_email(api: Api) -> N
     assert status == 201
     for actor in (None, "mallory"):
         status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "hi", "actor": actor})
-        assert status == 403 and body["refusal"] == "forbidden", body
+        assert status == 403 and body["error"]["code"] == "forbidden", body
         status, body = await api.call("PUT", f"/api/emails/{wid}/draft", {"text": "x", "actor": actor})
         assert status == 403, body
         status, body = await api.call("POST", f"/api/emails/{wid}/cancel", {"actor": actor})
@@ -112,3 +112,23 @@ async def test_only_the_owner_can_change_or_cancel_an_owned_email(api: Api) -> N
     assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == ["hi"], "refused requests left no trace"
     status, body = await api.call("POST", f"/api/emails/{wid}/cancel", {"actor": "alice"})
     assert status == 200 and body["ok"], body
+
+
+async def test_refusals_have_the_one_error_shape(api: Api) -> None:
+    """403 and 409 are errors like any other: {"error": {"code", "message"}} and nothing else."""
+    wid = unique("refusal-shape")
+    await api.call("POST", f"/api/emails/{wid}", {"owner": "alice"})
+    answers = [
+        await api.call("POST", f"/api/emails/{wid}/messages", {"text": "hi", "actor": "mallory"}),
+        await api.call("PUT", f"/api/emails/{wid}/draft", {"text": "x", "actor": "mallory"}),
+        await api.call("POST", f"/api/emails/{wid}/cancel", {"actor": "mallory"}),
+    ]
+    status, body = await api.call("POST", f"/api/emails/{wid}/cancel", {"actor": "alice"})
+    assert status == 200 and body["ok"], body
+    answers.append(await api.call("POST", f"/api/emails/{wid}/messages", {"text": "more", "actor": "alice"}))
+    answers.append(await api.call("PUT", f"/api/emails/{wid}/draft", {"text": "y", "actor": "alice"}))
+    assert [status for status, _ in answers] == [403, 403, 403, 409, 409], answers
+    for status, body in answers:
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+        assert body["error"]["code"] in ({"forbidden"} if status == 403 else {"finished", "closed"}), body
+        assert body["error"]["message"], body

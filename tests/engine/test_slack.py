@@ -12,9 +12,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.slack.app import thread_email_id
+from bot.slack.app import FILES_ONLY, thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import TEAM, FakeSlack, action_body, command_body, event_body, sign
+from tests.fakes.slack_server import (
+    TEAM,
+    FakeSlack,
+    action_body,
+    command_body,
+    event_body,
+    file_object,
+    sign,
+    slack_encode,
+)
 from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, Slack, SmtpSink, wait_for_mail
 
 pytestmark = pytest.mark.engine
@@ -151,13 +160,14 @@ async def test_an_edited_message_is_saved_as_a_draft_and_shown(slack: Slack, api
         "message": {
             "type": "message",
             "user": user,
-            "text": "to: fox@example.com; subject: Draft; body: Second version",
+            "text": slack_encode("to: fox@example.com; subject: Draft; body: Second version, Q&A"),
             "ts": ts,
+            "edited": {"user": user, "ts": slack.fake.new_ts()},
         },
         "previous_message": {
             "type": "message",
             "user": user,
-            "text": "to: fox@example.com; subject: Draft; body: First version",
+            "text": slack_encode("to: fox@example.com; subject: Draft; body: First version"),
             "ts": ts,
         },
     }
@@ -166,7 +176,7 @@ async def test_an_edited_message_is_saved_as_a_draft_and_shown(slack: Slack, api
     shown = await slack.wait_card(channel, card, "You edited a message")
     assert "Second version" in json.dumps(shown)
     view = await api.describe(thread_email_id(TEAM, channel, ts))
-    assert view["draft"].endswith("Second version")
+    assert view["draft"] == "to: fox@example.com; subject: Draft; body: Second version, Q&A", "decoded"
     assert view["body"] == "First version", "an edit never silently changes the email"
 
 
@@ -290,3 +300,82 @@ async def test_slack_rate_limits_on_the_request_path_are_waited_out(slack: Slack
     channel, ts = await slack.dm(user, "hello")
     view = await api.wait_for(thread_email_id(TEAM, channel, ts), "waiting")
     assert view["timezone"] == "Asia/Tokyo", "the 429 was retried after Retry-After, not given up on"
+
+
+# --- Slack's encoding and message subtypes (issue 9, item 5) ------------------------------------------
+
+
+async def test_what_the_user_typed_is_what_the_email_says(slack: Slack, smtp_sink: SmtpSink) -> None:
+    """Typed in Slack, sent by Slack as 'Q&amp;A', '<mailto:…|…>' and '<https://…>': the email has the words."""
+    user = user_id("typed")
+    typed = "to: qa@example.com; subject: Q&A <notes>; body: Q&A for <team> & friends: https://x.io/a?b=1&c=2"
+    await slack.dm(user, f"{typed}; send in 2 seconds")
+    [mail] = await wait_for_mail(smtp_sink, "qa@example.com")
+    assert mail.message["Subject"] == "Q&A <notes>"
+    assert SmtpSink.text_of(mail) == "Q&A for <team> & friends: https://x.io/a?b=1&c=2"
+    assert mail.rcpt_tos == ["qa@example.com"], "the mailto token became the recipient"
+
+
+async def test_mentions_channels_and_labelled_links_reach_the_model_as_words(
+    slack: Slack, api: Api, fake_openai: FakeOpenAI
+) -> None:
+    user, ana = user_id("ment"), user_id("ana")
+    slack.fake.names[ana] = "Ana López"
+    encoded = f"note: thank <@{ana}> for the <https://x.io/deck|deck> in <#C024BE7LR|general> <!here>"
+    channel, ts = await slack.dm(user, encoded, encoded=True)
+    view = await api.wait_for(thread_email_id(TEAM, channel, ts), "waiting")
+    said = "note: thank @Ana López for the deck (https://x.io/deck) in #general @here"
+    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == [said]
+    [request] = fake_openai.requests_for(said)
+    assert not any("<@" in str(m["content"]) for m in request["messages"])
+
+
+async def test_a_message_with_a_file_is_taken_for_its_words_and_the_user_is_told(
+    slack: Slack, smtp_sink: SmtpSink
+) -> None:
+    user = user_id("file")
+    channel, ts = await slack.dm(
+        user,
+        "to: fil@example.com; subject: Agenda; body: See you there; send in 2 seconds",
+        subtype="file_share",
+        files=[file_object("agenda.pdf", user)],
+        retries=2,
+    )
+    [mail] = await wait_for_mail(smtp_sink, "fil@example.com")
+    assert SmtpSink.text_of(mail) == "See you there"
+    assert not mail.message.is_multipart(), "no attachment"
+    posts = slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
+    notes = [c for c in posts if "agenda.pdf" in c.args["text"]]
+    assert len(notes) == 1, "told once, not again on Slack's retry"
+    assert "not added to the email" in notes[0].args["text"]
+
+
+async def test_a_file_without_words_gets_an_answer_and_starts_nothing(slack: Slack, api: Api) -> None:
+    user = user_id("fileonly")
+    channel, ts = await slack.dm(user, "", subtype="file_share", files=[file_object("photo.png", user, "image/png")])
+    [note] = slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
+    assert note.args["text"] == FILES_ONLY
+    status, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, channel, ts)}")
+    assert status == 404
+
+
+async def test_a_thread_reply_also_sent_to_the_conversation_is_taken(slack: Slack) -> None:
+    user = user_id("bcast")
+    channel, ts = await slack.dm(user, "to: bro@example.com; subject: Before; body: Hello")
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Before")
+    await slack.dm(user, "subject: Broadcast & after", thread_ts=ts, subtype="thread_broadcast")
+    shown = await slack.wait_card(channel, card, "Broadcast")
+    assert "Broadcast &amp; after" in json.dumps(shown, ensure_ascii=False), "escaped again on the card"
+
+
+async def test_slash_command_text_is_decoded(slack: Slack, smtp_sink: SmtpSink) -> None:
+    """With should_escape false Slack still sends &, < and > as entities."""
+    user = user_id("cmdamp")
+    text = "to: rnd@example.com; subject: R&amp;D &lt;weekly&gt;; body: Hi; send in 2 seconds"
+    status, _ = await slack.post(
+        command_body(text, user, slack.fake.response_url(user)), "application/x-www-form-urlencoded"
+    )
+    assert status == 200
+    [mail] = await wait_for_mail(smtp_sink, "rnd@example.com")
+    assert mail.message["Subject"] == "R&D <weekly>"

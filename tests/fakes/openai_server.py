@@ -2,7 +2,10 @@
 
 The real `openai` client (in the app) talks to it over HTTP. Its "model" is a
 tiny rule set, enough to play every scenario deterministically with zero
-latency; trigger words make it misbehave the ways real providers do.
+latency; trigger words make it misbehave the ways real providers do, and the
+model name picks the server's rules: reasoning models refuse `temperature`,
+`json-only*` models refuse Structured Outputs. A json_schema response format is
+checked as strict mode checks it, and the reply then conforms to that schema.
 """
 
 from __future__ import annotations
@@ -15,8 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import jsonschema_rs
 from aiohttp import web
 
+# Names that answer like OpenAI's reasoning models: any temperature but 1 is refused.
+REASONING_MODEL = re.compile(r"^(gpt-5|o1|o3|o4)")
+# Names that play an OpenAI-compatible server without Structured Outputs: json_schema gets a 400.
+JSON_ONLY_MODEL_PREFIX = "json-only"
+UNSUPPORTED_KEYWORDS = frozenset({"minLength", "maxLength"})  # outside the subset strict mode takes everywhere
 JAPANESE_SUBJECT = "ランチのお誘い"
 JAPANESE_BODY = "アナさん、明日一緒にランチに行きませんか？\nよろしくお願いします。"
 
@@ -54,6 +63,27 @@ class FakeOpenAI:
     async def _completions(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
+        model = str(body.get("model", ""))
+        if REASONING_MODEL.match(model) and body.get("temperature", 1) != 1:
+            return error_answer(
+                f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
+                "Only the default (1) value is supported.",
+                param="temperature",
+                code="unsupported_value",
+            )
+        response_format = body.get("response_format") or {}
+        schema: dict[str, Any] | None = None
+        if response_format.get("type") == "json_schema":
+            if model.startswith(JSON_ONLY_MODEL_PREFIX):
+                return error_answer(
+                    "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
+                    param="response_format",
+                )
+            if problem := strict_schema_problem(response_format.get("json_schema")):
+                return error_answer(f"Invalid schema for response_format: {problem}", param="response_format")
+            schema = response_format["json_schema"]["schema"]
+        elif response_format.get("type") != "json_object":
+            return error_answer("response_format must be json_schema or json_object here", param="response_format")
         messages = body["messages"]
         context = json.loads(messages[1]["content"])
         user = [m["content"] for m in messages if m["role"] == "user"][-1]
@@ -67,28 +97,69 @@ class FakeOpenAI:
             )
         if "SLOW" in user:
             await asyncio.sleep(self.slow_seconds)
-        if "GARBAGE" in user:
-            content = "Sure! Here is your email: Dear Ana, ..."
+        message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+        if "REFUSE" in user and schema is not None:
+            message["refusal"] = "I'm sorry, I can't assist with that request."
+        elif "REFUSE" in user:
+            message["content"] = "I'm sorry, I can't assist with that request."
+        elif "GARBAGE" in user:
+            message["content"] = "Sure! Here is your email: Dear Ana, ..."
         elif "SCHEMA" in user:
-            content = json.dumps({"reply": "ok", "action": "launch-rockets"})
+            message["content"] = json.dumps({"reply": "ok", "action": "launch-rockets"})
         else:
-            content = json.dumps(decide(user, context), ensure_ascii=False)
+            reply = decide(user, context)
+            if schema is not None:
+                # Structured Outputs: every key of the schema, null where unchanged, or it is this fake's bug.
+                reply = {key: reply.get(key) for key in schema["properties"]}
+                errors = [e.message for e in jsonschema_rs.validator_for(schema).iter_errors(reply)]
+                if errors:
+                    return error_answer(f"fake model produced a non-conforming reply: {errors}", status=500)
+            message["content"] = json.dumps(reply, ensure_ascii=False)
         return web.json_response(
             {
                 "id": f"chatcmpl-{len(self.requests)}",
                 "object": "chat.completion",
                 "created": int(time.time()),
-                "model": body.get("model", "fake"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": content},
-                    }
-                ],
+                "model": model or "fake",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             }
         )
+
+
+def error_answer(message: str, *, param: str | None = None, code: str | None = None, status: int = 400) -> web.Response:
+    """OpenAI's error body: {"error": {"message", "type", "param", "code"}}."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": code}}, status=status)
+
+
+def strict_schema_problem(json_schema: Any) -> str:
+    """What OpenAI's strict mode would refuse in a response_format's json_schema ("" if nothing)."""
+    if not isinstance(json_schema, dict) or not isinstance(json_schema.get("schema"), dict):
+        return "json_schema.schema is missing"
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(json_schema.get("name", ""))):
+        return "json_schema.name must be 1-64 letters, digits, '_' or '-'"
+    if json_schema.get("strict") is not True:
+        return "this fake only plays strict mode (json_schema.strict: true)"
+    return _node_problem(json_schema["schema"], "schema")
+
+
+def _node_problem(node: dict[str, Any], where: str) -> str:
+    for keyword in UNSUPPORTED_KEYWORDS & set(node):
+        return f"In context={where}, '{keyword}' is not permitted."
+    if node.get("type") == "object":
+        properties = node.get("properties", {})
+        if node.get("additionalProperties") is not False:
+            return f"In context={where}, 'additionalProperties' is required to be supplied and to be false."
+        if sorted(node.get("required", [])) != sorted(properties):
+            return f"In context={where}, 'required' is required to be supplied and to be an array including every key."
+        for name, child in properties.items():
+            if problem := _node_problem(child, f"{where}.{name}"):
+                return problem
+    for child in [*node.get("anyOf", []), *([node["items"]] if isinstance(node.get("items"), dict) else [])]:
+        if problem := _node_problem(child, where):
+            return problem
+    return ""
 
 
 def decide(user: str, context: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ class Call:
 @dataclass
 class FakeSlack:
     timezones: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # user id -> profile display name
     calls: list[Call] = field(default_factory=list)
     answered_ts: dict[int, str] = field(default_factory=dict)  # call index -> ts it answered with
     rate_limit_next: dict[str, int] = field(default_factory=dict)
@@ -93,7 +95,18 @@ class FakeSlack:
             return {"ok": True, "user_id": BOT_USER, "bot_id": "B0BOT", "team_id": TEAM, "user": "emailbot"}
         if method == "users.info":
             user = args["user"]
-            return {"ok": True, "user": {"id": user, "tz": self.timezones.get(user, "UTC")}}
+            name = self.names.get(user, "")
+            return {
+                "ok": True,
+                "user": {
+                    "id": user,
+                    "team_id": TEAM,
+                    "name": user.lower(),
+                    "real_name": name,
+                    "tz": self.timezones.get(user, "UTC"),
+                    "profile": {"display_name": name, "real_name": name},
+                },
+            }
         if method == "chat.postMessage":
             ts = self.new_ts()
             self.answered_ts[len(self.calls) - 1] = ts
@@ -123,6 +136,82 @@ class FakeSlack:
         return {"ok": False, "error": "unknown_method"}
 
 
+# --- Slack's encoding of what people type (api.slack.com/reference/surfaces/formatting) ---------------
+
+_AUTOLINK = re.compile(r"(https?://[^\s<>|]+)|([A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})")
+_TOKEN = re.compile(r"<([^<>]*)>")
+
+
+def slack_encode(typed: str) -> str:
+    """The `text` Slack sends for what a user typed: &, < and > as entities, and the links and
+    addresses its client detects as `<https://…>` and `<mailto:a@b|a@b>` tokens."""
+    escaped = typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    def link(match: re.Match[str]) -> str:
+        url, address = match.groups()
+        return f"<{url}>" if url else f"<mailto:{address}|{address}>"
+
+    return _AUTOLINK.sub(link, escaped)
+
+
+def _plain(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def rich_text(encoded: str) -> list[dict[str, Any]]:
+    """The rich_text block Slack's client sends beside `text`, with the same content as elements."""
+    elements: list[dict[str, Any]] = []
+    end = 0
+    for token in _TOKEN.finditer(encoded):
+        if token.start() > end:
+            elements.append({"type": "text", "text": _plain(encoded[end : token.start()])})
+        target, _, label = token.group(1).partition("|")
+        if target.startswith("@"):
+            elements.append({"type": "user", "user_id": target[1:]})
+        elif target.startswith("#"):
+            elements.append({"type": "channel", "channel_id": target[1:]})
+        elif target.startswith("!"):
+            elements.append({"type": "broadcast", "range": target[1:]})
+        else:
+            elements.append({"type": "link", "url": _plain(target), **({"text": _plain(label)} if label else {})})
+        end = token.end()
+    if end < len(encoded):
+        elements.append({"type": "text", "text": _plain(encoded[end:])})
+    section = {"type": "rich_text_section", "elements": elements}
+    return [{"type": "rich_text", "block_id": f"b{len(encoded) % 997}", "elements": [section]}]
+
+
+def file_object(name: str, user: str, mimetype: str = "application/pdf") -> dict[str, Any]:
+    """A file as a file_share message event lists it (the fields of Slack's documented example)."""
+    file_id = f"F{abs(hash((name, user))) % 10**9:09d}"
+    now = int(time.time())
+    return {
+        "id": file_id,
+        "created": now,
+        "timestamp": now,
+        "name": name,
+        "title": name,
+        "mimetype": mimetype,
+        "filetype": name.rpartition(".")[2],
+        "pretty_type": name.rpartition(".")[2].upper(),
+        "user": user,
+        "editable": False,
+        "size": 196920,
+        "mode": "hosted",
+        "is_external": False,
+        "external_type": "",
+        "is_public": False,
+        "public_url_shared": False,
+        "display_as_bot": False,
+        "username": "",
+        "url_private": f"https://files.slack.com/files-pri/{TEAM}-{file_id}/{name}",
+        "url_private_download": f"https://files.slack.com/files-pri/{TEAM}-{file_id}/download/{name}",
+        "permalink": f"https://example.slack.com/files/{user}/{file_id}/{name}",
+        "permalink_public": f"https://slack-files.com/{TEAM}-{file_id}-0123456789",
+        "has_rich_preview": False,
+    }
+
+
 def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
     """Headers Slack sends: v0 HMAC-SHA256 of 'v0:{timestamp}:{body}'."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
@@ -140,6 +229,16 @@ def event_body(event: dict[str, Any], event_id: str) -> str:
             "event_id": event_id,
             "event_time": int(time.time()),
             "event": event,
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": TEAM,
+                    "user_id": BOT_USER,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
         }
     )
 

@@ -56,6 +56,7 @@ class Services:
     mailer: Mailer
     ledger: DeliveryLedger
     deliveries: DeliveryRegistry = field(default_factory=DeliveryRegistry)
+    ledger_scope: str = "local"
     notifier: CardNotifier | None = None
     mail_domain: str = "email-agent.local"
     allowed_domains: tuple[str, ...] = ()

@@ -91,7 +91,10 @@ class ScheduleState(WorkflowState[None]):
             revision=email.revision,
             round=(previous.round + 1) if previous else 1,
             ledger=ledger_id(
-                record.get_str(DA_OWNER) or None, ctx.workflow_id, local_day(self._services.clock(), record.timezone)
+                self._services.ledger_scope,
+                record.get_str(DA_OWNER) or None,
+                ctx.workflow_id,
+                local_day(self._services.clock(), record.timezone),
             ),
         )
         # From here on requests and cancels are refused ("being sent"), so nothing can be accepted unread.
