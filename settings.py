@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         True, description="Start a local Temporal dev server and iWF server if they are not already running."
     )
     state_dir: Path = Field(REPO_ROOT / ".state", description="SQLite file, logs, outbox of the embedded stack.")
+    engine_local_activities: bool = Field(
+        True,
+        description="Run state calls as Temporal local activities (iWF optimize_activity), set per email at its "
+        "start: about a third of the engine's work per email. Off: every state call is a normal activity.",
+    )
     iwf_server_bin: Path | None = Field(None, description="A prebuilt iwf-server binary to use instead of go install.")
 
     # --- agent --------------------------------------------------------------

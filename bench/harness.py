@@ -31,7 +31,9 @@ class Embedded:
 
 
 @asynccontextmanager
-async def embedded(state: Path, extra_env: dict[str, str] | None = None) -> AsyncIterator[Embedded]:
+async def embedded(
+    state: Path, extra_env: dict[str, str] | None = None, app_dir: Path | None = None
+) -> AsyncIterator[Embedded]:
     iwf_url, temporal_hp = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     binary = os.environ.get("IWF_SERVER_BIN")
     stack = LocalStack(
@@ -54,6 +56,8 @@ async def embedded(state: Path, extra_env: dict[str, str] | None = None) -> Asyn
     port = free_port()
     env = app_env(port, iwf_url, temporal_hp, state / "app", fake_ai.base_url, sink.port, fake_slack.api_url)
     app = AppProcess(env=env | (extra_env or {}), log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
+    if app_dir is not None:
+        app.cwd = app_dir
     try:
         app.start()
         yield Embedded(state, stack, iwf_url, temporal_hp, sink, fake_ai, fake_slack, app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from iwf.errors import (
     WorkflowRPCExecutionError,
 )
 from iwf.iwf_api.errors import UnexpectedStatus
-from iwf.iwf_api.models import IDReusePolicy, WorkflowStatus
+from iwf.iwf_api.models import IDReusePolicy, WorkflowConfig, WorkflowStatus
 from iwf.object_encoder import ObjectEncoder
 from iwf.registry import Registry
 from iwf.workflow_options import WorkflowOptions
@@ -111,7 +112,9 @@ class EmailEngine:
         max_threads: int = 32,
         lock_retries: int = 20,
         engine_retries: int = 2,
+        local_activities: bool = True,
     ):
+        self._config = WorkflowConfig(optimize_activity=local_activities)
         self._lock_retries = lock_retries
         self._engine_retries = engine_retries
         options = ClientOptions(server_url=server_url, worker_url=worker_url, object_encoder=ObjectEncoder.default)
@@ -144,6 +147,7 @@ class EmailEngine:
         """Start the workflow once; True if this call created it. Ids are never reused, even after the end."""
         options = WorkflowOptions(
             workflow_id_reuse_policy=IDReusePolicy.DISALLOW_REUSE,
+            workflow_config_override=self._config,
             # Set with the start itself, so a describe right after a start already sees them.
             initial_data_attributes=initial_attributes(start),
         )
@@ -154,11 +158,16 @@ class EmailEngine:
         return True
 
     async def request(self, email_id: str, request: UserRequest) -> RequestResult:
-        """Idempotent by message_id even after the end: a retry whose first try was taken says so."""
+        """Idempotent by message_id even after the end: a retry whose first try was taken says so.
+
+        A request without an id gets one here, so that this call's own retries (an RPC the engine dropped
+        may still be applied later) can never make two requests of one."""
+        if not request.message_id:
+            request = request.model_copy(update={"message_id": f"auto:{uuid.uuid4()}"})
         try:
             raw = await self._rpc(email_id, Wf.send_request, request.model_dump_json())
         except EmailClosed:
-            if request.message_id and request.message_id in (await self._closed_record(email_id)).inbox:
+            if (await self._closed_record(email_id)).has_taken(request.message_id):
                 return RequestResult(accepted=True, duplicate=True, detail="already received")
             raise
         return RequestResult.model_validate_json(raw)
@@ -199,9 +208,15 @@ class EmailEngine:
             try:
                 result = await self._with_lock_retries(lambda: self._client.invoke_rpc(email_id, method, payload, str))
             except EmailNotFound:
-                # iWF answers "not exists" for an ended workflow too; tell the two apart.
-                await self._run(lambda: self._client.describe_workflow(email_id))
-                raise EmailClosed() from None
+                # iWF answers "not exists" for an ended workflow, and also for an RPC that Temporal aborted
+                # before accepting it (its workflow task failed): tell the three apart.
+                info = await self._run(lambda: self._client.describe_workflow(email_id))
+                if info.workflow_status != WorkflowStatus.RUNNING:
+                    raise EmailClosed() from None
+                if attempt == self._engine_retries:
+                    raise EngineUnavailable("the workflow engine dropped the call; try again") from None
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
             except EngineUnavailable:
                 # An RPC still in flight when the workflow ended fails on the engine's side (Temporal abandons
                 # the update), as does one whose worker call timed out: in both cases its effect was not kept,

@@ -71,7 +71,12 @@ class RunningApp:
                 "without one: `.venv/bin/python -m tests.fakes.openai_server 8999` in another shell, then "
                 "`OPENAI_BASE_URL=http://127.0.0.1:8999/v1 make run`"
             )
-        self.engine = EmailEngine(registry, settings.iwf_server_url, settings.effective_worker_url)
+        self.engine = EmailEngine(
+            registry,
+            settings.iwf_server_url,
+            settings.effective_worker_url,
+            local_activities=settings.engine_local_activities,
+        )
         worker = worker_app(registry)
         public = public_app(self.engine, api_token(settings), settings.max_body_bytes)
         await self._start_slack(public)

@@ -21,6 +21,8 @@ from iwf.iwf_api.models import (
 from iwf.registry import Registry
 from iwf.worker_service import WorkerService
 
+from bot.state_calls import StateCallCache
+
 log = logging.getLogger(__name__)
 
 POOLS_KEY = web.AppKey("worker_pools", list[ThreadPoolExecutor])
@@ -34,7 +36,11 @@ def worker_app(registry: Registry, max_threads: int = 64) -> web.Application:
     states = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-state")
     rpcs = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-rpc")
 
-    def route(parse: Callable[[dict[str, Any]], Any], handle: Callable[[Any], Any], pool: ThreadPoolExecutor) -> Any:
+    answers = StateCallCache()
+
+    def route(
+        parse: Callable[[dict[str, Any]], Any], handle: Callable[[Any], Any], pool: ThreadPoolExecutor, once: bool
+    ) -> Any:
         async def handler(request: web.Request) -> web.Response:
             body = await request.json()
 
@@ -47,8 +53,12 @@ def worker_app(registry: Registry, max_threads: int = 64) -> web.Application:
                     log.exception("worker call %s failed", request.path)
                     raise _WorkerFailure(WorkerService.handle_worker_error(error)) from error
 
+            async def compute() -> dict[str, Any]:
+                return await asyncio.get_running_loop().run_in_executor(pool, work)
+
+            key = StateCallCache.key(request.path, body) if once else None
             try:
-                return web.json_response(await asyncio.get_running_loop().run_in_executor(pool, work))
+                return web.json_response(await answers.answer(key, compute))
             except _WorkerFailure as failure:
                 return web.Response(status=500, text=str(failure))
 
@@ -58,15 +68,16 @@ def worker_app(registry: Registry, max_threads: int = 64) -> web.Application:
     app[POOLS_KEY] = [states, rpcs]
     app.router.add_post(
         WorkerService.api_path_workflow_state_wait_until,
-        route(WorkflowStateWaitUntilRequest.from_dict, service.handle_workflow_state_wait_until, states),
+        route(WorkflowStateWaitUntilRequest.from_dict, service.handle_workflow_state_wait_until, states, once=True),
     )
     app.router.add_post(
         WorkerService.api_path_workflow_state_execute,
-        route(WorkflowStateExecuteRequest.from_dict, service.handle_workflow_state_execute, states),
+        route(WorkflowStateExecuteRequest.from_dict, service.handle_workflow_state_execute, states, once=True),
     )
     app.router.add_post(
         WorkerService.api_path_workflow_worker_rpc,
-        route(WorkflowWorkerRpcRequest.from_dict, service.handle_workflow_worker_rpc, rpcs),
+        # RPCs are never asked twice for one execution: a failed one is a new call from the client.
+        route(WorkflowWorkerRpcRequest.from_dict, service.handle_workflow_worker_rpc, rpcs, once=False),
     )
 
     async def shutdown(app: web.Application) -> None:

@@ -113,12 +113,13 @@ class AppProcess:
     log_path: Path
     base_url: str
     popen: subprocess.Popen[bytes] | None = None
+    cwd: Path = REPO_ROOT  # another checkout runs another version of the app (benchmarks compare two)
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "bot"],
-                cwd=REPO_ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -23,7 +23,7 @@ from iwf.command_request import CommandRequest, TimerCommand
 from iwf.command_results import CommandResults
 from iwf.communication import Communication
 from iwf.errors import WorkflowAlreadyStartedError, WorkflowNotExistsError, WorkflowRPCAcquiringLockFailure
-from iwf.iwf_api.models import IDReusePolicy, PersistenceLoadingPolicy, PersistenceLoadingType
+from iwf.iwf_api.models import IDReusePolicy, PersistenceLoadingPolicy, PersistenceLoadingType, WorkflowConfig
 from iwf.persistence import Persistence
 from iwf.persistence_schema import PersistenceField, PersistenceSchema
 from iwf.rpc import rpc
@@ -137,9 +137,10 @@ class DeliveryLedger(Protocol):
 class IwfDeliveryLedger:
     """Claims through the iWF server. Runs in a worker thread (the SDK is synchronous)."""
 
-    def __init__(self, client: Client, lock_retries: int = 40):
+    def __init__(self, client: Client, lock_retries: int = 40, local_activities: bool = True):
         self._client = client
         self._lock_retries = lock_retries
+        self._config = WorkflowConfig(optimize_activity=local_activities)
 
     def claim(self, intent: DeliveryIntent, execution: str, daily_limit: int) -> ClaimResult:
         payload = ClaimRequest(
@@ -167,7 +168,9 @@ class IwfDeliveryLedger:
                 ledger,
                 0,
                 expires.isoformat(),
-                WorkflowOptions(workflow_id_reuse_policy=IDReusePolicy.ALLOW_IF_NO_RUNNING),
+                WorkflowOptions(
+                    workflow_id_reuse_policy=IDReusePolicy.ALLOW_IF_NO_RUNNING, workflow_config_override=self._config
+                ),
             )
         except WorkflowAlreadyStartedError:
             pass  # another execution opened it first

@@ -38,6 +38,7 @@ class Turn(BaseModel):
     role: Literal["user", "assistant"]
     text: str
     at: datetime = Field(default_factory=utcnow)
+    message_id: str | None = Field(None, description="The request's idempotency key, for a user's turn.")
 
 
 class EmailDraft(BaseModel):

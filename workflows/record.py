@@ -29,6 +29,22 @@ DA_CANCEL_REQUESTED = "cancel_requested"  # set by the cancel RPC under the inbo
 DA_CARD = "card"  # JSON CardRef: where the user sees this email (a Slack thread), if anywhere
 DA_PENDING = "pending"  # requests accepted but not yet taken up by a state; under the same lock as the inbox
 
+# Everything describe and the card read (build_view).
+VIEW_KEYS = (
+    DA_STATUS,
+    DA_EMAIL,
+    DA_CONVERSATION,
+    DA_TIMEZONE,
+    DA_OWNER,
+    DA_DRAFT,
+    DA_LAST_REPLY,
+    DA_LAST_ERROR,
+    DA_PENDING,
+    DA_SEND_ATTEMPTS,
+    DA_SENT_MESSAGE_ID,
+    DA_CARD,
+)
+
 CH_USER_INPUT = "user_input"
 CH_CANCEL = "cancel"
 
@@ -106,6 +122,15 @@ class Record:
     def inbox(self) -> list[str]:
         raw = self._str(DA_INBOX)
         return list(json.loads(raw)) if raw else []
+
+    def has_taken(self, message_id: str | None) -> bool:
+        """Whether the request with this id was accepted. The conversation is asked too: when a request
+        is accepted in the very workflow task that ends the email, Temporal keeps the task's results (the
+        turn) but not the update itself, so a read of the ended email (a replay) may not show the inbox
+        entry."""
+        if not message_id:
+            return False
+        return message_id in self.inbox or any(turn.message_id == message_id for turn in self.conversation)
 
     def _int(self, key: str) -> int:
         value = self._p.get_data_attribute(key)
@@ -219,7 +244,8 @@ def initial_attributes(start: StartInput) -> dict[str, Any]:
         values[DA_CARD] = start.card.model_dump_json()
     first = start.first_request
     if first is not None:
-        values[DA_CONVERSATION] = json.dumps([Turn(role="user", text=first.text).model_dump(mode="json")])
+        turn = Turn(role="user", text=first.text, message_id=first.message_id)
+        values[DA_CONVERSATION] = json.dumps([turn.model_dump(mode="json")])
         values[DA_STATUS] = EmailStatus.PROCESSING.value
         if first.message_id:
             values[DA_INBOX] = json.dumps([first.message_id])

@@ -71,7 +71,7 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
             structured=settings.openai_structured_outputs,
         ),
         mailer=mailer,
-        ledger=IwfDeliveryLedger(iwf_client(settings, registry)),
+        ledger=IwfDeliveryLedger(iwf_client(settings, registry), local_activities=settings.engine_local_activities),
         ledger_scope=ledger_scope(settings.effective_worker_url),
         notifier=notifier,
         mail_domain=message_id_domain(settings),

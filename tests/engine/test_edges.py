@@ -1,6 +1,12 @@
 """The edges, made to happen on purpose through the real engine: a request or cancel in flight at the send
 moment or as the workflow ends (callbacks held at a gate between iWF and the worker), a model failure on a
-scheduled email, a connection lost after DATA, a process killed while the mail server holds its answer."""
+scheduled email, a connection lost after DATA, a process killed while the mail server holds its answer.
+
+The gated app runs its state calls as normal activities (ENGINE_LOCAL_ACTIVITIES=false): an interleaving is
+forced by holding one call at the gate, which needs calls that can each be held on their own. With local
+activities (the default) a held call holds its whole workflow task, so the same moments are coarser: the
+`..._with_local_activities` tests check that the same promises hold there, on the outcome iWF produces.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +48,7 @@ async def gated(
         fake_openai.base_url,
         smtp_sink.port,
         slack_api_url=fake_slack.api_url,
-    ) | {"WORKER_PORT": str(worker_port), "WORKER_URL": gate.url}
+    ) | {"WORKER_PORT": str(worker_port), "WORKER_URL": gate.url, "ENGINE_LOCAL_ACTIVITIES": "false"}
     app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
     await asyncio.to_thread(app.start)
     yield app, gate
@@ -133,6 +139,49 @@ async def test_a_double_click_on_cancel_answers_both_clicks(
         status, text = await clicking
         assert status == 200, text
         await _wait_ephemeral(fake_slack, user, "already canceled")
+
+
+async def test_a_request_held_as_the_timer_fires_with_local_activities(
+    engine: Engine, smtp_sink: SmtpSink, fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With local activities the held request holds its workflow task; when the timer fires meanwhile, iWF
+    drops the request (the task fails and is replayed without it) and sends. The answer must say so: the
+    request was not taken, and it is not in the email."""
+    state = tmp_path_factory.mktemp("gated-local")
+    port, worker_port = free_port(), free_port()
+    gate = WorkerGate(target=f"http://127.0.0.1:{worker_port}")
+    await gate.start()
+    env = app_env(port, engine.iwf_url, engine.temporal_host_port, state, fake_openai.base_url, smtp_sink.port)
+    env |= {"WORKER_PORT": str(worker_port), "WORKER_URL": gate.url}
+    app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
+    await asyncio.to_thread(app.start)
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, app.base_url)
+            wid = unique("last-moment-local")
+            await api.start(wid)
+            await api.say(wid, "to: lml@example.com; subject: First words; body: Hello; send in 3 seconds")
+            view = await api.wait_for(wid, "scheduled")
+            held = gate.hold(rpc_call(wid, "send_request"))
+            posting = asyncio.create_task(
+                api.call("POST", f"/api/emails/{wid}/messages", {"text": "subject: Last words", "message_id": "late"})
+            )
+            await held.wait_arrived()
+            await asyncio.sleep(max(0.0, _seconds_until(view["send_at"])) + 0.5)
+            held.release()
+            status, body = await posting
+            sent = await api.wait_for(wid, "sent", timeout=40)
+    finally:
+        app.stop()
+        await gate.stop()
+    [mail] = await wait_for_mail(smtp_sink, "lml@example.com")
+    texts = [t["text"] for t in sent["conversation"]]
+    if status == 202:  # accepted: then it must have been answered before sending
+        assert mail.message["Subject"] == "Last words" and "subject: Last words" in texts, body
+    else:
+        assert status == 409 and body["error"]["code"] == "closed", body
+        assert mail.message["Subject"] == "First words" and "subject: Last words" not in texts
+    assert sent["pending_requests"] == 0
 
 
 async def test_a_model_failure_leaves_a_scheduled_email_scheduled(api: Api, smtp_sink: SmtpSink) -> None:

@@ -9,6 +9,7 @@ matter of milliseconds is produced exactly.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,10 +59,21 @@ def rpc_call(workflow_id: str, rpc_name: str) -> Callable[..., bool]:
     return matches
 
 
+@dataclass(frozen=True)
+class Passed:
+    """One callback that went through: where to, for which state or RPC, and how much it carried."""
+
+    path: str
+    name: str
+    body_bytes: int
+    data_attribute_bytes: int
+
+
 @dataclass
 class WorkerGate:
     target: str = ""  # the app's real worker, http://127.0.0.1:<WORKER_PORT>
     holds: list[Hold] = field(default_factory=list)
+    passed: list[Passed] = field(default_factory=list)
     runner: web.AppRunner | None = None
     session: aiohttp.ClientSession | None = None
     port: int = 0
@@ -97,6 +109,15 @@ class WorkerGate:
     async def _forward(self, request: web.Request) -> web.Response:
         raw = await request.read()
         body = await request.json()
+        attributes = body.get("dataObjects") or body.get("dataAttributes") or []
+        self.passed.append(
+            Passed(
+                request.path,
+                str(body.get("workflowStateId") or body.get("rpcName") or ""),
+                len(raw),
+                len(json.dumps(attributes)),
+            )
+        )
         for hold in list(self.holds):
             if hold.matches(request.path, body):
                 self.holds.remove(hold)

@@ -4,15 +4,15 @@
 
 from iwf.command_results import CommandResults
 from iwf.communication import Communication
-from iwf.iwf_api.models import PersistenceLoadingPolicy, PersistenceLoadingType, RetryPolicy
+from iwf.iwf_api.models import RetryPolicy
 from iwf.persistence import Persistence
 from iwf.state_decision import StateDecision
 from iwf.workflow_context import WorkflowContext
 from iwf.workflow_state import WorkflowState
 from iwf.workflow_state_options import WorkflowStateOptions
 
-from workflows.record import DA_CARD, Record, build_view
-from workflows.states.common import Services
+from workflows.record import DA_CARD, DA_CONVERSATION, VIEW_KEYS, Record, build_view
+from workflows.states.common import Services, load
 
 
 class NotifyState(WorkflowState[str]):
@@ -32,9 +32,9 @@ class NotifyState(WorkflowState[str]):
 
     def get_state_options(self) -> WorkflowStateOptions:
         return WorkflowStateOptions(
-            execute_api_data_attributes_loading_policy=PersistenceLoadingPolicy(
-                persistence_loading_type=PersistenceLoadingType.LOAD_ALL_WITH_PARTIAL_LOCK,
-                locking_keys=[DA_CARD],
+            # Everything the card shows; the conversation is not shown, so it does not travel.
+            execute_api_data_attributes_loading_policy=load(
+                *(key for key in VIEW_KEYS if key not in (DA_CARD, DA_CONVERSATION)), lock=[DA_CARD]
             ),
             execute_api_timeout_seconds=30,
             execute_api_retry_policy=RetryPolicy(

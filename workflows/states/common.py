@@ -3,7 +3,7 @@ up to date beside the main thread."""
 
 # No `from __future__ import annotations`: the iWF SDK reads state classes' annotations at runtime.
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,7 +13,6 @@ from iwf.iwf_api.models import ChannelRequestStatus, PersistenceLoadingPolicy, P
 from iwf.state_decision import StateDecision
 from iwf.state_movement import StateMovement
 from iwf.workflow_state import WorkflowState
-from iwf.workflow_state_options import WorkflowStateOptions
 
 from workflows.agent import Agent
 from workflows.deliveries import DeliveryRegistry
@@ -23,6 +22,8 @@ from workflows.model import EmailStatus, Turn, UserRequest, utcnow
 from workflows.notifier import CardNotifier
 from workflows.record import (
     DA_CANCEL_REQUESTED,
+    DA_CARD,
+    DA_CONVERSATION,
     DA_DRAFT,
     DA_INBOX,
     DA_OWNER,
@@ -36,16 +37,26 @@ from workflows.record import (
 # accept requests and cancels and by the states that take them up or decide to send, so no request can be
 # accepted between a state's look at the inbox and its decision.
 INBOX_KEYS = [DA_INBOX, DA_PENDING, DA_CANCEL_REQUESTED]
-LOCKED_INBOX = PersistenceLoadingPolicy(
-    persistence_loading_type=PersistenceLoadingType.LOAD_PARTIAL_WITH_EXCLUSIVE_LOCK,
-    partial_loading_keys=[DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, *INBOX_KEYS],
-    locking_keys=INBOX_KEYS,
-)
-TAKES_UP_REQUESTS = WorkflowStateOptions(
-    execute_api_data_attributes_loading_policy=PersistenceLoadingPolicy(
-        persistence_loading_type=PersistenceLoadingType.LOAD_ALL_WITH_PARTIAL_LOCK, locking_keys=INBOX_KEYS
+
+
+def load(*keys: str, lock: Sequence[str] = ()) -> PersistenceLoadingPolicy:
+    """Only the attributes a step reads travel to the worker (the conversation grows with every turn);
+    with `lock`, those keys are held exclusively for the step, as iWF's RPC locking does."""
+    if lock:
+        return PersistenceLoadingPolicy(
+            persistence_loading_type=PersistenceLoadingType.LOAD_PARTIAL_WITH_EXCLUSIVE_LOCK,
+            partial_loading_keys=[*keys, *lock],
+            locking_keys=list(lock),
+        )
+    return PersistenceLoadingPolicy(
+        persistence_loading_type=PersistenceLoadingType.LOAD_PARTIAL_WITHOUT_LOCKING, partial_loading_keys=list(keys)
     )
-)
+
+
+LOCKED_INBOX = load(DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, lock=INBOX_KEYS)
+# What taking up a request, or ending the email, touches: the conversation gets the request, the card is
+# refreshed alongside, and a cancel clears what is pending.
+TAKE_UP_KEYS = [DA_STATUS, DA_CONVERSATION, DA_DRAFT, DA_CARD]
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ def received(results: CommandResults, channel: str) -> Any:
 def accept_request(record: Record, raw: str) -> None:
     """Take a request out of the inbox into the conversation; call only under the inbox lock."""
     request = UserRequest.model_validate_json(raw)
-    record.add_turn(Turn(role="user", text=request.text))
+    record.add_turn(Turn(role="user", text=request.text, message_id=request.message_id))
     record.set(DA_PENDING, max(0, record.pending - 1))
     record.set(DA_DRAFT, "")
     record.status = EmailStatus.PROCESSING

@@ -20,14 +20,28 @@ from iwf.workflow_state_options import WorkflowStateOptions
 from workflows.agent import AgentError
 from workflows.decisions import apply_reply
 from workflows.model import EmailStatus, StartInput, Turn
-from workflows.record import CH_CANCEL, CH_USER_INPUT, DA_SEND_ATTEMPTS, DA_TIMEZONE, Record, initial_attributes
+from workflows.record import (
+    CH_CANCEL,
+    CH_USER_INPUT,
+    DA_CARD,
+    DA_CONVERSATION,
+    DA_EMAIL,
+    DA_SEND_ATTEMPTS,
+    DA_STATUS,
+    DA_TIMEZONE,
+    Record,
+    initial_attributes,
+)
 from workflows.sendtime import format_local, zone
 from workflows.states import sending
-from workflows.states.common import TAKES_UP_REQUESTS, Services, accept_request, cancel, go, received
+from workflows.states.common import INBOX_KEYS, TAKE_UP_KEYS, Services, accept_request, cancel, go, load, received
 
 
 class StartState(WorkflowState[str]):
     """Entry point; no wait. A workflow started without initial attributes (by hand) gets them here."""
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return WorkflowStateOptions(execute_api_data_attributes_loading_policy=load(DA_TIMEZONE, DA_STATUS, DA_CARD))
 
     def execute(
         self,
@@ -51,7 +65,10 @@ class AgentState(WorkflowState[None]):
     """Waits for the user. A failure stays visible here until the next request."""
 
     def get_state_options(self) -> WorkflowStateOptions:
-        return TAKES_UP_REQUESTS
+        return WorkflowStateOptions(
+            wait_until_api_data_attributes_loading_policy=load(DA_STATUS),
+            execute_api_data_attributes_loading_policy=load(*TAKE_UP_KEYS, lock=INBOX_KEYS),
+        )
 
     def wait_until(
         self, ctx: WorkflowContext, input: None, persistence: Persistence, communication: Communication
@@ -102,6 +119,7 @@ class ComposeState(WorkflowState[None]):
 
     def get_state_options(self) -> WorkflowStateOptions:
         return WorkflowStateOptions(
+            execute_api_data_attributes_loading_policy=load(DA_CONVERSATION, DA_EMAIL, DA_TIMEZONE, DA_CARD),
             execute_api_timeout_seconds=self._services.agent_timeout_seconds,
             execute_api_retry_policy=RetryPolicy(
                 initial_interval_seconds=2,
@@ -153,6 +171,9 @@ class ComposeCrashedState(WorkflowState[None]):
     def __init__(self, services: Services):
         self._services = services
 
+    def get_state_options(self) -> WorkflowStateOptions:
+        return WorkflowStateOptions(execute_api_data_attributes_loading_policy=load(DA_EMAIL, DA_TIMEZONE, DA_CARD))
+
     def execute(
         self,
         ctx: WorkflowContext,
@@ -172,7 +193,9 @@ class CancelByRequestState(WorkflowState[None]):
     """
 
     def get_state_options(self) -> WorkflowStateOptions:
-        return TAKES_UP_REQUESTS
+        return WorkflowStateOptions(
+            execute_api_data_attributes_loading_policy=load(DA_EMAIL, *TAKE_UP_KEYS, lock=INBOX_KEYS)
+        )
 
     def execute(
         self,

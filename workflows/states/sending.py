@@ -33,15 +33,31 @@ from workflows.model import DeliveryIntent, EmailDraft, EmailStatus
 from workflows.record import (
     CH_CANCEL,
     CH_USER_INPUT,
+    DA_CARD,
+    DA_DELIVERY,
+    DA_EMAIL,
     DA_OWNER,
     DA_SEND_ATTEMPTS,
     DA_SENT_MESSAGE_ID,
+    DA_TIMEZONE,
     Record,
     message_id,
 )
 from workflows.sendtime import format_local, seconds_until
 from workflows.states import conversation
-from workflows.states.common import TAKES_UP_REQUESTS, Services, accept_request, cancel, finish, go, received
+from workflows.states.common import (
+    INBOX_KEYS,
+    TAKE_UP_KEYS,
+    Services,
+    accept_request,
+    cancel,
+    finish,
+    go,
+    load,
+    received,
+)
+
+_DELIVERY_KEYS = (DA_EMAIL, DA_DELIVERY, DA_SEND_ATTEMPTS, DA_TIMEZONE, DA_CARD)
 
 
 class ScheduleState(WorkflowState[None]):
@@ -52,7 +68,12 @@ class ScheduleState(WorkflowState[None]):
         self._services = services
 
     def get_state_options(self) -> WorkflowStateOptions:
-        return TAKES_UP_REQUESTS
+        return WorkflowStateOptions(
+            wait_until_api_data_attributes_loading_policy=load(DA_EMAIL),
+            execute_api_data_attributes_loading_policy=load(
+                *TAKE_UP_KEYS, DA_EMAIL, DA_DELIVERY, DA_OWNER, DA_TIMEZONE, lock=INBOX_KEYS
+            ),
+        )
 
     def wait_until(
         self, ctx: WorkflowContext, input: None, persistence: Persistence, communication: Communication
@@ -110,6 +131,7 @@ class DeliverState(WorkflowState[None]):
 
     def get_state_options(self) -> WorkflowStateOptions:
         return WorkflowStateOptions(
+            execute_api_data_attributes_loading_policy=load(*_DELIVERY_KEYS),
             execute_api_timeout_seconds=self._services.send_timeout_seconds,
             # A worker that is down (the app restarting) is retried for up to an hour; a step that keeps
             # crashing then lands in DeliveryCrashedState, which finds out what happened.
@@ -213,6 +235,9 @@ class DeliveryCrashedState(WorkflowState[None]):
 
     def __init__(self, services: Services):
         self._services = services
+
+    def get_state_options(self) -> WorkflowStateOptions:
+        return WorkflowStateOptions(execute_api_data_attributes_loading_policy=load(*_DELIVERY_KEYS))
 
     def execute(
         self,
