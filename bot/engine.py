@@ -21,7 +21,9 @@ from iwf.errors import (
     WorkflowAlreadyStartedError,
     WorkflowNotExistsError,
     WorkflowRPCAcquiringLockFailure,
+    WorkflowRPCExecutionError,
 )
+from iwf.iwf_api.errors import UnexpectedStatus
 from iwf.iwf_api.models import IDReusePolicy
 from iwf.object_encoder import ObjectEncoder
 from iwf.registry import Registry
@@ -94,12 +96,24 @@ class EmailEngine:
             raise EmailNotFound(str(error)) from error
         except WorkflowRPCAcquiringLockFailure as error:
             raise EngineBusy("the email is busy; try again in a moment") from error
+        except WorkflowRPCExecutionError as error:
+            if not error.error_resp.original_worker_error_type:
+                # No error of the worker's own: it was not reached (refused, timed out, a load balancer's 503).
+                raise EngineUnavailable(f"the worker could not be reached: {error}") from error
+            raise  # the worker's RPC code failed: a bug of ours
         except ClientSideError:
             raise  # any other 4xx from the engine is a bug of ours: let it surface as one
         except HttpError as error:
             raise EngineUnavailable(f"the workflow engine answered {error.status}") from error
         except httpx.HTTPError as error:
             raise EngineUnavailable(f"the workflow engine could not be reached: {error}") from error
+        except UnexpectedStatus as error:
+            # A status the SDK has no model for: iWF's 500 (Temporal down) or a load balancer's 502/503.
+            raise EngineUnavailable(f"the workflow engine answered {error.status_code}") from error
+        except RuntimeError as error:
+            if isinstance(error.__context__, UnexpectedStatus):  # the SDK's RPC path re-raises it untyped
+                raise EngineUnavailable(f"the workflow engine answered {error.__context__.status_code}") from error
+            raise
 
     async def start(self, email_id: str, start: StartInput) -> bool:
         """Start the workflow once; True if this call created it. Ids are never reused, even after the end."""
