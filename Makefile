@@ -111,7 +111,9 @@ base-image: podman-deps  # debian:bookworm-slim made from Debian's packages: no 
 images: base-image  # email-agent, email-agent-setup, email-agent-{temporal,iwf,postgres,haproxy}
 	$(BUILD) --target app -t email-agent .
 	$(BUILD) --target setup -t email-agent-setup .
-	@goproxy=$(if $(wildcard $(LOCAL_GOPROXY)/github.com),$(LOCAL_GOPROXY),$$(mktemp -d)); \
+	@goproxy=$$(echo "$$GOPROXY" | tr ',' '\n' | sed -n 's|^file://||p' | head -1); \
+	[ -d "$$goproxy" ] || goproxy=$(LOCAL_GOPROXY); [ -d "$$goproxy" ] || goproxy=$$(mktemp -d); \
+	echo "file Go proxy for the builds: $$goproxy"; \
 	for target in $(ENGINE_IMAGES); do \
 	  echo "== email-agent-$$target"; \
 	  $(BUILD) -f deploy/engine.Dockerfile --target $$target --build-context go="$$(go env GOROOT)" \

@@ -15,9 +15,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 ARG GOPROXY_UPSTREAM=https://proxy.golang.org,direct
-# Set by `make images` only where registries sit behind a TLS-inspecting proxy (see the Dockerfile).
-ARG SSL_CERT_FILE
-ENV PATH=/usr/local/go/bin:$PATH \
+ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     GOPROXY=file:///goproxy,${GOPROXY_UPSTREAM} \
     GONOSUMDB=github.com/indeedeng/iwf \
     GOFLAGS=-buildvcs=false \
@@ -26,6 +24,8 @@ ENV PATH=/usr/local/go/bin:$PATH \
 
 FROM go-build AS temporal-build
 ARG TEMPORAL_VERSION=v1.32.1
+# Set by `make images` only where registries sit behind a TLS-inspecting proxy (see the Dockerfile).
+ARG SSL_CERT_FILE
 RUN --mount=type=bind,from=go,target=/usr/local/go \
     --mount=type=bind,from=goproxy,target=/goproxy \
     --mount=type=cache,target=/root/go/pkg/mod \
@@ -35,6 +35,7 @@ RUN --mount=type=bind,from=go,target=/usr/local/go \
 
 FROM go-build AS iwf-build
 ARG IWF_VERSION=v1.19.3
+ARG SSL_CERT_FILE
 RUN --mount=type=bind,from=go,target=/usr/local/go \
     --mount=type=bind,from=goproxy,target=/goproxy \
     --mount=type=cache,target=/root/go/pkg/mod \
@@ -43,6 +44,7 @@ RUN --mount=type=bind,from=go,target=/usr/local/go \
 
 # Temporal server and its SQL tool (schemas embedded); the config comes from a ConfigMap.
 FROM debian:bookworm-slim AS temporal
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
@@ -57,6 +59,7 @@ CMD ["--config-file", "/etc/temporal/config.yaml", "--allow-no-auth", "start"]
 
 # iWF server, its output filtered to what an operator reads (devstack/iwf-quiet).
 FROM debian:bookworm-slim AS iwf
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
@@ -75,13 +78,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data
 COPY deploy/postgres-start /usr/local/bin/postgres-start
-ENV PATH=/usr/lib/postgresql/15/bin:$PATH PGDATA=/var/lib/postgresql/data
+ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin PGDATA=/var/lib/postgresql/data
 USER postgres
 EXPOSE 5432
 CMD ["postgres-start"]
 
 # HAProxy from Debian: where Kubernetes has Services and podman has none (deploy/podman).
 FROM debian:bookworm-slim AS haproxy
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN apt-get update \
  && apt-get install -y --no-install-recommends haproxy \
  && rm -rf /var/lib/apt/lists/*

@@ -59,12 +59,10 @@ def _go_env(go: str, name: str) -> str:
     return result.stdout.strip() or "?"
 
 
-def write_config(
-    path: Path, *, api_port: int, temporal_host_port: str, namespace: str, log_level: str = "warn"
-) -> Path:
+def config_text(*, api_port: int, temporal_host_port: str, namespace: str, log_level: str = "warn") -> str:
     """A config of our own: the repo's default one expects S3 for external storage.
 
-    JSON is valid YAML, so no YAML writer is needed.
+    JSON is valid YAML, so no YAML writer is needed. Also the Kubernetes ConfigMap (deploy/manifests.py).
     """
     config = {
         "log": {"stdout": True, "level": log_level, "levelKey": "level"},
@@ -77,8 +75,16 @@ def write_config(
         "interpreter": {"temporal": {"hostPort": temporal_host_port, "namespace": namespace}},
         "externalStorage": {"enabled": False},
     }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def write_config(
+    path: Path, *, api_port: int, temporal_host_port: str, namespace: str, log_level: str = "warn"
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2))
+    path.write_text(
+        config_text(api_port=api_port, temporal_host_port=temporal_host_port, namespace=namespace, log_level=log_level)
+    )
     return path
 
 

@@ -255,7 +255,11 @@ class ProductionStack:
         plan = self.plan
         state = plan.state_dir / name
         env = {
+            # Shared by every replica unless the given environment says otherwise.
+            "API_TOKEN": self.api_token,
+            "OUTBOX_DIR": str(self.settings.effective_outbox_dir),
             **(self.app_env if self.app_env is not None else os.environ),
+            # Each replica's own.
             "HOST": "127.0.0.1",
             "PORT": str(public),
             "WORKER_HOST": "127.0.0.1",
@@ -265,11 +269,7 @@ class ProductionStack:
             "TEMPORAL_HOST_PORT": plan.temporal_host_port,
             "EMBEDDED_ENGINE": "false",
             "STATE_DIR": str(state),
-            "API_TOKEN": self.api_token,
-            "OUTBOX_DIR": os.environ.get("OUTBOX_DIR") or str(self.settings.effective_outbox_dir),
         }
-        if self.app_env is not None and "OUTBOX_DIR" in self.app_env:
-            env["OUTBOX_DIR"] = self.app_env["OUTBOX_DIR"]
         return ManagedProcess(
             name=name,
             argv=[sys.executable, "-m", "bot"],

@@ -61,6 +61,20 @@ def _existing_attributes(address: str, namespace: str, timeout: float = 60) -> s
         time.sleep(1)
 
 
+def wait_visible(address: str, namespace: str, timeout: float = 120) -> None:
+    """Until the frontend's caches (refreshed about once a minute) know the namespace and every attribute:
+    a query naming them all succeeds. Without a restart, this is when workflows can be started."""
+    query = " AND ".join(f"{name} IS NOT NULL" for name in temporal.IWF_SEARCH_ATTRIBUTES)
+    deadline = time.monotonic() + timeout
+    while True:
+        result = _cli(address, "workflow", "count", "--namespace", namespace, "--query", query)
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"the frontend still does not know them after {timeout:.0f}s: {result.stderr.strip()}")
+        time.sleep(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.temporal_setup", description=__doc__)
     parser.add_argument("--address", required=True, help="the Temporal frontend, host:port")
@@ -74,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         time.sleep(2)
     created = register(args.address, args.namespace)
-    print("created: " + ", ".join(created) if created else "nothing to create: all registered")
+    print("created: " + ", ".join(created) if created else "nothing to create: all registered", flush=True)
+    wait_visible(args.address, args.namespace)
+    print("the frontend sees them all")
     return 0
 
 
