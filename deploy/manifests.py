@@ -95,22 +95,23 @@ def _postgres_container(port: int, listen: str) -> Obj:
     }
 
 
-def _temporal_pod_spec(ports: temporal_server.Ports, db_host: str, db_port: int, bind: str) -> Obj:
+def _schema_container(db_host: str, db_port: int) -> Obj:
+    env = _db_env(db_host, db_port)
+    return {"name": "schema", "image": IMAGES["temporal"], "command": ["temporal-schema"], "env": env}
+
+
+def _temporal_pod_spec(ports: temporal_server.Ports, db_host: str, db_port: int, bind: str, *, init: bool) -> Obj:
+    """`init`: the schema step as an init container (Kubernetes); podman 4.3 mishandles those, so there
+    it is a pod of its own played first."""
     broadcast: Obj = (
         {"name": temporal_server.ENV_BROADCAST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
         if bind == "0.0.0.0"
         else {"name": temporal_server.ENV_BROADCAST, "value": bind}
     )
     env = [*_db_env(db_host, db_port), *_env({temporal_server.ENV_BIND: bind}), broadcast]
+    spec: Obj = {"initContainers": [_schema_container(db_host, db_port)]} if init else {}
     return {
-        "initContainers": [
-            {
-                "name": "schema",
-                "image": IMAGES["temporal"],
-                "command": ["temporal-schema"],
-                "env": _db_env(db_host, db_port),
-            }
-        ],
+        **spec,
         "containers": [
             {
                 "name": "temporal",
@@ -265,7 +266,7 @@ def kubernetes(iwf_replicas: int = 2, app_replicas: int = 2) -> list[Obj]:
         ),
         postgres,
         _service("postgres", "postgres", 5432),
-        _deployment("temporal", "temporal", 1, _temporal_pod_spec(ports, "postgres", 5432, "0.0.0.0")),
+        _deployment("temporal", "temporal", 1, _temporal_pod_spec(ports, "postgres", 5432, "0.0.0.0", init=True)),
         _service("temporal", "temporal", ports.frontend),
         setup_job,
         _deployment("iwf", "iwf", iwf_replicas, {"containers": [iwf_container], "volumes": [iwf_volume]}),
@@ -290,8 +291,8 @@ def _pod(name: str, component: str, spec: Obj) -> Obj:
 
 
 def podman(plan: Plan, app_env: dict[str, str]) -> list[list[Obj]]:
-    """Groups of objects to play in order (each waits for the previous to serve): database, Temporal,
-    setup, iWF servers, the load balancer, the app replicas."""
+    """Groups of objects to play in order (each waits for the previous to serve): database, schema,
+    Temporal, setup, iWF servers, the load balancer, the app replicas."""
     ports = plan.temporal_ports
     iwf_pods = []
     iwf_configs = []
@@ -356,11 +357,18 @@ def podman(plan: Plan, app_env: dict[str, str]) -> list[list[Obj]]:
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "email-agent-postgres"}}],
         },
     )
-    temporal = _pod("temporal", "temporal", _temporal_pod_spec(ports, "127.0.0.1", plan.postgres_port, "127.0.0.1"))
+    schema = _pod(
+        "temporal-schema",
+        "schema",
+        {"restartPolicy": "Never", "containers": [_schema_container("127.0.0.1", plan.postgres_port)]},
+    )
+    temporal = _pod(
+        "temporal", "temporal", _temporal_pod_spec(ports, "127.0.0.1", plan.postgres_port, "127.0.0.1", init=False)
+    )
     setup = _pod(
         "temporal-setup", "setup", {"restartPolicy": "Never", "containers": [_setup_container(plan.temporal_host_port)]}
     )
-    return [[database], [_temporal_config(ports), temporal], [setup], [*iwf_configs, *iwf_pods], lb, apps]
+    return [[database], [schema], [_temporal_config(ports), temporal], [setup], [*iwf_configs, *iwf_pods], lb, apps]
 
 
 def dump(objects: list[Obj]) -> str:

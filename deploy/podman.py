@@ -94,13 +94,18 @@ def _create_secret(values: dict[str, str]) -> None:
     podman("secret", "create", manifests.SECRET, "-", stdin=json.dumps(data).encode())
 
 
-def _setup_finished() -> bool:
-    result = podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "temporal-setup-setup", check=False)
-    status, _, code = result.stdout.decode().strip().partition(" ")
-    if status == "exited" and code != "0":
-        logs = podman("logs", "temporal-setup-setup", check=False)
-        raise RuntimeError(f"the setup pod failed ({code}): {logs.stdout.decode()}{logs.stderr.decode()}")
-    return status == "exited"
+def _finished(container: str) -> Callable[[], bool]:
+    """A one-shot pod's container exited 0 (raises if it failed: podman plays it once)."""
+
+    def check() -> bool:
+        result = podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", container, check=False)
+        status, _, code = result.stdout.decode().strip().partition(" ")
+        if status == "exited" and code != "0":
+            logs = podman("logs", container, check=False)
+            raise RuntimeError(f"{container} failed ({code}): {logs.stdout.decode()}{logs.stderr.decode()}")
+        return status == "exited"
+
+    return check
 
 
 def up(plan: Plan, app_env: dict[str, str], api_token: str) -> float:
@@ -109,20 +114,23 @@ def up(plan: Plan, app_env: dict[str, str], api_token: str) -> float:
     _create_secret({"postgres-password": secrets.token_urlsafe(24), "api-token": api_token})
     groups = manifests.podman(plan, app_env)
 
-    def each(what: str, ports: list[int], path: str) -> Callable[[], None]:
+    def http(what: str, checks: list[tuple[int, str]]) -> Callable[[], None]:
         def wait() -> None:
-            for port in ports:
-                _wait(f"{what} :{port}", lambda port=port: _http_ok(port, path))  # type: ignore[misc]
+            for port, path in checks:
+                _wait(f"{what} :{port}", lambda port=port, path=path: _http_ok(port, path))  # type: ignore[misc]
 
         return wait
 
+    apps = [(public, "/healthz") for public, _ in plan.app_ports]
     waits: list[Callable[[], None]] = [
         lambda: _wait("PostgreSQL", lambda: _tcp_open(plan.postgres_port)),
+        lambda: _wait("the schema pod", _finished("temporal-schema-schema")),
         lambda: _wait("Temporal", lambda: temporal.is_serving(plan.temporal_host_port)),
-        lambda: _wait("the setup pod", _setup_finished),
-        each("iWF", list(plan.iwf_ports), "/info/healthcheck"),
-        each("HAProxy", [plan.lb_health_port], "/healthz"),
-        each("app", [public for public, _ in plan.app_ports], "/healthz"),
+        lambda: _wait("the setup pod", _finished("temporal-setup-setup")),
+        http("iWF", [(port, "/info/healthcheck") for port in plan.iwf_ports]),
+        http("HAProxy", [(plan.lb_health_port, "/healthz")]),
+        # the replicas, then the API through HAProxy (its own checks have seen them come up)
+        http("app", [*apps, (plan.api_lb_port, "/healthz")]),
     ]
     for index, (group, wait) in enumerate(zip(groups, waits, strict=True)):
         path = STATE / f"{index}-{group[-1]['metadata']['name']}.yaml"

@@ -199,6 +199,8 @@ class ProductionStack:
         self._ensure(self._haproxy(), 30)
         for name, ports in zip(self.app_names, plan.app_ports, strict=True):
             self._ensure(self._app(name, *ports), 60)
+        if plan.app_ports:  # until HAProxy's own health checks have seen a replica come up
+            wait_until(lambda: _http_ok(f"{plan.api_url}/healthz"), 30, "the API through HAProxy")
 
     def _temporal_binaries(self) -> tuple[Path, Path]:
         settings = self.settings
