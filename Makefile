@@ -18,7 +18,7 @@ endif
 endif
 
 .PHONY: install run stop test lint typecheck unit engine-test bench bench-quick chaos clean \
-	prod-deps prod-up prod-status prod-test chaos-prod podman-deps base-image images kube-up kube-down bench-profiles
+	prod-deps prod-up prod-status prod-test chaos-prod podman-deps base-image images kube-smoke kube-down bench-profiles
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
@@ -122,8 +122,8 @@ images: base-image  # email-agent, email-agent-setup, email-agent-{temporal,iwf,
 	done
 	@$(PODMAN) images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep email-agent
 
-kube-up: install images  # deploy/k8s with podman kube play, then one email end to end through it
-	$(VENV)/bin/python -m deploy.podman up
+kube-smoke: install images  # deploy/k8s shape with podman kube play, one email end to end through it, then down
+	$(VENV)/bin/python -m deploy.podman smoke
 
 kube-down: install
 	$(VENV)/bin/python -m deploy.podman down
