@@ -66,7 +66,9 @@ class Settings(BaseSettings):
     postgres_bin_dir: Path | None = Field(None, description="PostgreSQL's programs; default the newest Debian one.")
     temporal_server_bin: Path | None = Field(None, description="A prebuilt Temporal server instead of go install.")
     temporal_sql_tool_bin: Path | None = Field(None, description="A prebuilt temporal-sql-tool instead of go install.")
-    iwf_log_level: str = Field("error", description="The iWF server's log level (warn logs ~40 lines per email).")
+    iwf_log_level: str = Field(
+        "error", description="The iWF server's own log level; devstack/iwf-quiet filters the rest."
+    )
 
     # --- agent --------------------------------------------------------------
     openai_api_key: SecretStr | None = None
