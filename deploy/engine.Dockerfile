@@ -71,14 +71,18 @@ EXPOSE 8801
 ENTRYPOINT ["iwf-quiet", "iwf-server"]
 CMD ["--config", "/etc/iwf/config.yaml", "start"]
 
-# PostgreSQL from Debian; the cluster is made on first start (deploy/postgres-start).
+# PostgreSQL from Debian; the cluster is made on first start (deploy/postgres-start). The postgres user
+# gets a fixed uid/gid (999) so a Kubernetes fsGroup can hand it a fresh volume; the cluster lives in a
+# subdirectory of the volume, which initdb creates with the modes it insists on.
 FROM debian:bookworm-slim AS postgres
-RUN apt-get update \
+RUN groupadd --system --gid 999 postgres \
+ && useradd --system --uid 999 --gid postgres --home-dir /var/lib/postgresql --shell /bin/sh postgres \
+ && apt-get update \
  && apt-get install -y --no-install-recommends postgresql-15 \
  && rm -rf /var/lib/apt/lists/* \
  && install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data
 COPY deploy/postgres-start /usr/local/bin/postgres-start
-ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin PGDATA=/var/lib/postgresql/data
+ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin PGDATA=/var/lib/postgresql/data/pgdata
 USER postgres
 EXPOSE 5432
 CMD ["postgres-start"]

@@ -207,7 +207,7 @@ def kubernetes(iwf_replicas: int = 2, app_replicas: int = 2) -> list[Obj]:
             "selector": {"matchLabels": {"component": "postgres"}},
             "template": {
                 "metadata": {"labels": {"component": "postgres", "app.kubernetes.io/part-of": "email-agent"}},
-                "spec": {"containers": [_postgres_container(5432, "*")]},
+                "spec": {"securityContext": {"fsGroup": 999}, "containers": [_postgres_container(5432, "*")]},
             },
             "volumeClaimTemplates": [
                 {
