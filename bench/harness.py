@@ -13,7 +13,8 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from devstack.production import Plan, ProductionStack
+from devstack.plan import Plan
+from devstack.production import ProductionStack
 from devstack.stack import LocalStack
 from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from devstack import haproxy, iwf, temporal_server
-from devstack.production import Plan
+from devstack.plan import Plan
 
 Obj = dict[str, Any]
 

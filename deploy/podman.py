@@ -29,7 +29,7 @@ from aiosmtpd.controller import Controller
 
 from deploy import manifests
 from devstack import temporal
-from devstack.production import Plan
+from devstack.plan import Plan
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import SmtpSink, free_port, wait_for_mail
 

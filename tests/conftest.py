@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
 
+from devstack.plan import Plan
 from devstack.processes import StackError
-from devstack.production import Plan, ProductionStack
+from devstack.production import ProductionStack
 from devstack.stack import LocalStack
 from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
