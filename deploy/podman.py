@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import yaml
 from aiosmtpd.controller import Controller
 
 from deploy import manifests
@@ -142,8 +143,12 @@ def up(plan: Plan, app_env: dict[str, str], api_token: str) -> float:
 
 
 def down() -> None:
+    """Remove the pods, then what `kube down` leaves: the ConfigMaps' volumes, the secret, the database."""
     for path in sorted(STATE.glob("*.yaml"), reverse=True):
         podman("kube", "down", str(path), check=False)
+        for obj in yaml.safe_load_all(path.read_text()):
+            if obj and obj.get("kind") == "ConfigMap":
+                podman("volume", "rm", "-f", obj["metadata"]["name"], check=False)
         path.unlink()
     podman("secret", "rm", manifests.SECRET, check=False)
     podman("volume", "rm", "-f", VOLUME, check=False)
