@@ -17,7 +17,8 @@ export GONOSUMDB := github.com/indeedeng/iwf
 endif
 endif
 
-.PHONY: install run stop test lint typecheck unit engine-test bench bench-quick chaos clean
+.PHONY: install run stop test lint typecheck unit engine-test bench bench-quick chaos clean \
+	prod-deps prod-up prod-status prod-test chaos-prod podman-deps base-image images kube-smoke kube-down bench-profiles
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
@@ -63,3 +64,66 @@ bench-quick: install
 	$(VENV)/bin/python -m bench.latency --n 20
 	$(VENV)/bin/python -m bench.floor --n 50
 	$(VENV)/bin/python -m bench.scale --quick
+
+# --- the production profile (README "Production") -----------------------------------------------------
+# PostgreSQL and HAProxy come from Debian (apt-get, as root); the Temporal server is built with go install.
+prod-deps:
+	@command -v haproxy >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql haproxy)
+
+prod-up: install prod-deps  # PostgreSQL, Temporal, PROD_IWF_REPLICAS iWF, PROD_APP_REPLICAS apps, HAProxy; `make stop`
+	$(VENV)/bin/python -m devstack.production up
+
+prod-status: install
+	$(VENV)/bin/python -m devstack.production status
+
+prod-test: install prod-deps  # the engine tests on the production profile
+	ENGINE_PROFILE=production REQUIRE_ENGINE=1 $(VENV)/bin/pytest -m engine
+
+chaos-prod: install prod-deps
+	$(VENV)/bin/python -m bench.chaos --n 200 --profile production
+
+bench-profiles: install prod-deps  # emails/s at saturation, dev server and production profile, one run
+	$(VENV)/bin/python -m bench.profiles
+
+# --- images and the Kubernetes manifests, with podman (../shared/containers.md) -------------------------
+PODMAN := podman --runtime runc --cgroup-manager=cgroupfs
+PODMAN_LIMITS = --ulimit nofile=$$(ulimit -Hn):$$(ulimit -Hn) --ulimit nproc=4096:4096
+# Where registries sit behind a TLS-inspecting proxy the host's CA bundle is mounted into builds (only).
+HOST_CA ?= /etc/ssl/certs/ca-certificates.crt
+BUILD_CA = $(if $(wildcard $(HOST_CA)),--volume $(HOST_CA):/run/host-ca.crt:ro --build-arg SSL_CERT_FILE=/run/host-ca.crt --build-arg PIP_CERT=/run/host-ca.crt)
+BUILD = $(PODMAN) build --pull=never --network=host --format docker $(PODMAN_LIMITS) $(BUILD_CA)
+GOPROXY_UPSTREAM ?= https://proxy.golang.org,direct
+ENGINE_IMAGES := temporal iwf postgres haproxy
+
+podman-deps:
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap)
+
+base-image: podman-deps  # debian:bookworm-slim made from Debian's packages: no registry to pull from here
+	@$(PODMAN) image exists docker.io/library/debian:bookworm-slim || { \
+	  root=$$(mktemp -d)/rootfs; \
+	  mirror=$$(sed -n 's/^URIs: //p' /etc/apt/sources.list.d/debian.sources | head -1); \
+	  debootstrap --variant=minbase bookworm "$$root" "$${mirror:-http://deb.debian.org/debian}" \
+	  && tar -C "$$root" -c . | $(PODMAN) import - docker.io/library/debian:bookworm-slim \
+	  && rm -rf "$$(dirname $$root)"; }
+
+images: base-image  # email-agent, email-agent-setup, email-agent-{temporal,iwf,postgres,haproxy}
+	$(BUILD) --target app -t email-agent .
+	$(BUILD) --target setup -t email-agent-setup .
+	@goproxy=$$(echo "$$GOPROXY" | tr ',' '\n' | sed -n 's|^file://||p' | head -1); \
+	[ -d "$$goproxy" ] || goproxy=$(LOCAL_GOPROXY); [ -d "$$goproxy" ] || goproxy=$$(mktemp -d); \
+	echo "file Go proxy for the builds: $$goproxy"; \
+	for target in $(ENGINE_IMAGES); do \
+	  echo "== email-agent-$$target"; \
+	  $(BUILD) -f deploy/engine.Dockerfile --target $$target --build-context go="$$(go env GOROOT)" \
+	    --build-context goproxy="$$goproxy" --build-arg GOPROXY_UPSTREAM="$(GOPROXY_UPSTREAM)" \
+	    -t email-agent-$$target . || exit 1; \
+	done
+	@$(PODMAN) images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep email-agent
+
+kube-smoke: install images  # deploy/k8s shape with podman kube play, one email end to end through it, then down
+	$(VENV)/bin/python -m deploy.podman smoke
+
+kube-down: install
+	$(VENV)/bin/python -m deploy.podman down

@@ -58,6 +58,25 @@ class Settings(BaseSettings):
     )
     iwf_server_bin: Path | None = Field(None, description="A prebuilt iwf-server binary to use instead of go install.")
 
+    # --- production profile (`make prod-up`: devstack.production) -------------
+    prod_iwf_replicas: int = Field(2, ge=1, description="iWF servers behind the load balancer.")
+    prod_app_replicas: int = Field(2, ge=1, description="App replicas behind the load balancer (API and worker).")
+    prod_history_shards: int = Field(
+        4, ge=1, description="Temporal history shards: its unit of write parallelism, fixed with the database."
+    )
+    prod_port_base: int = Field(
+        17000, description="First of the profile's private loopback ports (PostgreSQL, Temporal's services, replicas)."
+    )
+    postgres_password: SecretStr | None = Field(
+        None, description="Temporal's PostgreSQL password; one is generated into STATE_DIR/prod if unset."
+    )
+    postgres_bin_dir: Path | None = Field(None, description="PostgreSQL's programs; default the newest Debian one.")
+    temporal_server_bin: Path | None = Field(None, description="A prebuilt Temporal server instead of go install.")
+    temporal_sql_tool_bin: Path | None = Field(None, description="A prebuilt temporal-sql-tool instead of go install.")
+    iwf_log_level: str = Field(
+        "error", description="The iWF server's own log level; devstack/iwf-quiet filters the rest."
+    )
+
     # --- agent --------------------------------------------------------------
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

@@ -3,6 +3,11 @@ Temporal dev server at random moments; then check every email against the SMTP s
 
     make chaos                              # N=200
     python -m bench.chaos --n 30 --seed 7   # replay a run: same seed, same plan and kill schedule
+    make chaos-prod                         # --profile production
+
+The production profile (PostgreSQL, the Temporal server, two iWF servers and two app replicas behind
+HAProxy) also crash-stops PostgreSQL, and halfway through kills one app replica and one iWF server for
+good: the survivors must carry every email, including the ones the lost replicas started.
 
 Each email goes in through the HTTP API or as a signed Slack DM. A client retries every operation until
 it is accepted (Slack re-delivers events, people press again), with an idempotency key, as real clients
@@ -27,12 +32,15 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import embedded
+from bench.harness import embedded, production, production_state_in
 from bot.slack.app import thread_email_id
 from tests.fakes.slack_server import TEAM, event_body, sign
 from tests.harness import SLACK_SIGNING_SECRET, Api
 
-RESULTS = Path(__file__).with_name("chaos-results.json")
+RESULTS = {
+    "dev": Path(__file__).with_name("chaos-results.json"),
+    "production": Path(__file__).with_name("chaos-prod-results.json"),
+}
 
 
 @dataclass
@@ -46,6 +54,7 @@ class Config:
     kill_every: tuple[float, float] = (4.0, 9.0)
     kill_until: float = 55.0  # no kills after this many seconds, so the run can settle
     settle_timeout: float = 180.0
+    profile: str = "dev"  # or "production"
 
 
 @dataclass
@@ -69,6 +78,8 @@ class Report:
     n: int
     seed: int
     kills: dict[str, int]
+    profile: str = "dev"
+    removed: list[str] = field(default_factory=list)  # replicas killed for good mid-run
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     sent_after_cancel: list[str] = field(default_factory=list)
@@ -87,7 +98,9 @@ class Report:
         rows = [
             ("N", self.n),
             ("seed", self.seed),
-            ("kills: app / iwf / temporal", f"{self.kills['app']} / {self.kills['iwf']} / {self.kills['temporal']}"),
+            ("profile", self.profile),
+            (f"kills: {' / '.join(self.kills)}", " / ".join(str(v) for v in self.kills.values())),
+            ("killed for good", ", ".join(self.removed) or "-"),
             ("revised / canceled (accepted)", f"{self.revised} / {self.canceled}"),
             ("delivered", self.delivered),
             ("lost", len(self.lost)),
@@ -106,7 +119,9 @@ class Chaos:
         self.config = config
         self.rng = random.Random(config.seed)
         self.state = state
-        self.kills: Counter[str] = Counter({"app": 0, "iwf": 0, "temporal": 0})
+        kinds = ["app", "iwf", "temporal"] + (["postgres"] if config.profile == "production" else [])
+        self.kills: Counter[str] = Counter(dict.fromkeys(kinds, 0))
+        self.removed: list[str] = []
         self.deliveries = 0
         self.t0 = 0.0
 
@@ -115,17 +130,26 @@ class Chaos:
 
     async def run(self) -> Report:
         # SMTP is never down here; keep send retries for the engine's sake.
-        async with embedded(self.state, {"SEND_MAX_ATTEMPTS": "10"}) as e:
+        extra = {"SEND_MAX_ATTEMPTS": "10"}
+        if self.config.profile == "production":
+            async with production(production_state_in(self.state), extra_env=extra) as p:
+                self.prod, self.sink, self.fake_slack, self.base_url = p.stack, p.sink, p.fake_slack, p.base_url
+                return await self.drive_all()
+        async with embedded(self.state, extra) as e:
             self.stack, self.sink, self.app, self.fake_slack = e.stack, e.sink, e.app, e.fake_slack
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
-                self.session = session
-                self.api = Api(session, self.app.base_url)
-                emails = self.plan()
-                self.t0 = time.monotonic()
-                chaos = asyncio.create_task(self.kill_loop())
-                await asyncio.gather(*(self.drive(email) for email in emails))
-                await chaos
-                return await self.settle(emails)
+            self.base_url = self.app.base_url
+            return await self.drive_all()
+
+    async def drive_all(self) -> Report:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            self.session = session
+            self.api = Api(session, self.base_url)
+            emails = self.plan()
+            self.t0 = time.monotonic()
+            chaos = asyncio.create_task(self.kill_loop())
+            await asyncio.gather(*(self.drive(email) for email in emails))
+            await chaos
+            return await self.settle(emails)
 
     def plan(self) -> list[Email]:
         config, rng, emails = self.config, self.rng, []
@@ -153,18 +177,30 @@ class Chaos:
     async def kill_loop(self) -> None:
         config = self.config
         victims: list[str] = []
+        kinds = list(self.kills)
         while True:
             await asyncio.sleep(self.rng.uniform(*config.kill_every))
             if self.now() > config.kill_until:
                 return
+            if config.profile == "production" and not self.removed and self.now() > config.kill_until / 2:
+                await asyncio.to_thread(self.remove_for_good)
+                continue
             if not victims:  # every process dies once per round, in a random order
-                victims = self.rng.sample(["app", "iwf", "temporal"], 3)
+                victims = self.rng.sample(kinds, len(kinds))
             victim = victims.pop()
             down_for = self.rng.uniform(0.2, 2.0)
             await asyncio.to_thread(self.kill, victim, down_for)
 
     def kill(self, victim: str, down_for: float) -> None:
         self.kills[victim] += 1
+        if self.config.profile == "production":
+            # A replica at random among the live ones; Temporal and PostgreSQL are one process each.
+            names = [n for n in self.prod.started if n.split("-")[0] == victim]
+            name = self.rng.choice(sorted(names))
+            self.prod.kill(name)
+            time.sleep(down_for)
+            self.prod.revive(name)
+            return
         if victim == "app":
             self.app.kill()
             time.sleep(down_for)
@@ -174,6 +210,13 @@ class Chaos:
             process.kill()
             time.sleep(down_for)
             process.start(90)
+
+    def remove_for_good(self) -> None:
+        """One app replica and one iWF server die and never come back."""
+        for kind in ("app", "iwf"):
+            name = self.rng.choice(sorted(n for n in self.prod.started if n.split("-")[0] == kind))
+            self.prod.remove(name)
+            self.removed.append(name)
 
     # --- the client side ------------------------------------------------------------------
 
@@ -213,7 +256,7 @@ class Chaos:
         self.deliveries += 1
         stamp = int(time.time()) - self.deliveries % 200
         headers = {"Content-Type": "application/json", **sign(SLACK_SIGNING_SECRET, body, timestamp=stamp)}
-        async with self.session.post(f"{self.app.base_url}/slack/events", data=body.encode(), headers=headers) as r:
+        async with self.session.post(f"{self.base_url}/slack/events", data=body.encode(), headers=headers) as r:
             if r.status >= 500:
                 return None
             if r.status != 200:
@@ -302,7 +345,13 @@ class Chaos:
                     pending.discard(email.email_id)
             await asyncio.sleep(0.5)
         await asyncio.sleep(3)  # anything still in flight would be a duplicate: give it the chance to show
-        report = Report(n=len(emails), seed=self.config.seed, kills=dict(self.kills))
+        report = Report(
+            n=len(emails),
+            seed=self.config.seed,
+            kills=dict(self.kills),
+            profile=self.config.profile,
+            removed=self.removed,
+        )
         for email in emails:
             mails = self.sink.to(email.recipient)
             report.delivered += bool(mails)
@@ -348,15 +397,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=int(time.time()) % 10_000)
     parser.add_argument("--window", type=float, default=None, help="seconds over which send times spread")
+    parser.add_argument("--profile", choices=["dev", "production"], default="dev")
     args = parser.parse_args()
-    config = Config(n=args.n, seed=args.seed)
+    config = Config(n=args.n, seed=args.seed, profile=args.profile)
     if args.window or args.n > 60:
         span = args.window or max(60.0, args.n * 0.6)
         config.window_start, config.window_end = 30.0, 30.0 + span
         config.kill_until = config.window_end
     report = asyncio.run(run_chaos(config))
     print(report.table())
-    RESULTS.write_text(
+    RESULTS[config.profile].write_text(
         json.dumps(
             {"date": datetime.now(UTC).isoformat(timespec="seconds"), "ok": report.ok, **asdict(report)}, indent=2
         )

@@ -1,8 +1,10 @@
-"""One embedded stack for a benchmark or a chaos run: its own Temporal dev server and iWF server on free
-ports, aiosmtpd, the fake model, the fake Slack, and the app as its own process, all on loopback."""
+"""One stack for a benchmark or a chaos run, all on loopback with aiosmtpd, the fake model and the fake Slack:
+`embedded` (its own Temporal dev server and iWF server on free ports, the app as its own process) or
+`production` (PostgreSQL, the Temporal server, iWF servers and app replicas behind HAProxy)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +13,8 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+from devstack.plan import Plan
+from devstack.production import ProductionStack
 from devstack.stack import LocalStack
 from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
@@ -67,3 +71,48 @@ async def embedded(
         await fake_ai.stop()
         controller.stop()
         stack.stop()
+
+
+@dataclass
+class Production:
+    """The production profile with its app replicas; clients use the load balancer's API address."""
+
+    state: Path
+    stack: ProductionStack
+    sink: SmtpSink
+    fake_ai: FakeOpenAI
+    fake_slack: FakeSlack
+
+    @property
+    def base_url(self) -> str:
+        return self.stack.plan.api_url
+
+
+def production_state_in(state: Path) -> Path:
+    """`state`, made enterable by PostgreSQL's own user when we are root (tempfile's dirs are 0700)."""
+    state.chmod(0o711)
+    return state
+
+
+@asynccontextmanager
+async def production(
+    state: Path, *, iwf_replicas: int = 2, app_replicas: int = 2, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Production]:
+    sink = SmtpSink(port=free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    fake_ai, fake_slack = FakeOpenAI(), FakeSlack()
+    await fake_ai.start()
+    await fake_slack.start()
+    plan = Plan.on_free_ports(state / "engine", iwf_replicas=iwf_replicas, app_replicas=app_replicas)
+    # The replicas' settings as the tests give them; the stack sets each one's ports and addresses.
+    env = app_env(0, plan.iwf_url, plan.temporal_host_port, state, fake_ai.base_url, sink.port, fake_slack.api_url)
+    stack = ProductionStack(Settings(_env_file=None, state_dir=state / "engine"), plan, env | (extra_env or {}))
+    try:
+        await asyncio.to_thread(stack.start)
+        yield Production(state, stack, sink, fake_ai, fake_slack)
+    finally:
+        await asyncio.to_thread(stack.stop)
+        await fake_slack.stop()
+        await fake_ai.stop()
+        controller.stop()

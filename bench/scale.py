@@ -62,7 +62,7 @@ async def with_retries(api: Api, method: str, path: str, body: Any = None) -> An
     raise RuntimeError(f"{method} {path} kept failing: {answer}")
 
 
-async def schedule(api: Api, prefix: str, n: int, text: Any) -> tuple[float, float]:
+async def schedule(api: Api, prefix: str, n: int, text: Any, clients: int = CLIENTS) -> tuple[float, float]:
     """Start n emails and send each its request; returns (accepted_s, all_scheduled_s)."""
     t0 = time.perf_counter()
 
@@ -72,7 +72,7 @@ async def schedule(api: Api, prefix: str, n: int, text: Any) -> tuple[float, flo
         status, answer = await with_retries(api, "POST", f"/api/emails/{wid}/messages", {"text": text(i)})
         assert status == 202, answer
 
-    await pool(list(range(n)), one)
+    await pool(list(range(n)), one, clients)
     accepted = time.perf_counter() - t0
 
     async def wait(i: int) -> None:

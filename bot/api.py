@@ -101,7 +101,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(503, "busy", str(error), {"Retry-After": "1"})
     except EngineUnavailable as error:
         log.warning("engine unavailable: %s", error)
-        return error_response(503, "engine_unavailable", "the workflow engine is not reachable; try again later")
+        return error_response(
+            503, "engine_unavailable", "the workflow engine is not reachable; try again later", {"Retry-After": "2"}
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; it has been logged")

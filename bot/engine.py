@@ -130,15 +130,21 @@ class EmailEngine:
         except WorkflowRPCAcquiringLockFailure as error:
             raise EngineBusy("the email is busy; try again in a moment") from error
         except WorkflowRPCExecutionError as error:
-            raise EngineUnavailable(f"the worker could not run the call ({error.status}: {error})") from error
+            if not error.error_resp.original_worker_error_type:
+                # No error of the worker's own: it was not reached (refused, timed out, a load balancer's 503).
+                raise EngineUnavailable(f"the worker could not be reached: {error}") from error
+            raise  # the worker's RPC code failed: a bug of ours
         except ClientSideError:
             raise  # any other 4xx from the engine is a bug of ours: let it surface as one
         except HttpError as error:
             raise EngineUnavailable(f"the workflow engine answered {error.status}") from error
         except httpx.HTTPError as error:
             raise EngineUnavailable(f"the workflow engine could not be reached: {error}") from error
+        except UnexpectedStatus as error:
+            # A status the SDK has no model for: iWF's 500 (Temporal down) or a load balancer's 502/503.
+            raise EngineUnavailable(f"the workflow engine answered {error.status_code}") from error
         except RuntimeError as error:
-            status = engine_error_status(error)
+            status = engine_error_status(error)  # the SDK's RPC path re-raises UnexpectedStatus untyped
             if status is None:
                 raise
             raise EngineUnavailable(f"the workflow engine answered {status.code}: {status.detail[:200]}") from error

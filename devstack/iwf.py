@@ -14,6 +14,8 @@ from devstack.processes import ManagedProcess, PidFile, StackError
 
 IWF_MODULE = "github.com/indeedeng/iwf/cmd/server"
 IWF_VERSION = "v1.19.3"
+# Filters the server's output down to what an operator reads (see the script).
+QUIET = Path(__file__).with_name("iwf-quiet")
 
 
 def install(local_bin: Path) -> Path:
@@ -57,13 +59,13 @@ def _go_env(go: str, name: str) -> str:
     return result.stdout.strip() or "?"
 
 
-def write_config(path: Path, *, api_port: int, temporal_host_port: str, namespace: str) -> Path:
+def config_text(*, api_port: int, temporal_host_port: str, namespace: str, log_level: str = "warn") -> str:
     """A config of our own: the repo's default one expects S3 for external storage.
 
-    JSON is valid YAML, so no YAML writer is needed.
+    JSON is valid YAML, so no YAML writer is needed. Also the Kubernetes ConfigMap (deploy/manifests.py).
     """
     config = {
-        "log": {"stdout": True, "level": "warn", "levelKey": "level"},
+        "log": {"stdout": True, "level": log_level, "levelKey": "level"},
         "api": {
             "port": api_port,
             "maxWaitSeconds": 10,
@@ -73,9 +75,21 @@ def write_config(path: Path, *, api_port: int, temporal_host_port: str, namespac
         "interpreter": {"temporal": {"hostPort": temporal_host_port, "namespace": namespace}},
         "externalStorage": {"enabled": False},
     }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def write_config(
+    path: Path, *, api_port: int, temporal_host_port: str, namespace: str, log_level: str = "warn"
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2))
+    path.write_text(
+        config_text(api_port=api_port, temporal_host_port=temporal_host_port, namespace=namespace, log_level=log_level)
+    )
     return path
+
+
+def command(binary: Path, config: Path) -> list[str]:
+    return [str(QUIET), str(binary), "--config", str(config), "start"]
 
 
 def is_healthy(server_url: str) -> bool:
@@ -86,18 +100,29 @@ def is_healthy(server_url: str) -> bool:
         return False
 
 
-def server(binary: Path, state_dir: Path, server_url: str, temporal_host_port: str, namespace: str) -> ManagedProcess:
+def server(
+    binary: Path,
+    state_dir: Path,
+    server_url: str,
+    temporal_host_port: str,
+    namespace: str,
+    *,
+    name: str = "iwf",
+    log_level: str = "warn",
+) -> ManagedProcess:
+    """`name` names its config, log and pid file: the production profile runs several (`iwf-1`, ...)."""
     port = int(server_url.rstrip("/").rsplit(":", 1)[1])
     config = write_config(
-        state_dir / "iwf-config.yaml",
+        state_dir / f"{name}-config.yaml",
         api_port=port,
         temporal_host_port=temporal_host_port,
         namespace=namespace,
+        log_level=log_level,
     )
     return ManagedProcess(
-        name="iwf",
-        argv=[str(binary), "--config", str(config), "start"],
-        log_path=state_dir / "logs" / "iwf.log",
+        name=name,
+        argv=command(binary, config),
+        log_path=state_dir / "logs" / f"{name}.log",
         is_healthy=lambda: is_healthy(server_url),
-        pid_file=PidFile.of(state_dir, "iwf"),
+        pid_file=PidFile.of(state_dir, name),
     )

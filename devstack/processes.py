@@ -96,6 +96,7 @@ class ManagedProcess:
     pid_file: PidFile
     cwd: Path | None = None
     env: dict[str, str] | None = None
+    user: str | None = None  # run as this user (PostgreSQL refuses to run as root)
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
     adopted: psutil.Process | None = field(default=None, init=False)
 
@@ -117,6 +118,9 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                user=self.user,
+                group=self.user,
+                extra_groups=[] if self.user else None,
             )
         finally:
             log.close()
@@ -185,10 +189,16 @@ class ManagedProcess:
 
 
 def stop_owned(state_dir: Path, timeout: float = 15.0) -> list[str]:
-    """Stop every process a pid file in `state_dir` names (the app first, then iWF, then Temporal)."""
+    """Stop every process a pid file in `state_dir` names, clients before their servers: the app (and its
+    replicas `app-N`), the load balancer, iWF (`iwf-N`), Temporal, PostgreSQL."""
     stopped = []
-    order = {"app": 0, "iwf": 1, "temporal": 2}
-    files = sorted((state_dir / "pids").glob("*.pid"), key=lambda p: (order.get(p.stem, 9), p.stem))
+    order = ["app", "haproxy", "iwf", "temporal", "postgres"]
+
+    def rank(path: Path) -> tuple[int, str]:
+        family = path.stem.split("-")[0]
+        return (order.index(family) if family in order else len(order), path.stem)
+
+    files = sorted((state_dir / "pids").glob("*.pid"), key=rank)
     for path in files:
         pid_file = PidFile(path)
         process = pid_file.process()

@@ -48,6 +48,7 @@ class LocalStack:
                 settings.iwf_server_url,
                 settings.temporal_host_port,
                 settings.temporal_namespace,
+                log_level=settings.iwf_log_level,
             ),
             settings.iwf_server_url,
             lambda: iwf.is_healthy(settings.iwf_server_url),
@@ -74,7 +75,7 @@ class LocalStack:
             log.info("%s: pid %s from an earlier run is not serving; restarting it", process.name, process.pid)
             process.stop()
         if process.name == "iwf":
-            process.argv = [str(self._iwf_binary(install=True)), *process.argv[1:]]
+            process.argv = iwf.command(self._iwf_binary(install=True), Path(process.argv[-2]))
         log.info("%s: starting (log: %s)", process.name, process.log_path)
         process.start(timeout)
         self.started[process.name] = process

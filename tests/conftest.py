@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,17 +13,35 @@ import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
 
+from devstack.plan import Plan
 from devstack.processes import StackError
+from devstack.production import ProductionStack
 from devstack.stack import LocalStack
 from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
 from tests.harness import Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port
 
+# ENGINE_PROFILE=production runs the engine tests on the production shape (devstack.production): PostgreSQL,
+# the Temporal server, two iWF servers behind HAProxy. The default is the Temporal dev server.
+ENGINE_PROFILE = os.environ.get("ENGINE_PROFILE", "dev")
+
+
+def _engine_unavailable(error: StackError) -> None:
+    if os.environ.get("REQUIRE_ENGINE") == "1":
+        pytest.fail(f"the real engine is required (REQUIRE_ENGINE=1) but could not start: {error}")
+    reason = " ".join(str(error).split())
+    pytest.skip(f"real iWF engine unavailable on this machine: {reason[:400]}")
+
 
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """A Temporal dev server and an iWF server of our own, on free ports, for the whole session."""
+    """The engine for the whole session, on free ports: the dev profile or, if asked, the production one."""
+    if ENGINE_PROFILE == "production":
+        yield from _production_engine()
+        return
+    if ENGINE_PROFILE != "dev":
+        pytest.fail(f"ENGINE_PROFILE must be dev or production, not {ENGINE_PROFILE!r}")
     state = tmp_path_factory.mktemp("engine")
     iwf_url = f"http://127.0.0.1:{free_port()}"
     temporal_hp = f"127.0.0.1:{free_port()}"
@@ -38,12 +58,29 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         stack.start()
     except StackError as error:
         stack.stop()
-        if os.environ.get("REQUIRE_ENGINE") == "1":
-            pytest.fail(f"the real engine is required (REQUIRE_ENGINE=1) but could not start: {error}")
-        reason = " ".join(str(error).split())
-        pytest.skip(f"real iWF engine unavailable on this machine: {reason[:400]}")
+        _engine_unavailable(error)
     yield Engine(stack, iwf_url, temporal_hp)
     stack.stop()
+
+
+def _production_engine() -> Iterator[Engine]:
+    """PostgreSQL, Temporal and two iWF servers behind HAProxy; the tests' app talks to the load balancer.
+
+    The state dir is not pytest's (0700, which PostgreSQL's own user could not enter when we are root)."""
+    state = Path(tempfile.mkdtemp(prefix="email-agent-prod-"))
+    state.chmod(0o711)
+    stack = ProductionStack(
+        Settings(_env_file=None, state_dir=state),  # type: ignore[call-arg]
+        Plan.on_free_ports(state, iwf_replicas=2, app_replicas=0),
+    )
+    try:
+        stack.start()
+    except StackError as error:
+        stack.stop()
+        _engine_unavailable(error)
+    yield Engine(stack, stack.plan.iwf_url, stack.plan.temporal_host_port)
+    stack.stop()
+    shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from devstack.production import ProductionStack
 from devstack.stack import LocalStack
 from settings import REPO_ROOT
 from tests.fakes.slack_server import TEAM, Call, FakeSlack, event_body, rich_text, sign, slack_encode
@@ -40,9 +41,26 @@ def free_port() -> int:
 
 @dataclass
 class Engine:
-    stack: LocalStack
+    """The engine the tests run on: the dev server profile (LocalStack) or the production one."""
+
+    stack: LocalStack | ProductionStack
     iwf_url: str
     temporal_host_port: str
+
+    def _parts(self) -> list[str]:
+        """The engine's processes, clients first: iWF server(s), Temporal, then its database if any."""
+        order = ["iwf", "temporal", "postgres"]
+        parts = [name for name in self.stack.started if name.split("-")[0] in order]
+        return sorted(parts, key=lambda name: order.index(name.split("-")[0]))
+
+    def crash(self) -> None:
+        """SIGKILL every engine process (PostgreSQL included in the production profile)."""
+        for name in self._parts():
+            self.stack.started[name].kill()
+
+    def recover(self) -> None:
+        for name in reversed(self._parts()):
+            self.stack.started[name].start(120)
 
 
 # --- SMTP sink -------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 import pytest
 
-from tests.harness import Api, AppProcess, unique
+from tests.fakes.openai_server import FakeOpenAI
+from tests.harness import API_TOKEN, Api, AppProcess, Engine, SmtpSink, app_env, free_port, unique
 
 pytestmark = pytest.mark.engine
 
@@ -132,3 +135,36 @@ async def test_refusals_have_the_one_error_shape(api: Api) -> None:
         assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
         assert body["error"]["code"] in ({"forbidden"} if status == 403 else {"finished", "closed"}), body
         assert body["error"]["message"], body
+
+
+async def test_an_unreachable_worker_answers_503_with_retry_after(
+    engine: Engine, fake_openai: FakeOpenAI, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    """The replica an email's worker URL names is gone (nothing listens there): every call for that email is
+    an engine-side failure, 503 with Retry-After, never a 500."""
+    port = free_port()
+    env = app_env(port, engine.iwf_url, engine.temporal_host_port, tmp_path, fake_openai.base_url, smtp_sink.port)
+    env["WORKER_URL"] = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    app = AppProcess(env=env, log_path=tmp_path / "app.log", base_url=f"http://127.0.0.1:{port}")
+    app.start()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            api = Api(session, app.base_url)
+            wid = unique("no-worker")
+            await api.start(wid)  # iWF records the workflow; its first state waits for a worker
+            headers = {"Authorization": f"Bearer {API_TOKEN}"}
+            for method, path, payload in (
+                ("GET", "", None),
+                ("POST", "/messages", {"text": "hi", "message_id": "m1"}),
+                ("PUT", "/draft", {"text": "hi"}),
+                ("POST", "/cancel", None),
+            ):
+                url = f"{app.base_url}/api/emails/{wid}{path}"
+                async with session.request(method, url, json=payload, headers=headers) as response:
+                    body = await response.json()
+                    assert response.status == 503, (method, path, body)
+                    assert body["error"]["code"] == "engine_unavailable"
+                    assert int(response.headers["Retry-After"]) > 0
+    finally:
+        app.stop()
+    assert "unhandled error" not in app.log_tail(200)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import pytest
 
 from bench.chaos import Config, run_chaos
+from tests.conftest import ENGINE_PROFILE
 
 pytestmark = pytest.mark.engine
 
 
 async def test_chaos_loses_nothing_and_sends_nothing_twice(engine: object) -> None:
-    """`engine` only makes this skip where the engine cannot run; the run starts its own stack to kill."""
-    report = await run_chaos(Config(n=30, seed=20261125))
+    """`engine` only makes this skip where the engine cannot run; the run starts its own stack to kill. On the
+    production profile PostgreSQL is crash-stopped too, and one app replica and one iWF server die for good."""
+    report = await run_chaos(Config(n=30, seed=20261125, profile=ENGINE_PROFILE))
     print("\n" + report.table())
     assert min(report.kills.values()) >= 1, report.kills
+    if ENGINE_PROFILE == "production":
+        assert sorted(name.split("-")[0] for name in report.removed) == ["app", "iwf"], report.removed
     assert report.lost == []
     assert report.duplicated == []
     assert report.sent_after_cancel == []

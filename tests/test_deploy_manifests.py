@@ -1,0 +1,45 @@
+"""The committed Kubernetes manifests are what deploy/manifests.py renders, and have the promised shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from deploy import manifests
+
+
+def _by_kind_and_name() -> dict[tuple[str, str], dict[str, Any]]:
+    docs = list(yaml.safe_load_all(manifests.OUT.read_text()))
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def test_the_committed_manifests_are_the_rendered_ones() -> None:
+    rendered = manifests.dump(manifests.kubernetes())
+    assert manifests.OUT.read_text().split("\n", 1)[1] == rendered, "run `python -m deploy.manifests`"
+
+
+def test_two_iwf_servers_and_two_app_replicas_behind_one_worker_service() -> None:
+    objects = _by_kind_and_name()
+    assert objects[("Deployment", "iwf")]["spec"]["replicas"] == 2
+    app = objects[("Deployment", "email-agent")]
+    assert app["spec"]["replicas"] == 2
+    container = app["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["WORKER_URL"]["value"] == "http://email-agent-worker:8802"
+    assert ("Service", "email-agent-worker") in objects
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_secrets_come_from_the_secret_and_are_not_in_any_config() -> None:
+    objects = _by_kind_and_name()
+    app_env = {
+        e["name"]: e for e in objects[("Deployment", "email-agent")]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert app_env["API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "email-agent", "key": "api-token"}
+    temporal = objects[("Deployment", "temporal")]["spec"]["template"]["spec"]["containers"][0]
+    password = {e["name"]: e for e in temporal["env"]}["TEMPORAL_POSTGRES_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"]["key"] == "postgres-password"
+    config = objects[("ConfigMap", "temporal-config")]["data"]["config.yaml"]
+    assert 'env "TEMPORAL_POSTGRES_PASSWORD"' in config
