@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -106,6 +106,14 @@ async def slack(socket_app: AppProcess, socket_fake: FakeSlack, engine_proxy: Tc
 async def api(socket_app: AppProcess) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield Api(session, socket_app.base_url)
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        await asyncio.sleep(0.01)
 
 
 async def wait_for_log(app: AppProcess, text: str, count: int, timeout: float = 30) -> None:
@@ -255,8 +263,8 @@ async def test_the_app_killed_while_handing_over_an_envelope_gets_it_again_and_t
     fake_openai: FakeOpenAI,
 ) -> None:
     """The engine call for the follow-up is in flight (held at the proxy) when the app is killed: no ack,
-    so Slack delivers the envelope again to the restarted app; the held call then reaches the engine too,
-    and the workflow's de-duplication by message makes it one request."""
+    so Slack delivers the envelope again to the restarted app. The dead app's call and the new one then
+    reach the engine together; the workflow's de-duplication by message makes them one request."""
     user = user_id("inflight")
     first = "to: ian@example.com; subject: Draft; body: Words"
     channel, ts = await slack.dm(user, first)
@@ -268,17 +276,17 @@ async def test_the_app_killed_while_handing_over_an_envelope_gets_it_again_and_t
     await slack.dm(user, follow_up, thread_ts=ts, wait_ack=False)
     envelope = slack.last
     assert envelope is not None
-    deadline = time.monotonic() + 20
-    while engine_proxy.held_chunks == 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    assert engine_proxy.held_chunks > 0, "the app's engine call is on its way"
+    await wait_until(lambda: engine_proxy.held_chunks >= 1, "the app's engine call is on its way")
     socket_app.kill()
     await slack.socket.wait_closed(connection)
     assert envelope.acks == [], "the app died before its hand-over finished: no ack"
-    engine_proxy.flow()  # the call the dead app made reaches the engine after all
     await asyncio.to_thread(socket_app.start)
+    await wait_until(lambda: len(envelope.deliveries) == 2, "delivered again on the new connection")
+    await wait_until(lambda: engine_proxy.held_chunks >= 2, "the restarted app's engine call is on its way too")
+    engine_proxy.flow()  # both calls reach the engine now, the dead app's first
     await slack.socket.wait_ack(envelope)
     assert [(d.retry_attempt, d.retry_reason) for d in envelope.deliveries] == [(0, ""), (1, "timeout")]
+    await wait_until(lambda: engine_proxy.answers_to_nobody >= 1, "the engine answered the dead app's call too")
     [mail] = await wait_for_mail(smtp_sink, "ian@example.com")
     assert mail.message["Subject"] == "Held in flight"
     view = await api.wait_for(thread_email_id(TEAM, channel, ts), "sent")

@@ -19,6 +19,7 @@ class TcpProxy:
     target_port: int
     port: int = 0
     held_chunks: int = 0  # chunks from the app waiting while held
+    answers_to_nobody: int = 0  # engine answers that came back after the app had closed its side (or died)
     _server: asyncio.Server | None = None
     _flowing: asyncio.Event = field(default_factory=asyncio.Event)
     _up: bool = True
@@ -66,21 +67,23 @@ class TcpProxy:
             return
         self._writers |= {writer, up_writer}
         queue: asyncio.Queue[bytes] = asyncio.Queue()
+        app_gone = asyncio.Event()
         tasks = [
-            asyncio.create_task(self._read_app(reader, queue)),
+            asyncio.create_task(self._read_app(reader, queue, app_gone)),
             asyncio.create_task(self._to_engine(queue, up_writer)),
-            asyncio.create_task(self._pipe(up_reader, writer)),
+            asyncio.create_task(self._pipe(up_reader, writer, app_gone)),
         ]
         await asyncio.gather(*tasks, return_exceptions=True)
         for w in (writer, up_writer):
             self._writers.discard(w)
             w.close()
 
-    async def _read_app(self, reader: asyncio.StreamReader, queue: asyncio.Queue[bytes]) -> None:
+    async def _read_app(self, reader: asyncio.StreamReader, queue: asyncio.Queue[bytes], gone: asyncio.Event) -> None:
         """Everything the app sends is taken at once, held or not: it is in the proxy's hands."""
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
                 await queue.put(data)
+        gone.set()
         await queue.put(b"")
 
     async def _to_engine(self, queue: asyncio.Queue[bytes], writer: asyncio.StreamWriter) -> None:
@@ -96,9 +99,12 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 await writer.drain()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, app_gone: asyncio.Event) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if app_gone.is_set():
+                    self.answers_to_nobody += 1
+                    continue
                 writer.write(data)
                 await writer.drain()
         with contextlib.suppress(OSError):
