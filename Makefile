@@ -53,6 +53,7 @@ clean:
 
 bench: install
 	$(VENV)/bin/python -m bench.latency --n 100
+	$(VENV)/bin/python -m bench.socket_mode --n 200
 	$(VENV)/bin/python -m bench.floor --n 300
 	$(VENV)/bin/python -m bench.scale
 
@@ -61,5 +62,6 @@ chaos: install
 
 bench-quick: install
 	$(VENV)/bin/python -m bench.latency --n 20
+	$(VENV)/bin/python -m bench.socket_mode --n 20
 	$(VENV)/bin/python -m bench.floor --n 50
 	$(VENV)/bin/python -m bench.scale --quick
