@@ -379,8 +379,10 @@ class SocketSlack(SlackCards):
         payload = json.loads(event_body(event, event_id=f"Ev{time.time_ns()}"))
         envelope = await self.socket.send("events_api", payload, lose_acks=lose_acks)
         self.last = envelope
-        if wait_ack:
-            await self.socket.wait_ack(envelope) if not lose_acks else await self.socket.wait_acks(envelope, 1)
+        if wait_ack and lose_acks:
+            await self.socket.wait_acks(envelope, 1)  # the ack came, and was lost
+        elif wait_ack:
+            await self.socket.wait_ack(envelope)
         return envelope
 
     async def dm(

@@ -140,7 +140,7 @@ async def test_the_app_connects_with_the_app_token_and_has_no_http_route(
 async def test_dm_card_and_the_cancel_button(slack: SocketSlack, api: Api, smtp_sink: SmtpSink) -> None:
     user = user_id("sock")
     slack.fake.timezones[user] = "Europe/Berlin"
-    channel, ts = await slack.dm(user, "to: sam@example.com; subject: Maybe; body: Perhaps; send in 4 seconds")
+    channel, ts = await slack.dm(user, "to: sam@example.com; subject: Maybe; body: Perhaps; send in 5 seconds")
     dm = slack.last
     assert dm is not None and dm.ack.payload is None, "an event is acked with its envelope_id alone"
     card = await slack.card(channel, ts)
