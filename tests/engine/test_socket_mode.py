@@ -139,8 +139,9 @@ async def test_the_app_connects_with_the_app_token_and_has_no_http_route(
 
 async def test_dm_card_and_the_cancel_button(slack: SocketSlack, api: Api, smtp_sink: SmtpSink) -> None:
     user = user_id("sock")
+    to = f"{user.lower()}@example.com"
     slack.fake.timezones[user] = "Europe/Berlin"
-    channel, ts = await slack.dm(user, "to: sam@example.com; subject: Maybe; body: Perhaps; send in 5 seconds")
+    channel, ts = await slack.dm(user, f"to: {to}; subject: Maybe; body: Perhaps; send in 5 seconds")
     dm = slack.last
     assert dm is not None and dm.ack.payload is None, "an event is acked with its envelope_id alone"
     card = await slack.card(channel, ts)
@@ -153,20 +154,21 @@ async def test_dm_card_and_the_cancel_button(slack: SocketSlack, api: Api, smtp_
     assert not has_buttons(canceled)
     assert (await api.describe(email_id))["status"] == "canceled"
     await asyncio.sleep(5)  # past the time it would have gone out
-    assert smtp_sink.to("sam@example.com") == []
+    assert smtp_sink.to(to) == []
 
 
 async def test_a_dm_is_scheduled_and_sent_once(slack: SocketSlack, api: Api, smtp_sink: SmtpSink) -> None:
     user = user_id("once")
-    channel, ts = await slack.dm(user, "to: ona@example.com; subject: Once; body: Only once; send in 2 seconds")
+    to = f"{user.lower()}@example.com"
+    channel, ts = await slack.dm(user, f"to: {to}; subject: Once; body: Only once; send in 2 seconds")
     card = await slack.card(channel, ts)
-    [mail] = await wait_for_mail(smtp_sink, "ona@example.com")
+    [mail] = await wait_for_mail(smtp_sink, to)
     assert mail.message["Subject"] == "Once" and SmtpSink.text_of(mail) == "Only once"
     sent = await slack.wait_card(channel, card, "Sent")
     assert not has_buttons(sent)
     assert (await api.describe(thread_email_id(TEAM, channel, ts)))["status"] == "sent"
     await asyncio.sleep(1)
-    assert len(smtp_sink.to("ona@example.com")) == 1
+    assert len(smtp_sink.to(to)) == 1
 
 
 async def test_a_redelivered_and_a_duplicated_envelope_make_one_request(
@@ -194,13 +196,14 @@ async def test_schedule_email_command_acks_with_the_ephemeral_answer(
     slack: SocketSlack, api: Api, smtp_sink: SmtpSink
 ) -> None:
     user = user_id("cmd")
-    envelope = await slack.command("to: cal@example.com; subject: Hello; body: Hi Cal; send in 2 seconds", user)
+    to = f"{user.lower()}@example.com"
+    envelope = await slack.command(f"to: {to}; subject: Hello; body: Hi Cal; send in 2 seconds", user)
     answer = envelope.ack.payload
     assert answer is not None and answer["response_type"] == "ephemeral" and "On it" in answer["text"]
-    [mail] = await wait_for_mail(smtp_sink, "cal@example.com")
+    [mail] = await wait_for_mail(smtp_sink, to)
     assert mail.message["Subject"] == "Hello"
     [root] = slack.fake.of("chat.postMessage", channel=user)
-    assert "cal@example.com" in root.args["text"]
+    assert to in root.args["text"]
     view = await api.describe(root.args["metadata"]["event_payload"]["email_id"])
     assert view["status"] == "sent" and view["owner"] == user
     usage = await slack.command("  ", user_id("cmdempty"))
@@ -230,7 +233,8 @@ async def test_the_app_killed_mid_conversation_gets_the_follow_up_on_reconnectio
     slack: SocketSlack, api: Api, socket_app: AppProcess, smtp_sink: SmtpSink, fake_openai: FakeOpenAI
 ) -> None:
     user = user_id("crash")
-    first = "to: kim@example.com; subject: Draft; body: Before the crash"
+    to = f"{user.lower()}@example.com"
+    first = f"to: {to}; subject: Draft; body: Before the crash"
     channel, ts = await slack.dm(user, first)
     card = await slack.card(channel, ts)
     await slack.wait_card(channel, card, "Waiting for you")
@@ -245,12 +249,12 @@ async def test_the_app_killed_mid_conversation_gets_the_follow_up_on_reconnectio
     await asyncio.to_thread(socket_app.start)
     await slack.socket.wait_ack(envelope)  # delivered on the new connection, and acked
     assert envelope.deliveries[0].connection > connection.number
-    [mail] = await wait_for_mail(smtp_sink, "kim@example.com")
+    [mail] = await wait_for_mail(smtp_sink, to)
     assert mail.message["Subject"] == "After the crash" and SmtpSink.text_of(mail) == "Before the crash"
     view = await api.wait_for(thread_email_id(TEAM, channel, ts), "sent")
     assert user_turns(view) == [first, follow_up], "nothing lost, nothing doubled"
     await asyncio.sleep(1)
-    assert len(smtp_sink.to("kim@example.com")) == 1
+    assert len(smtp_sink.to(to)) == 1
     assert len(fake_openai.requests_for(follow_up)) == 1
 
 
@@ -266,7 +270,8 @@ async def test_the_app_killed_while_handing_over_an_envelope_gets_it_again_and_t
     so Slack delivers the envelope again to the restarted app. The dead app's call and the new one then
     reach the engine together; the workflow's de-duplication by message makes them one request."""
     user = user_id("inflight")
-    first = "to: ian@example.com; subject: Draft; body: Words"
+    to = f"{user.lower()}@example.com"
+    first = f"to: {to}; subject: Draft; body: Words"
     channel, ts = await slack.dm(user, first)
     card = await slack.card(channel, ts)
     await slack.wait_card(channel, card, "Waiting for you")
@@ -287,12 +292,12 @@ async def test_the_app_killed_while_handing_over_an_envelope_gets_it_again_and_t
     await slack.socket.wait_ack(envelope)
     assert [(d.retry_attempt, d.retry_reason) for d in envelope.deliveries] == [(0, ""), (1, "timeout")]
     await wait_until(lambda: engine_proxy.answers_to_nobody >= 1, "the engine answered the dead app's call too")
-    [mail] = await wait_for_mail(smtp_sink, "ian@example.com")
+    [mail] = await wait_for_mail(smtp_sink, to)
     assert mail.message["Subject"] == "Held in flight"
     view = await api.wait_for(thread_email_id(TEAM, channel, ts), "sent")
     assert user_turns(view) == [first, follow_up]
     await asyncio.sleep(1)
-    assert len(smtp_sink.to("ian@example.com")) == 1
+    assert len(smtp_sink.to(to)) == 1
     assert len(fake_openai.requests_for(follow_up)) == 1
 
 
