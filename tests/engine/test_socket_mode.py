@@ -340,3 +340,6 @@ async def test_a_graceful_stop_closes_the_connection(slack: SocketSlack, socket_
     channel, ts = await slack.dm(user, "hello after a restart")
     assert slack.last is not None and slack.last.deliveries[-1].connection == after.number
     await slack.card(channel, ts)
+    log = socket_app.log_path.read_text(errors="replace")
+    assert SLACK_APP_TOKEN not in log and SLACK_BOT_TOKEN not in log, "no token in the app's log"
+    assert "Slack: Socket Mode connected" in log

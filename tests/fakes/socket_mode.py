@@ -26,6 +26,7 @@ https://api.slack.com/apis/socket-mode), with the envelope shapes of slack_sdk's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -160,8 +161,9 @@ class FakeSocketMode:
             connection.closed_at = time.monotonic()
             current = self.current
             if current is not None:  # what this connection left unacked goes to another one now
-                for envelope in self._pending():
-                    await self._deliver(envelope, current)
+                with contextlib.suppress(ConnectionError):  # that one closing too: then to the next
+                    for envelope in self._pending():
+                        await self._deliver(envelope, current)
         return ws
 
     def _on_text(self, connection: Connection, data: str) -> None:
