@@ -54,6 +54,7 @@ clean:
 
 bench: install
 	$(VENV)/bin/python -m bench.latency --n 100
+	$(VENV)/bin/python -m bench.socket_mode --n 200
 	$(VENV)/bin/python -m bench.floor --n 300
 	$(VENV)/bin/python -m bench.scale
 
@@ -62,6 +63,7 @@ chaos: install
 
 bench-quick: install
 	$(VENV)/bin/python -m bench.latency --n 20
+	$(VENV)/bin/python -m bench.socket_mode --n 20
 	$(VENV)/bin/python -m bench.floor --n 50
 	$(VENV)/bin/python -m bench.scale --quick
 

@@ -19,7 +19,8 @@ from devstack.stack import LocalStack
 from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
-from tests.harness import AppProcess, SmtpSink, app_env, free_port
+from tests.fakes.socket_mode import FakeSocketMode
+from tests.harness import SLACK_APP_TOKEN, AppProcess, SmtpSink, app_env, free_port
 
 
 @dataclass
@@ -36,8 +37,14 @@ class Embedded:
 
 @asynccontextmanager
 async def embedded(
-    state: Path, extra_env: dict[str, str] | None = None, app_dir: Path | None = None
+    state: Path,
+    extra_env: dict[str, str] | None = None,
+    socket_mode: bool = False,
+    app_dir: Path | None = None,
 ) -> AsyncIterator[Embedded]:
+    """`socket_mode`: the fake Slack also serves Socket Mode and the app connects to it with an app-level
+    token, beside its HTTP endpoint (both modes in one app). `app_dir`: run the app from another checkout
+    (benchmarks compare versions)."""
     iwf_url, temporal_hp = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     binary = os.environ.get("IWF_SERVER_BIN")
     stack = LocalStack(
@@ -53,12 +60,14 @@ async def embedded(
     sink = SmtpSink(port=free_port())
     controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
     controller.start()
-    fake_ai, fake_slack = FakeOpenAI(), FakeSlack()
+    fake_ai = FakeOpenAI()
+    fake_slack = FakeSlack(socket_mode=FakeSocketMode(app_token=SLACK_APP_TOKEN) if socket_mode else None)
     await fake_ai.start()
     await fake_slack.start()
     (state / "app").mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = app_env(port, iwf_url, temporal_hp, state / "app", fake_ai.base_url, sink.port, fake_slack.api_url)
+    env |= {"SLACK_APP_TOKEN": SLACK_APP_TOKEN} if socket_mode else {}
     app = AppProcess(env=env | (extra_env or {}), log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
     if app_dir is not None:
         app.cwd = app_dir

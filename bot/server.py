@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -52,6 +53,7 @@ class RunningApp:
     runners: list[web.AppRunner] = field(default_factory=list)
     engine: EmailEngine | None = None
     socket_mode: AsyncSocketModeHandler | None = None
+    _socket_connect: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -90,6 +92,18 @@ class RunningApp:
             self.runners.append(runner)
         log.info("worker listening on %s:%s (private)", settings.worker_host, settings.worker_port)
         log.info("API listening on http://%s:%s", settings.host, settings.port)
+        if self.socket_mode is not None:
+            # After the listeners: the worker must serve the engine's callbacks even while Slack is out of
+            # reach, and slack_sdk's connect() retries until it gets a connection.
+            self._socket_connect = asyncio.create_task(self._connect_socket_mode(self.socket_mode))
+
+    @staticmethod
+    async def _connect_socket_mode(handler: AsyncSocketModeHandler) -> None:
+        # From here slack_sdk's aiohttp client keeps the connection (auto_reconnect_enabled): a `disconnect`
+        # message or a close frame makes it open a new one through apps.connections.open at once, and a
+        # connection that died silently is found by its ping monitor (every ping_interval seconds).
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("Slack: Socket Mode connected")
 
     async def _start_slack(self, public: web.Application) -> None:
         settings = self.settings
@@ -132,13 +146,20 @@ class RunningApp:
             public.router.add_post("/slack/events", slack_events)
             log.info("Slack: HTTP mode on POST /slack/events")
         if settings.slack_app_token:
+            # Acks follow the same rule as HTTP mode (process_before_response): Bolt answers an envelope only
+            # when the handler has handed the request to the engine, and a handler that fails (engine out of
+            # reach) leaves it unacked (status 500: slack_bolt sends no ack), so Slack delivers it again.
             self.socket_mode = AsyncSocketModeHandler(slack, settings.slack_app_token.get_secret_value())
-            await self.socket_mode.connect_async()  # type: ignore[no-untyped-call]
-            log.info("Slack: Socket Mode connected")
 
     async def stop(self) -> None:
         if self.socket_mode is not None:
+            # Closes the websocket (Slack delivers what this process did not ack to another connection),
+            # the client's tasks and its HTTP session; a connect still retrying stops too.
             await self.socket_mode.close_async()  # type: ignore[no-untyped-call]
+        if self._socket_connect is not None:
+            self._socket_connect.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._socket_connect
         for runner in reversed(self.runners):
             await runner.cleanup()
         self.runners.clear()

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -23,11 +22,21 @@ import aiohttp
 from devstack.production import ProductionStack
 from devstack.stack import LocalStack
 from settings import REPO_ROOT
-from tests.fakes.slack_server import TEAM, Call, FakeSlack, event_body, rich_text, sign, slack_encode
+from tests.fakes.slack_server import (
+    Call,
+    FakeSlack,
+    action_payload,
+    command_fields,
+    event_body,
+    message_event,
+    sign,
+)
+from tests.fakes.socket_mode import Envelope, FakeSocketMode
 
 API_TOKEN = "test-token-4f1c9a"
 SLACK_BOT_TOKEN = "xoxb-test-0000-bot-token"
 SLACK_SIGNING_SECRET = "test-signing-secret-8e2d"
+SLACK_APP_TOKEN = "xapp-1-A0APP-0000-test-app-token"
 
 
 def free_port() -> int:
@@ -278,70 +287,17 @@ def app_env(
     return env
 
 
-class Slack:
-    """Plays Slack's side: signs and POSTs events, commands and button clicks to the app."""
+def socket_mode_env(env: dict[str, str]) -> dict[str, str]:
+    """An app env (from app_env with a Slack API URL) switched to Socket Mode: an app-level token and
+    no signing secret, so no /slack/events route either."""
+    return {k: v for k, v in env.items() if k != "SLACK_SIGNING_SECRET"} | {"SLACK_APP_TOKEN": SLACK_APP_TOKEN}
 
-    def __init__(self, session: aiohttp.ClientSession, app: AppProcess, fake: FakeSlack):
-        self.session, self.url, self.fake = session, f"{app.base_url}/slack/events", fake
 
-    async def post(
-        self, body: str, content_type: str, headers: dict[str, str] | None = None, signed: dict[str, str] | None = None
-    ) -> tuple[int, str]:
-        all_headers = {
-            "Content-Type": content_type,
-            **(sign(SLACK_SIGNING_SECRET, body) if signed is None else signed),
-            **(headers or {}),
-        }
-        async with self.session.post(self.url, data=body.encode(), headers=all_headers) as response:
-            return response.status, await response.text()
+class SlackCards:
+    """What both Slack drivers read back from the fake Web API: the card the workflow posts and edits."""
 
-    async def dm(
-        self,
-        user: str,
-        text: str,
-        *,
-        thread_ts: str | None = None,
-        retries: int = 1,
-        encoded: bool = False,
-        subtype: str | None = None,
-        files: list[dict[str, Any]] | None = None,
-    ) -> tuple[str, str]:
-        """A user's DM to the bot, shaped as Slack sends it; returns (channel, ts).
-
-        `text` is what the user typed, encoded as Slack does (entities, autolinked addresses and links)
-        unless `encoded`, when it is already Slack's text (mentions, labelled links). `subtype` is e.g.
-        file_share (with `files`) or thread_broadcast. `retries` > 1 re-delivers it as Slack does."""
-        channel, ts = f"D{user}", self.fake.new_ts()
-        wire = text if encoded else slack_encode(text)
-        event: dict[str, Any] = {
-            "client_msg_id": str(uuid.uuid4()),
-            "type": "message",
-            "text": wire,
-            "user": user,
-            "ts": ts,
-            "team": TEAM,
-            **({"blocks": rich_text(wire)} if wire else {}),
-            "channel": channel,
-            "event_ts": ts,
-            "channel_type": "im",
-        }
-        if subtype:
-            event["subtype"] = subtype
-        if files is not None:
-            event |= {"files": files, "upload": True, "display_as_bot": False}
-        if thread_ts:
-            event["thread_ts"] = thread_ts
-            event["parent_user_id"] = user
-        if subtype == "thread_broadcast" and thread_ts:
-            event["root"] = {"type": "message", "user": user, "ts": thread_ts, "thread_ts": thread_ts, "team": TEAM}
-        body = event_body(event, event_id=f"Ev{ts.replace('.', '')}")
-        for attempt in range(retries):
-            retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"} if attempt else {}
-            # Slack signs each delivery anew; a retry comes later, so with another timestamp.
-            signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - attempt)
-            status, _ = await self.post(body, "application/json", retry, signed=signed)
-            assert status == 200
-        return channel, ts
+    def __init__(self, fake: FakeSlack):
+        self.fake = fake
 
     async def card(self, channel: str, thread_ts: str, timeout: float = 20) -> str:
         """The ts of the bot's card in a thread, once the workflow has posted it."""
@@ -378,3 +334,109 @@ class Slack:
                     return latest
             await asyncio.sleep(0.1)
         raise AssertionError(f"card never showed {text!r}; latest: {json.dumps(latest)[:800]}")
+
+
+class Slack(SlackCards):
+    """Plays Slack's side in HTTP mode: signs and POSTs events, commands and button clicks to the app."""
+
+    def __init__(self, session: aiohttp.ClientSession, app: AppProcess, fake: FakeSlack):
+        super().__init__(fake)
+        self.session, self.url = session, f"{app.base_url}/slack/events"
+
+    async def post(
+        self, body: str, content_type: str, headers: dict[str, str] | None = None, signed: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        all_headers = {
+            "Content-Type": content_type,
+            **(sign(SLACK_SIGNING_SECRET, body) if signed is None else signed),
+            **(headers or {}),
+        }
+        async with self.session.post(self.url, data=body.encode(), headers=all_headers) as response:
+            return response.status, await response.text()
+
+    async def dm(
+        self,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        retries: int = 1,
+        encoded: bool = False,
+        subtype: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+    ) -> tuple[str, str]:
+        """A user's DM to the bot, shaped as Slack sends it; returns (channel, ts).
+
+        `text` is what the user typed, encoded as Slack does (entities, autolinked addresses and links)
+        unless `encoded`, when it is already Slack's text (mentions, labelled links). `subtype` is e.g.
+        file_share (with `files`) or thread_broadcast. `retries` > 1 re-delivers it as Slack does."""
+        channel, ts = f"D{user}", self.fake.new_ts()
+        event = message_event(user, ts, text, thread_ts=thread_ts, encoded=encoded, subtype=subtype, files=files)
+        body = event_body(event, event_id=f"Ev{ts.replace('.', '')}")
+        for attempt in range(retries):
+            retry = {"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": "http_timeout"} if attempt else {}
+            # Slack signs each delivery anew; a retry comes later, so with another timestamp.
+            signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - attempt)
+            status, _ = await self.post(body, "application/json", retry, signed=signed)
+            assert status == 200
+        return channel, ts
+
+
+class SocketSlack(SlackCards):
+    """Plays Slack's side in Socket Mode: the same helpers as `Slack`, as envelopes on the app's websocket
+    (tests/fakes/socket_mode.py). Each helper waits for the ack unless told not to; `last` is the
+    envelope it sent."""
+
+    def __init__(self, fake: FakeSlack):
+        super().__init__(fake)
+        assert fake.socket_mode is not None, "a FakeSlack with a socket_mode"
+        self.socket: FakeSocketMode = fake.socket_mode
+        self.last: Envelope | None = None
+
+    async def event(self, event: dict[str, Any], *, wait_ack: bool = True, lose_acks: int = 0) -> Envelope:
+        """An events_api envelope whose payload is the event_callback body HTTP mode would POST."""
+        payload = json.loads(event_body(event, event_id=f"Ev{time.time_ns()}"))
+        envelope = await self.socket.send("events_api", payload, lose_acks=lose_acks)
+        self.last = envelope
+        if wait_ack and lose_acks:
+            await self.socket.wait_acks(envelope, 1)  # the ack came, and was lost
+        elif wait_ack:
+            await self.socket.wait_ack(envelope)
+        return envelope
+
+    async def dm(
+        self,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        encoded: bool = False,
+        wait_ack: bool = True,
+        lose_acks: int = 0,
+    ) -> tuple[str, str]:
+        """A user's DM to the bot as an events_api envelope; returns (channel, ts), the envelope is `last`.
+        `lose_acks` drops the app's first acks on the way, so Slack would deliver it again."""
+        channel, ts = f"D{user}", self.fake.new_ts()
+        event = message_event(user, ts, text, thread_ts=thread_ts, encoded=encoded)
+        await self.event(event, wait_ack=wait_ack, lose_acks=lose_acks)
+        return channel, ts
+
+    async def click(
+        self, action_id: str, value: str, user: str, channel: str, message_ts: str, thread_ts: str
+    ) -> Envelope:
+        """A button click: an interactive envelope with the block_actions payload."""
+        payload = action_payload(action_id, value, user, channel, message_ts, thread_ts)
+        envelope = await self.socket.send("interactive", payload)
+        self.last = envelope
+        await self.socket.wait_ack(envelope)
+        return envelope
+
+    async def command(self, text: str, user: str, *, wait_ack: bool = True) -> Envelope:
+        """/schedule-email: a slash_commands envelope, which accepts a response payload (the ephemeral
+        answer travels in the ack)."""
+        fields = command_fields(text, user, self.fake.response_url(user))
+        envelope = await self.socket.send("slash_commands", dict(fields), accepts_response_payload=True)
+        self.last = envelope
+        if wait_ack:
+            await self.socket.wait_ack(envelope)
+        return envelope

@@ -2,7 +2,8 @@
 
 The app's official slack_sdk clients talk to it through SLACK_API_URL. It answers the methods the app
 uses, can answer 429 with Retry-After for the next calls of a method, and also receives `response_url`
-posts. Tests read `calls` to see exactly what the app asked Slack to do.
+posts. Tests read `calls` to see exactly what the app asked Slack to do. Given a `socket_mode`, it also
+answers apps.connections.open and serves that fake's websocket (tests/fakes/socket_mode.py).
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import itertools
 import json
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+
+from tests.fakes.socket_mode import FakeSocketMode
 
 BOT_USER = "UBOT"
 TEAM = "T0TEAM"
@@ -28,6 +32,7 @@ class Call:
     method: str
     args: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
+    token: str = ""  # the bearer token it was called with
 
 
 @dataclass
@@ -38,6 +43,7 @@ class FakeSlack:
     answered_ts: dict[int, str] = field(default_factory=dict)  # call index -> ts it answered with
     rate_limit_next: dict[str, int] = field(default_factory=dict)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (channel, ts) -> message
+    socket_mode: FakeSocketMode | None = None
     runner: web.AppRunner | None = None
     port: int = 0
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -53,11 +59,15 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response_url)
+        if self.socket_mode is not None:
+            app.router.add_get("/link/", self.socket_mode.handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if self.socket_mode is not None:
+            self.socket_mode.base_url = f"ws://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
         if self.runner:
@@ -84,7 +94,12 @@ class FakeSlack:
         for key in ("blocks", "view", "metadata"):
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
-        self.calls.append(Call(method, args))
+        authorization = request.headers.get("Authorization", "")
+        self.calls.append(Call(method, args, token=authorization.removeprefix("Bearer ")))
+        if method == "apps.connections.open":
+            if self.socket_mode is None:
+                return web.json_response({"ok": False, "error": "not_allowed"})
+            return web.json_response(self.socket_mode.open_url(authorization))
         if self.rate_limit_next.get(method):
             self.rate_limit_next[method] -= 1
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
@@ -243,23 +258,77 @@ def event_body(event: dict[str, Any], event_id: str) -> str:
     )
 
 
+def message_event(
+    user: str,
+    ts: str,
+    text: str,
+    *,
+    thread_ts: str | None = None,
+    encoded: bool = False,
+    subtype: str | None = None,
+    files: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A user's DM to the bot as a message.im event: `text` is what they typed, encoded as Slack does
+    (entities, autolinked addresses and links) unless `encoded`."""
+    wire = text if encoded else slack_encode(text)
+    event: dict[str, Any] = {
+        "client_msg_id": str(uuid.uuid4()),
+        "type": "message",
+        "text": wire,
+        "user": user,
+        "ts": ts,
+        "team": TEAM,
+        **({"blocks": rich_text(wire)} if wire else {}),
+        "channel": f"D{user}",
+        "event_ts": ts,
+        "channel_type": "im",
+    }
+    if subtype:
+        event["subtype"] = subtype
+    if files is not None:
+        event |= {"files": files, "upload": True, "display_as_bot": False}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+        event["parent_user_id"] = user
+    if subtype == "thread_broadcast" and thread_ts:
+        event["root"] = {"type": "message", "user": user, "ts": thread_ts, "thread_ts": thread_ts, "team": TEAM}
+    return event
+
+
+def command_fields(text: str, user: str, response_url: str) -> dict[str, str]:
+    """A /schedule-email invocation's fields: form-encoded in HTTP mode, a JSON payload in Socket Mode."""
+    return {
+        "token": "legacy-unused",
+        "team_id": TEAM,
+        "team_domain": "example",
+        "channel_id": "C0GENERAL",
+        "channel_name": "general",
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": "/schedule-email",
+        "text": text,
+        "api_app_id": "A0APP",
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": f"trig-{time.time_ns()}",
+    }
+
+
 def command_body(text: str, user: str, response_url: str) -> str:
-    return urlencode(
-        {
-            "command": "/schedule-email",
-            "text": text,
-            "user_id": user,
-            "team_id": TEAM,
-            "channel_id": "C0GENERAL",
-            "response_url": response_url,
-            "trigger_id": f"trig-{time.time_ns()}",
-        }
-    )
+    return urlencode(command_fields(text, user, response_url))
 
 
 def action_body(action_id: str, value: str, user: str, channel: str, message_ts: str, thread_ts: str) -> str:
-    payload = {
+    return urlencode({"payload": json.dumps(action_payload(action_id, value, user, channel, message_ts, thread_ts))})
+
+
+def action_payload(
+    action_id: str, value: str, user: str, channel: str, message_ts: str, thread_ts: str
+) -> dict[str, Any]:
+    """A button click's block_actions payload (in HTTP mode it is form-encoded as `payload`)."""
+    return {
         "type": "block_actions",
+        "api_app_id": "A0APP",
         "team": {"id": TEAM},
         "user": {"id": user},
         "channel": {"id": channel},
@@ -271,4 +340,3 @@ def action_body(action_id: str, value: str, user: str, channel: str, message_ts:
             {"action_id": action_id, "block_id": "email_actions", "value": value, "type": "button", "action_ts": "1"}
         ],
     }
-    return urlencode({"payload": json.dumps(payload)})
