@@ -230,9 +230,9 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def main(baselines: list[str], rounds: int, n: int, clients: int) -> dict[str, Any]:
+async def main(baselines: list[str], rounds: int, n: int, clients: int, current: bool = True) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="email-agent-cost-"))
-    variants = [checkout(rev, workdir) for rev in baselines] + [Variant(CURRENT, REPO_ROOT)]
+    variants = [checkout(rev, workdir) for rev in baselines] + ([Variant(CURRENT, REPO_ROOT)] if current else [])
     results: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
     try:
         for round_no in range(rounds):
@@ -259,7 +259,8 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--no-current", action="store_true", help="only the given commits (the tree may change)")
     args = parser.parse_args()
-    output = asyncio.run(main(args.baseline, args.rounds, args.n, args.clients))
+    output = asyncio.run(main(args.baseline, args.rounds, args.n, args.clients, current=not args.no_current))
     RESULTS.write_text(json.dumps(output, indent=2) + "\n")
     print(json.dumps(output["variants"], indent=2))
