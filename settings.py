@@ -6,6 +6,7 @@ without touching process-wide state.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from workflows.mailer import parse_sender  # the one reading of sender addresses
 
 REPO_ROOT = Path(__file__).resolve().parent
+# The header the iWF server adds to every state call (its config's defaultheaders) and the worker checks.
+WORKER_SECRET_HEADER = "X-Email-Agent-Worker-Secret"  # noqa: S105 - a header name
 
 
 class Settings(BaseSettings):
@@ -38,6 +41,11 @@ class Settings(BaseSettings):
     # --- iWF worker edge (private) ------------------------------------------
     worker_host: str = Field("127.0.0.1", description="Listener for iWF's worker callbacks; keep it private.")
     worker_port: int = 8802
+    worker_secret: SecretStr | None = Field(
+        None,
+        description="Sent by the iWF server on every state call (its defaultheaders); the worker refuses state "
+        "calls without it. Embedded engine: generated into STATE_DIR/worker-secret when unset.",
+    )
     worker_url: str | None = Field(
         None,
         description="URL the iWF server uses to reach the worker; default http://WORKER_HOST:WORKER_PORT.",
@@ -109,7 +117,22 @@ class Settings(BaseSettings):
     send_backoff_seconds: int = 2
     send_backoff_max_seconds: int = 300
     send_limit_per_user_per_day: int = Field(
-        0, description="Emails one owner may send per day (their calendar day); 0: no limit."
+        100, description="Emails one owner may send per calendar day (their time zone); 0: no limit."
+    )
+    from_name_format: str = Field(
+        "{name} (via email-agent)",
+        description="From's display name for an email someone asked for; {name} is their name. The address "
+        "is always the account's own.",
+    )
+    max_recipients_per_email: int = Field(10, ge=1, le=100)
+    max_body_chars: int = Field(20_000, ge=100, description="Longer bodies are refused with a message.")
+    confirm_new_recipients: bool = Field(
+        True, description="A recipient the model proposes that the owner never wrote waits for their confirmation."
+    )
+    confirm_external_recipients: bool = Field(
+        False,
+        description="Every recipient outside ALLOWED_RECIPIENT_DOMAINS waits for the owner's confirmation "
+        "(instead of being refused).",
     )
     allowed_recipient_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="If set, recipients outside these domains are refused in code."
@@ -125,6 +148,14 @@ class Settings(BaseSettings):
             return str(parse_sender(value.strip()))
         except ValueError as error:
             raise ValueError(f"{error}; expected agent@example.com or Name <agent@example.com>") from None
+
+    @field_validator("worker_secret")
+    @classmethod
+    def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        # It travels in an HTTP header and in the iWF server's JSON config: keep it to URL-safe characters.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{16,}", value.get_secret_value()):
+            raise ValueError("must be at least 16 characters of A-Z, a-z, 0-9, '.', '_', '~', '-'")
+        return value
 
     @field_validator("allowed_recipient_domains", mode="before")
     @classmethod

@@ -70,8 +70,16 @@ def remove(variant: Variant) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """The process and its live children: the iWF server runs under a log-filtering wrapper script."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def engine_pids(e: Embedded) -> dict[str, int]:

@@ -113,7 +113,7 @@ async def measure(e: Embedded, n: int) -> dict[str, Any]:
     floor_registry = Registry()
     floor_registry.add_workflow(FloorWorkflow())
     floor_worker_port = free_port()
-    runner = web.AppRunner(worker_app(floor_registry))
+    runner = web.AppRunner(worker_app(floor_registry, None))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", floor_worker_port).start()
     results: dict[str, Any] = {}

@@ -20,7 +20,7 @@ from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
 from tests.fakes.socket_mode import FakeSocketMode
-from tests.harness import SLACK_APP_TOKEN, AppProcess, SmtpSink, app_env, free_port
+from tests.harness import SLACK_APP_TOKEN, WORKER_SECRET, AppProcess, SmtpSink, app_env, free_port
 
 
 @dataclass
@@ -54,6 +54,7 @@ async def embedded(
             iwf_server_url=iwf_url,
             temporal_host_port=temporal_hp,
             iwf_server_bin=Path(binary) if binary else None,
+            worker_secret=WORKER_SECRET,
         )
     )
     stack.start()

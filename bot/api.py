@@ -7,21 +7,26 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
 from zoneinfo import available_timezones
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
-from bot.openapi import openapi_document
-from workflows.model import CancelInput, DraftInput, StartInput, UserRequest
+from bot.openapi import ApiModels, openapi_document
+from bot.tokens import MAX_USER_LENGTH, TokenSigner
+from workflows.model import CancelInput, Control, DraftInput, StartInput, UserRequest
+from workflows.recipients import RecipientError, normalize
 from workflows.sendtime import is_valid_timezone
 
 log = logging.getLogger(__name__)
 
 ENGINE_KEY = web.AppKey("engine", EmailEngine)
 TOKEN_KEY = web.AppKey("api_token", str)
+SIGNER_KEY = web.AppKey("token_signer", TokenSigner)
 EMAIL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
 M = TypeVar("M", bound=BaseModel)
@@ -29,6 +34,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 _ZONES: list[JsonValue] = list(sorted(available_timezones()))
+# Declared in the document exactly as checked, so a client (and schemathesis) can tell valid from refused.
+OWNER_EMAIL = (
+    r"^[A-Za-z0-9_%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?){0,3}\.[A-Za-z]{2,24}$"
+)
 
 
 class StartBody(BaseModel):
@@ -39,6 +49,22 @@ class StartBody(BaseModel):
     owner: str | None = Field(
         None, max_length=200, description="If set, only requests naming this actor may change or cancel it."
     )
+    owner_name: str | None = Field(
+        None, max_length=100, description="Shown in From: '<name> (via email-agent)'; the address stays the account's."
+    )
+    owner_email: str | None = Field(
+        None, max_length=254, pattern=OWNER_EMAIL, description="Replies go here (Reply-To). A plain address."
+    )
+
+    @field_validator("owner_email")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize([value], special_use=True)[0]
+        except RecipientError as error:
+            raise ValueError(str(error)) from None
 
     @field_validator("timezone")
     @classmethod
@@ -64,6 +90,25 @@ class DraftBody(BaseModel):
 class CancelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     actor: str | None = Field(None, max_length=200)
+
+
+class RecipientBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    address: str = Field(min_length=3, max_length=320, description="A recipient waiting for confirmation.")
+    actor: str | None = Field(None, max_length=200)
+    message_id: str | None = Field(None, max_length=200, description="Idempotency key for this decision.")
+
+
+class TokenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(min_length=1, max_length=MAX_USER_LENGTH, description="The one actor the token acts as.")
+    ttl_days: int = Field(30, ge=1, le=365)
+
+
+class TokenResult(BaseModel):
+    token: str = Field(description="Bearer token that acts only as `user`; shown once, never stored.")
+    user: str
+    expires_at: datetime
 
 
 class ApiError(Exception):
@@ -93,10 +138,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except EmailNotFound:
         return error_response(404, "not_found", "no email with this id")
     except EmailClosed as error:
-        message = str(error) if str(error).startswith("this email") else ""
-        return error_response(
-            409, "closed", message or "this email is finished (sent or canceled) and takes no more requests"
-        )
+        return error_response(409, "closed", str(error))
     except EngineBusy as error:
         return error_response(503, "busy", str(error), {"Retry-After": "1"})
     except EngineUnavailable as error:
@@ -109,13 +151,41 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(500, "internal", "internal error; it has been logged")
 
 
-def require_token(request: web.Request) -> None:
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the admin token (acts as any actor it names) or a user token (acts as its user only)."""
+
+    user: str | None = None  # None: the admin
+
+    @property
+    def admin(self) -> bool:
+        return self.user is None
+
+    def actor(self, named: str | None) -> str | None:
+        """The actor a request acts as: a user token cannot name anyone else."""
+        if self.user is None:
+            return named
+        if named is not None and named != self.user:
+            raise ApiError(403, "forbidden", "this token acts only as its own user")
+        return self.user
+
+
+def require_token(request: web.Request) -> Caller:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <API_TOKEN>)")
-    if not hmac.compare_digest(token.encode(), request.app[TOKEN_KEY].encode()):
-        raise ApiError(401, "unauthorized", "invalid bearer token")
+    if hmac.compare_digest(token.encode(), request.app[TOKEN_KEY].encode()):
+        return Caller()
+    user_token = request.app[SIGNER_KEY].verify(token)
+    if user_token is None:
+        raise ApiError(401, "unauthorized", "invalid or expired bearer token")
+    return Caller(user=user_token.user)
+
+
+def require_admin(request: web.Request) -> None:
+    if not require_token(request).admin:
+        raise ApiError(403, "forbidden", "only the admin token (API_TOKEN) may do this")
 
 
 def email_id(request: web.Request) -> str:
@@ -155,24 +225,33 @@ class StartResult(BaseModel):
 
 
 async def start_email(request: web.Request) -> web.Response:
-    require_token(request)
+    caller = require_token(request)
     wid = email_id(request)
     body = await body_of(request, StartBody, optional=True)
-    created = await request.app[ENGINE_KEY].start(wid, StartInput(timezone=body.timezone, owner=body.owner))
+    start = StartInput(
+        timezone=body.timezone,
+        owner=caller.actor(body.owner),  # a user token's emails are always its user's
+        owner_name=body.owner_name,
+        owner_email=body.owner_email,
+    )
+    created = await request.app[ENGINE_KEY].start(wid, start)
     return ok(StartResult(id=wid, created=created), status=201 if created else 200)
 
 
 async def describe_email(request: web.Request) -> web.Response:
-    require_token(request)
-    return ok(await request.app[ENGINE_KEY].describe(email_id(request)))
+    caller = require_token(request)
+    view = await request.app[ENGINE_KEY].describe(email_id(request))
+    if view.owner and not caller.admin and caller.user != view.owner:
+        raise ApiError(403, "forbidden", "only the owner of this email (or the admin token) may read it")
+    return ok(view)
 
 
 async def post_message(request: web.Request) -> web.Response:
-    require_token(request)
+    caller = require_token(request)
     wid = email_id(request)
     body = await body_of(request, MessageBody)
     result = await request.app[ENGINE_KEY].request(
-        wid, UserRequest(text=body.text, message_id=body.message_id, actor=body.actor)
+        wid, UserRequest(text=body.text, message_id=body.message_id, actor=caller.actor(body.actor))
     )
     if not result.accepted:
         raise refused(result.refusal, result.detail)
@@ -180,23 +259,46 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 async def save_draft(request: web.Request) -> web.Response:
-    require_token(request)
+    caller = require_token(request)
     wid = email_id(request)
     body = await body_of(request, DraftBody)
-    result = await request.app[ENGINE_KEY].save_draft(wid, DraftInput(text=body.text, actor=body.actor))
+    result = await request.app[ENGINE_KEY].save_draft(wid, DraftInput(text=body.text, actor=caller.actor(body.actor)))
     if not result.ok:
         raise refused(result.refusal, result.detail)
     return ok(result)
 
 
 async def cancel_email(request: web.Request) -> web.Response:
-    require_token(request)
+    caller = require_token(request)
     wid = email_id(request)
     body = await body_of(request, CancelBody, optional=True)
-    result = await request.app[ENGINE_KEY].cancel(wid, CancelInput(actor=body.actor))
+    result = await request.app[ENGINE_KEY].cancel(wid, CancelInput(actor=caller.actor(body.actor)))
     if not result.ok:
         raise refused(result.refusal, result.detail)
     return ok(result)
+
+
+def decide_recipient(kind: Literal["confirm_recipient", "remove_recipient"]) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        caller = require_token(request)
+        wid = email_id(request)
+        body = await body_of(request, RecipientBody)
+        control = Control(kind=kind, address=body.address, actor=caller.actor(body.actor), message_id=body.message_id)
+        result = await request.app[ENGINE_KEY].control(wid, control)
+        if not result.ok:
+            raise refused(result.refusal, result.detail)
+        return ok(result, status=202)
+
+    return handler
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await body_of(request, TokenBody)
+    token, issued = request.app[SIGNER_KEY].issue(body.user, body.ttl_days * 86400)
+    return ok(
+        TokenResult(token=token, user=issued.user, expires_at=datetime.fromtimestamp(issued.expires_at, UTC)), 201
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -204,12 +306,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(StartBody, MessageBody, DraftBody, CancelBody, StartResult))
+    return web.json_response(
+        openapi_document(
+            ApiModels(StartBody, MessageBody, DraftBody, CancelBody, StartResult, RecipientBody, TokenBody, TokenResult)
+        )
+    )
 
 
 def add_api_routes(app: web.Application, engine: EmailEngine, api_token: str) -> None:
     app[ENGINE_KEY] = engine
     app[TOKEN_KEY] = api_token
+    app[SIGNER_KEY] = TokenSigner(api_token)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_post("/api/emails/{email_id}", start_email)
@@ -217,6 +324,9 @@ def add_api_routes(app: web.Application, engine: EmailEngine, api_token: str) ->
     app.router.add_post("/api/emails/{email_id}/messages", post_message)
     app.router.add_put("/api/emails/{email_id}/draft", save_draft)
     app.router.add_post("/api/emails/{email_id}/cancel", cancel_email)
+    app.router.add_post("/api/emails/{email_id}/recipients/confirm", decide_recipient("confirm_recipient"))
+    app.router.add_post("/api/emails/{email_id}/recipients/remove", decide_recipient("remove_recipient"))
+    app.router.add_post("/api/tokens", issue_token)
 
 
 def public_app(engine: EmailEngine, api_token: str, max_body_bytes: int) -> web.Application:

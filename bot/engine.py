@@ -27,7 +27,7 @@ from iwf.errors import (
     WorkflowRPCExecutionError,
 )
 from iwf.iwf_api.errors import UnexpectedStatus
-from iwf.iwf_api.models import IDReusePolicy, WorkflowConfig, WorkflowStatus
+from iwf.iwf_api.models import ExecutingStateIdMode, IDReusePolicy, WorkflowConfig, WorkflowStatus
 from iwf.object_encoder import ObjectEncoder
 from iwf.registry import Registry
 from iwf.workflow_options import WorkflowOptions
@@ -36,6 +36,7 @@ from workflows.email_workflow import EmailAgentWorkflow as Wf
 from workflows.model import (
     ActionResult,
     CancelInput,
+    Control,
     DraftInput,
     EmailStatus,
     EmailView,
@@ -114,7 +115,11 @@ class EmailEngine:
         engine_retries: int = 2,
         local_activities: bool = True,
     ):
-        self._config = WorkflowConfig(optimize_activity=local_activities)
+        # IwfExecutingStateIds (a system search attribute iWF upserts on every state change) is not used here:
+        # off, it costs neither history events nor visibility writes.
+        self._config = WorkflowConfig(
+            optimize_activity=local_activities, executing_state_id_mode=ExecutingStateIdMode.DISABLED
+        )
         self._lock_retries = lock_retries
         self._engine_retries = engine_retries
         options = ClientOptions(server_url=server_url, worker_url=worker_url, object_encoder=ObjectEncoder.default)
@@ -177,6 +182,13 @@ class EmailEngine:
                 return RequestResult(accepted=True, duplicate=True, detail="already received")
             raise
         return RequestResult.model_validate_json(raw)
+
+    async def control(self, email_id: str, control: Control) -> ActionResult:
+        """An owner's decision, queued in order with requests; idempotent by message_id like them."""
+        if not control.message_id:
+            control = control.model_copy(update={"message_id": f"auto:{uuid.uuid4()}"})
+        raw = await self._rpc(email_id, Wf.control, control.model_dump_json())
+        return ActionResult.model_validate_json(raw)
 
     async def save_draft(self, email_id: str, draft: DraftInput) -> ActionResult:
         raw = await self._rpc(email_id, Wf.save_draft, draft.model_dump_json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -51,6 +52,8 @@ _LINKS = {
         ("SendMessage", "sendMessage"),
         ("SaveDraft", "saveDraft"),
         ("Cancel", "cancelEmail"),
+        ("ConfirmRecipient", "confirmRecipient"),
+        ("RemoveRecipient", "removeRecipient"),
     )
 }
 
@@ -70,17 +73,26 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"description": meanings[s], **_json({"$ref": "#/components/schemas/Error"})} for s in statuses}
 
 
+@dataclass(frozen=True)
+class ApiModels:
+    """The API's own request and answer models (bot.api), so the document and the validation agree."""
+
+    start: type[BaseModel]
+    message: type[BaseModel]
+    draft: type[BaseModel]
+    cancel: type[BaseModel]
+    started: type[BaseModel]
+    recipient: type[BaseModel]
+    token: type[BaseModel]
+    issued: type[BaseModel]
+
+
 @cache
-def _document(
-    start: type[BaseModel],
-    message: type[BaseModel],
-    draft: type[BaseModel],
-    cancel: type[BaseModel],
-    started: type[BaseModel],
-) -> dict[str, Any]:
+def openapi_document(models: ApiModels) -> dict[str, Any]:
+    start, message, draft, cancel, started = models.start, models.message, models.draft, models.cancel, models.started
     _, defs = models_json_schema(
-        [(m, "validation") for m in (start, message, draft, cancel)]
-        + [(m, "serialization") for m in (EmailView, RequestResult, ActionResult, started)],
+        [(m, "validation") for m in (start, message, draft, cancel, models.recipient, models.token)]
+        + [(m, "serialization") for m in (EmailView, RequestResult, ActionResult, started, models.issued)],
         ref_template=REF,
     )
     schemas = {**defs.get("$defs", {}), "Error": ERROR}
@@ -113,13 +125,17 @@ def _document(
                     "responses": {
                         "201": {"description": "Created", **_json(_ref(started)), "links": _LINKS},
                         "200": {"description": "Already existed", **_json(_ref(started)), "links": _LINKS},
-                        **_errors(400, 401, 413, 422, 503),
+                        **_errors(400, 401, 403, 413, 422, 503),
                     },
                 },
                 "get": {
                     "operationId": "describeEmail",
-                    "summary": "Describe an email",
-                    "responses": {"200": {"description": "The email", **_json(_ref(EmailView))}, **common},
+                    "summary": "Describe an email (an owned one: its owner's token or the admin token)",
+                    "responses": {
+                        "200": {"description": "The email", **_json(_ref(EmailView))},
+                        **common,
+                        **_errors(403),
+                    },
                 },
             },
             "/api/emails/{email_id}/messages": {
@@ -158,18 +174,34 @@ def _document(
                     },
                 },
             },
+            **{
+                f"/api/emails/{{email_id}}/recipients/{verb}": {
+                    "parameters": [id_param],
+                    "post": {
+                        "operationId": f"{verb}Recipient",
+                        "summary": f"{verb.capitalize()} a recipient the model proposed and the owner never wrote",
+                        "requestBody": {"required": True, **_json(_ref(models.recipient))},
+                        "responses": {
+                            "202": {"description": "Queued, answered in order", **_json(_ref(ActionResult))},
+                            **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+                        },
+                    },
+                }
+                for verb in ("confirm", "remove")
+            },
+            "/api/tokens": {
+                "post": {
+                    "operationId": "issueToken",
+                    "summary": "Issue a token that acts only as one user (admin token only)",
+                    "requestBody": {"required": True, **_json(_ref(models.token))},
+                    "responses": {
+                        "201": {"description": "Issued", **_json(_ref(models.issued))},
+                        **_errors(400, 401, 403, 413, 422),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {"operationId": "health", "security": [], "responses": {"200": {"description": "Alive"}}}
             },
         },
     }
-
-
-def openapi_document(
-    start: type[BaseModel],
-    message: type[BaseModel],
-    draft: type[BaseModel],
-    cancel: type[BaseModel],
-    started: type[BaseModel],
-) -> dict[str, Any]:
-    return _document(start, message, draft, cancel, started)

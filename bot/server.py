@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import signal
 from dataclasses import dataclass, field
 
@@ -23,25 +22,34 @@ from bot.slack.notifier import SlackCardNotifier
 from bot.slack.replay import ReplayGuard
 from bot.worker_app import worker_app
 from devstack.processes import PidFile, StackError
+from devstack.secrets import configured_or_local, local_secret
 from devstack.stack import LocalStack
-from settings import Settings
+from settings import WORKER_SECRET_HEADER, Settings
 from workflows.mailer import Mailer
 from workflows.wiring import wire
 
 log = logging.getLogger("email_agent")
 
 
+def worker_secret(settings: Settings) -> str | None:
+    """The secret state calls must carry: configured, or made for the embedded engine (which puts it in the
+    iWF server's config). An external iWF server with none configured means unauthenticated state calls."""
+    if settings.worker_secret or settings.embedded_engine:
+        return configured_or_local(settings.worker_secret, settings.state_dir, "worker-secret")
+    log.warning(
+        "WORKER_SECRET is not set: state calls to the worker are not authenticated. Set it here and as "
+        "interpreter.interpreterActivityConfig.defaultheaders.%s in the iWF server's config",
+        WORKER_SECRET_HEADER,
+    )
+    return None
+
+
 def api_token(settings: Settings) -> str:
     """The configured token, or one made for this machine and kept in the state dir (never logged)."""
     if settings.api_token:
         return settings.api_token.get_secret_value()
-    path = settings.state_dir / "api-token"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    log.warning("API_TOKEN is not set: the HTTP API uses the token in %s", path)
-    return path.read_text().strip()
+    log.warning("API_TOKEN is not set: the HTTP API uses the token in %s", settings.state_dir / "api-token")
+    return local_secret(settings.state_dir, "api-token")
 
 
 @dataclass
@@ -79,7 +87,7 @@ class RunningApp:
             settings.effective_worker_url,
             local_activities=settings.engine_local_activities,
         )
-        worker = worker_app(registry)
+        worker = worker_app(registry, worker_secret(settings))
         public = public_app(self.engine, api_token(settings), settings.max_body_bytes)
         await self._start_slack(public)
         for app, host, port in (

@@ -7,6 +7,7 @@ whoever can call them can make the app send mail.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,16 +23,24 @@ from iwf.registry import Registry
 from iwf.worker_service import WorkerService
 
 from bot.state_calls import StateCallCache
+from settings import WORKER_SECRET_HEADER
 
 log = logging.getLogger(__name__)
 
 POOLS_KEY = web.AppKey("worker_pools", list[ThreadPoolExecutor])
 
 
-def worker_app(registry: Registry, max_threads: int = 64) -> web.Application:
+def worker_app(registry: Registry, secret: str | None, max_threads: int = 64) -> web.Application:
     """State calls and RPC calls run in separate thread pools: a state may itself wait on an RPC (the
     delivery step claims in the ledger workflow, whose RPC this same worker serves), so RPCs must always
-    find a free thread, however many states are in flight."""
+    find a free thread, however many states are in flight.
+
+    With `secret`, a state call must carry it in WORKER_SECRET_HEADER (the iWF server adds it to every
+    state call: its config's defaultheaders): a state call runs the step with the data attributes it
+    carries, so a forged one could make the app send whatever it says. RPC calls do not carry iWF's default
+    headers, and need not: an RPC's effects (attribute writes, channel messages) are only applied by the
+    workflow engine from the answer it receives itself, so a forged RPC call changes nothing anywhere.
+    """
     service = WorkerService(registry)
     states = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-state")
     rpcs = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-rpc")
@@ -42,6 +51,11 @@ def worker_app(registry: Registry, max_threads: int = 64) -> web.Application:
         parse: Callable[[dict[str, Any]], Any], handle: Callable[[Any], Any], pool: ThreadPoolExecutor, once: bool
     ) -> Any:
         async def handler(request: web.Request) -> web.Response:
+            if once and secret is not None:  # a state call
+                given = request.headers.get(WORKER_SECRET_HEADER, "")
+                if not hmac.compare_digest(given.encode(), secret.encode()):
+                    log.warning("refused a state call without the worker secret from %s", request.remote)
+                    return web.Response(status=403, text="state calls must come from the iWF server")
             body = await request.json()
 
             def work() -> dict[str, Any]:

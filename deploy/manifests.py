@@ -131,6 +131,8 @@ def _iwf_container(config_map: str, port: int) -> tuple[Obj, Obj]:
         "name": "iwf",
         "image": IMAGES["iwf"],
         "args": ["--config", "/etc/iwf/config.yaml", "start"],
+        # Filled into the config's placeholder by the image's entrypoint (devstack/iwf-quiet).
+        "env": [_secret_env("WORKER_SECRET", "worker-secret")],
         "volumeMounts": [{"name": "config", "mountPath": "/etc/iwf"}],
         "readinessProbe": _http_probe(port, "/info/healthcheck", 5),
         "livenessProbe": _http_probe(port, "/info/healthcheck"),
@@ -146,6 +148,7 @@ def _app_container(env: dict[str, str], port: int) -> Obj:
         "env": [
             *_env(env),
             _secret_env("API_TOKEN", "api-token"),
+            _secret_env("WORKER_SECRET", "worker-secret"),
             _secret_env("OPENAI_API_KEY", "openai-api-key", optional=True),
             _secret_env("SLACK_BOT_TOKEN", "slack-bot-token", optional=True),
             _secret_env("SLACK_SIGNING_SECRET", "slack-signing-secret", optional=True),
@@ -195,7 +198,7 @@ def kubernetes(iwf_replicas: int = 2, app_replicas: int = 2) -> list[Obj]:
         "metadata": _meta(SECRET, "secrets"),
         "type": "Opaque",
         # Replace before applying (or create it with kubectl create secret generic email-agent ...).
-        "stringData": {"postgres-password": "change-me", "api-token": "change-me"},
+        "stringData": {"postgres-password": "change-me", "api-token": "change-me", "worker-secret": "change-me"},
     }
     postgres = {
         "apiVersion": "apps/v1",
@@ -261,6 +264,7 @@ def kubernetes(iwf_replicas: int = 2, app_replicas: int = 2) -> list[Obj]:
                     temporal_host_port=f"temporal:{ports.frontend}",
                     namespace=NAMESPACE,
                     log_level="error",
+                    worker_secret=iwf.WORKER_SECRET_PLACEHOLDER,
                 )
             },
         ),
@@ -307,6 +311,7 @@ def podman(plan: Plan, app_env: dict[str, str]) -> list[list[Obj]]:
                         temporal_host_port=plan.temporal_host_port,
                         namespace=NAMESPACE,
                         log_level="error",
+                        worker_secret=iwf.WORKER_SECRET_PLACEHOLDER,
                     )
                 },
             )

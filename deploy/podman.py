@@ -112,7 +112,13 @@ def _finished(container: str) -> Callable[[], bool]:
 def up(plan: Plan, app_env: dict[str, str], api_token: str) -> float:
     """Play every group and wait for it to serve; returns the seconds it took."""
     started = time.monotonic()
-    _create_secret({"postgres-password": secrets.token_urlsafe(24), "api-token": api_token})
+    _create_secret(
+        {
+            "postgres-password": secrets.token_urlsafe(24),
+            "api-token": api_token,
+            "worker-secret": secrets.token_urlsafe(24),
+        }
+    )
     groups = manifests.podman(plan, app_env)
 
     def http(what: str, checks: list[tuple[int, str]]) -> Callable[[], None]:

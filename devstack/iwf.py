@@ -9,8 +9,10 @@ import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from devstack.processes import ManagedProcess, PidFile, StackError
+from settings import WORKER_SECRET_HEADER
 
 IWF_MODULE = "github.com/indeedeng/iwf/cmd/server"
 IWF_VERSION = "v1.19.3"
@@ -59,12 +61,27 @@ def _go_env(go: str, name: str) -> str:
     return result.stdout.strip() or "?"
 
 
-def config_text(*, api_port: int, temporal_host_port: str, namespace: str, log_level: str = "warn") -> str:
+# In a config that is not itself secret (a Kubernetes ConfigMap), the header's value is this placeholder and
+# the iWF image's entrypoint (devstack/iwf-quiet) fills it in from the WORKER_SECRET environment variable.
+WORKER_SECRET_PLACEHOLDER = "__WORKER_SECRET__"  # noqa: S105 - a placeholder, not a secret
+
+
+def config_text(
+    *,
+    api_port: int,
+    temporal_host_port: str,
+    namespace: str,
+    log_level: str = "warn",
+    worker_secret: str | None = None,
+) -> str:
     """A config of our own: the repo's default one expects S3 for external storage.
 
     JSON is valid YAML, so no YAML writer is needed. Also the Kubernetes ConfigMap (deploy/manifests.py).
+    With `worker_secret`, every state call to the worker carries it in WORKER_SECRET_HEADER. The key is
+    spelled `defaultheaders`: iWF reads its config with yaml.v3, which ignores the field's json tag
+    (`defaultHeaders`) and matches the lowercased field name.
     """
-    config = {
+    config: dict[str, Any] = {
         "log": {"stdout": True, "level": log_level, "levelKey": "level"},
         "api": {
             "port": api_port,
@@ -75,15 +92,30 @@ def config_text(*, api_port: int, temporal_host_port: str, namespace: str, log_l
         "interpreter": {"temporal": {"hostPort": temporal_host_port, "namespace": namespace}},
         "externalStorage": {"enabled": False},
     }
+    if worker_secret:
+        config["interpreter"]["interpreterActivityConfig"] = {"defaultheaders": {WORKER_SECRET_HEADER: worker_secret}}
     return json.dumps(config, indent=2) + "\n"
 
 
 def write_config(
-    path: Path, *, api_port: int, temporal_host_port: str, namespace: str, log_level: str = "warn"
+    path: Path,
+    *,
+    api_port: int,
+    temporal_host_port: str,
+    namespace: str,
+    log_level: str = "warn",
+    worker_secret: str | None = None,
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)  # it may hold the worker secret
     path.write_text(
-        config_text(api_port=api_port, temporal_host_port=temporal_host_port, namespace=namespace, log_level=log_level)
+        config_text(
+            api_port=api_port,
+            temporal_host_port=temporal_host_port,
+            namespace=namespace,
+            log_level=log_level,
+            worker_secret=worker_secret,
+        )
     )
     return path
 
@@ -109,6 +141,7 @@ def server(
     *,
     name: str = "iwf",
     log_level: str = "warn",
+    worker_secret: str | None = None,
 ) -> ManagedProcess:
     """`name` names its config, log and pid file: the production profile runs several (`iwf-1`, ...)."""
     port = int(server_url.rstrip("/").rsplit(":", 1)[1])
@@ -118,6 +151,7 @@ def server(
         temporal_host_port=temporal_host_port,
         namespace=namespace,
         log_level=log_level,
+        worker_secret=worker_secret,
     )
     return ManagedProcess(
         name=name,

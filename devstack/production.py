@@ -25,6 +25,7 @@ from pathlib import Path
 from devstack import haproxy, iwf, postgres, temporal_server, temporal_setup
 from devstack.plan import Plan
 from devstack.processes import ManagedProcess, PidFile, StackError
+from devstack.secrets import configured_or_local
 from settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class ProductionStack:
             self.plan.namespace,
             name=name,
             log_level=self.settings.iwf_log_level,
+            worker_secret=configured_or_local(self.settings.worker_secret, self.plan.state_dir, "worker-secret"),
         )
 
     def _haproxy(self) -> ManagedProcess:
@@ -168,6 +170,8 @@ class ProductionStack:
             "API_TOKEN": self.api_token,
             "OUTBOX_DIR": str(self.settings.effective_outbox_dir),
             **(self.app_env if self.app_env is not None else os.environ),
+            # What the iWF servers send on every state call (their config's defaultheaders).
+            "WORKER_SECRET": configured_or_local(self.settings.worker_secret, plan.state_dir, "worker-secret"),
             # Each replica's own.
             "HOST": "127.0.0.1",
             "PORT": str(public),

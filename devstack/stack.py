@@ -14,6 +14,7 @@ from pathlib import Path
 
 from devstack import iwf, temporal
 from devstack.processes import ManagedProcess
+from devstack.secrets import configured_or_local
 from settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class LocalStack:
                 settings.temporal_host_port,
                 settings.temporal_namespace,
                 log_level=settings.iwf_log_level,
+                worker_secret=configured_or_local(settings.worker_secret, settings.state_dir, "worker-secret"),
             ),
             settings.iwf_server_url,
             lambda: iwf.is_healthy(settings.iwf_server_url),

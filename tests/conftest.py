@@ -20,7 +20,7 @@ from devstack.stack import LocalStack
 from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
-from tests.harness import Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port
+from tests.harness import WORKER_SECRET, Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port
 
 # ENGINE_PROFILE=production runs the engine tests on the production shape (devstack.production): PostgreSQL,
 # the Temporal server, two iWF servers behind HAProxy. The default is the Temporal dev server.
@@ -52,6 +52,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         iwf_server_url=iwf_url,
         temporal_host_port=temporal_hp,
         iwf_server_bin=Path(binary) if binary else None,
+        worker_secret=WORKER_SECRET,
     )
     stack = LocalStack(settings)
     try:
@@ -70,7 +71,7 @@ def _production_engine() -> Iterator[Engine]:
     state = Path(tempfile.mkdtemp(prefix="email-agent-prod-"))
     state.chmod(0o711)
     stack = ProductionStack(
-        Settings(_env_file=None, state_dir=state),  # type: ignore[call-arg]
+        Settings(_env_file=None, state_dir=state, worker_secret=WORKER_SECRET),  # type: ignore[call-arg]
         Plan.on_free_ports(state, iwf_replicas=2, app_replicas=0),
     )
     try:

@@ -36,6 +36,7 @@ from tests.fakes.socket_mode import Envelope, FakeSocketMode
 API_TOKEN = "test-token-4f1c9a"
 SLACK_BOT_TOKEN = "xoxb-test-0000-bot-token"
 SLACK_SIGNING_SECRET = "test-signing-secret-8e2d"
+WORKER_SECRET = "test-worker-secret-5b7a"  # the engine fixtures put it in the iWF server's config
 SLACK_APP_TOKEN = "xapp-1-A0APP-0000-test-app-token"
 
 
@@ -266,6 +267,7 @@ def app_env(
         "EMBEDDED_ENGINE": "false",
         "STATE_DIR": str(state),
         "API_TOKEN": API_TOKEN,
+        "WORKER_SECRET": WORKER_SECRET,
         "OPENAI_BASE_URL": openai_url,
         "OPENAI_API_KEY": "sk-test-not-a-real-key",
         "OPENAI_TIMEOUT_SECONDS": "2",

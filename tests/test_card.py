@@ -13,6 +13,7 @@ def view(**changes: Any) -> EmailView:
     base: dict[str, Any] = {
         "status": EmailStatus.SCHEDULED,
         "to": ["bob@example.com"],
+        "unconfirmed": [],
         "subject": "Hi",
         "body": "Hello",
         "send_at": None,

@@ -22,6 +22,7 @@ def test_scopes_events_and_command() -> None:
         "im:write",
         "commands",
         "users:read",
+        "users:read.email",
     }
     assert set(m["settings"]["event_subscriptions"]["bot_events"]) == {"message.im", "app_home_opened"}
     assert [c["command"] for c in m["features"]["slash_commands"]] == ["/schedule-email"]

@@ -14,7 +14,7 @@ from typing import Literal
 
 from workflows.agent import AgentReply
 from workflows.model import EmailDraft
-from workflows.recipients import RecipientError, normalize
+from workflows.recipients import MAX_RECIPIENTS, RecipientError, domain_of, normalize
 from workflows.sendtime import NOW_GRACE, SendTimeError, format_local, resolve
 
 Next = Literal["wait", "schedule", "cancel"]
@@ -28,6 +28,31 @@ class Outcome:
     problem: str = ""
 
 
+@dataclass(frozen=True)
+class Policy:
+    """Who may be written to and how much, decided in code whatever the model proposes.
+
+    `vouched`: addresses the owner wrote themselves or confirmed; with it set, any other address the model
+    proposes waits for the owner's confirmation (None: no such check, e.g. for unit tests of other rules).
+    `confirm_external`: `allowed_domains` no longer refuses other domains, it asks the owner to confirm them.
+    """
+
+    allowed_domains: Sequence[str] = ()
+    confirm_external: bool = False
+    vouched: frozenset[str] | None = None
+    confirmed: frozenset[str] = frozenset()
+    max_recipients: int = MAX_RECIPIENTS
+    max_body_chars: int = 0  # 0: no limit
+
+    def needs_confirmation(self, address: str) -> bool:
+        key = address.lower()
+        if key in self.confirmed:
+            return False
+        if self.confirm_external and self.allowed_domains and domain_of(key) not in self.allowed_domains:
+            return True
+        return self.vouched is not None and key not in self.vouched
+
+
 def apply_reply(
     reply: AgentReply,
     email: EmailDraft,
@@ -35,21 +60,30 @@ def apply_reply(
     timezone: str,
     now: datetime,
     allowed_domains: Sequence[str] = (),
+    policy: Policy | None = None,
 ) -> Outcome:
+    policy = policy or Policy(allowed_domains=allowed_domains)
     if reply.action == "cancel":
         return Outcome(email=email, next="cancel", reply=reply.reply)
 
-    to, subject, body = email.to, email.subject, email.body
+    to, unconfirmed, subject, body = email.to, email.unconfirmed, email.subject, email.body
     problems: list[str] = []
     if reply.to is not None:
         try:
-            to = normalize(reply.to, allowed_domains)
+            hard_domains = () if policy.confirm_external else policy.allowed_domains
+            proposed = normalize(reply.to, hard_domains, policy.max_recipients)
         except RecipientError as error:
             problems.append(str(error))
+        else:
+            kept = {a.lower() for a in email.to}  # already on the email: accepted before
+            to = [a for a in proposed if a.lower() in kept or not policy.needs_confirmation(a)]
+            unconfirmed = [a for a in proposed if a not in to]
     if reply.subject is not None:
         subject = " ".join(reply.subject.split())  # one line: a header cannot carry CR/LF
     if reply.body is not None:
         body = reply.body.strip("\n")
+    if policy.max_body_chars and len(body) > policy.max_body_chars:
+        problems.append(f"the body is {len(body)} characters long; the limit is {policy.max_body_chars}")
 
     send_at = email.send_at
     if reply.action == "hold":
@@ -64,34 +98,75 @@ def apply_reply(
     changed = (to, subject, body) != (email.to, email.subject, email.body)
     updated = EmailDraft(
         to=to,
+        unconfirmed=unconfirmed,
         subject=subject,
         body=body,
         send_at=send_at,
         revision=email.revision + 1 if changed else email.revision,
     )
+    return _decide(updated, problems, reply.reply, timezone=timezone, now=now)
 
+
+def decide_recipient(email: EmailDraft, address: str, confirm: bool, *, timezone: str, now: datetime) -> Outcome:
+    """The owner confirmed or removed a proposed recipient: the email moves on as if the model had just
+    proposed what is left (scheduled at its time if nothing else is open)."""
+    key = address.lower()
+    if key not in (a.lower() for a in email.unconfirmed):
+        return Outcome(email=email, next="wait", reply=f"{address} is not waiting for a confirmation.")
+    unconfirmed = [a for a in email.unconfirmed if a.lower() != key]
+    chosen = [a for a in email.unconfirmed if a.lower() == key]
+    to = [*email.to, *chosen] if confirm else email.to
+    updated = email.model_copy(
+        update={"to": to, "unconfirmed": unconfirmed, "revision": email.revision + (1 if confirm else 0)}
+    )
+    said = f"{address} {'confirmed' if confirm else 'removed'}."
+    return _decide(updated, [], said, timezone=timezone, now=now, announce=True)
+
+
+def _decide(
+    updated: EmailDraft, problems: list[str], said: str, *, timezone: str, now: datetime, announce: bool = False
+) -> Outcome:
+    """Where the email goes from here. `said`: the model's reply, or (`announce`) what the owner just did,
+    which is always shown first."""
+    prefix = f"{said} " if announce else ""
+    to, subject, body = updated.to, updated.subject, updated.body
     if problems:
         # Nothing half-understood goes out: the email waits until the user answers.
         return Outcome(
-            email=updated.model_copy(update={"send_at": None}),
+            email=updated.model_copy(update={"send_at": None, "scheduled": False}),
             next="wait",
-            reply=_explain(problems, reply.reply),
+            reply=prefix + _explain(problems, "" if announce else said),
             problem="; ".join(problems),
         )
+    if updated.unconfirmed:
+        names, one = ", ".join(updated.unconfirmed), len(updated.unconfirmed) == 1
+        it = "it" if one else "them"
+        question = (
+            f"New recipient{'' if one else 's'}: {names}. {'It is' if one else 'They are'} not in your own "
+            f"messages, so I will not write to {it} until you confirm {it} (or remove {it}) on the card."
+        )
+        return Outcome(
+            email=updated.model_copy(update={"scheduled": False}),
+            next="wait",
+            reply=prefix + question,
+            problem=question,
+        )
     if updated.send_at is None:
-        return Outcome(email=updated, next="wait", reply=reply.reply)
+        return Outcome(email=updated, next="wait", reply=said)
     missing = [name for name, value in (("recipient", to), ("subject", subject), ("body", body)) if not value]
     if missing:
         question = f"To schedule it I still need the {', '.join(missing)}."
-        return Outcome(email=updated, next="wait", reply=_explain([question], reply.reply), problem=question)
+        return Outcome(
+            email=updated, next="wait", reply=prefix + _explain([question], "" if announce else said), problem=question
+        )
     when = format_local(updated.send_at, timezone)
     if updated.send_at < now - NOW_GRACE:
         # A time given earlier, while something else was missing, has passed since: ask, never send late.
         question = f"The time you gave ({when}) has passed. When should I send it?"
         return Outcome(
-            email=updated.model_copy(update={"send_at": None}), next="wait", reply=question, problem=question
+            email=updated.model_copy(update={"send_at": None}), next="wait", reply=prefix + question, problem=question
         )
-    text = reply.reply or f"Scheduled for {when}."
+    text = f"{said} Scheduled for {when}." if announce else (said or f"Scheduled for {when}.")
     return Outcome(email=updated.model_copy(update={"scheduled": True}), next="schedule", reply=text)
 
 

@@ -20,6 +20,7 @@ from iwf.workflow_context import WorkflowContext
 from workflows.model import (
     ActionResult,
     CancelInput,
+    Control,
     DraftInput,
     EmailStatus,
     Refusal,
@@ -28,9 +29,11 @@ from workflows.model import (
 )
 from workflows.record import (
     CH_CANCEL,
+    CH_CONTROL,
     CH_USER_INPUT,
     DA_CANCEL_REQUESTED,
     DA_CARD,
+    DA_CONFIRMED,
     DA_CONVERSATION,
     DA_DELIVERY,
     DA_DRAFT,
@@ -39,6 +42,7 @@ from workflows.record import (
     DA_LAST_ERROR,
     DA_LAST_REPLY,
     DA_OWNER,
+    DA_OWNER_PROFILE,
     DA_PENDING,
     DA_SEND_ATTEMPTS,
     DA_SENT_MESSAGE_ID,
@@ -72,7 +76,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
         s = self._services
         return StateSchema.with_starting_state(
             StartState(),
-            AgentState(),
+            AgentState(s),
             ComposeState(s),
             ComposeCrashedState(s),
             ScheduleState(s),
@@ -100,6 +104,8 @@ class EmailAgentWorkflow(ObjectWorkflow):
                     DA_SENT_MESSAGE_ID,
                     DA_CARD,
                     DA_DELIVERY,
+                    DA_CONFIRMED,
+                    DA_OWNER_PROFILE,
                 )
             ),
             PersistenceField.data_attribute_def(DA_SEND_ATTEMPTS, int),
@@ -111,6 +117,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
         return CommunicationSchema.create(
             CommunicationMethod.internal_channel_def(CH_USER_INPUT, str),
             CommunicationMethod.internal_channel_def(CH_CANCEL, str),
+            CommunicationMethod.internal_channel_def(CH_CONTROL, str),
         )
 
     # RPCs take and return JSON text of the models in workflows.model: validated on both sides.
@@ -150,6 +157,23 @@ class EmailAgentWorkflow(ObjectWorkflow):
         record.set(DA_CANCEL_REQUESTED, 1)
         communication.publish_to_internal_channel(CH_CANCEL, request.model_dump_json())
         return ActionResult(ok=True, detail="canceled: it will not be sent").model_dump_json()
+
+    @rpc(timeout_seconds=10, data_attribute_loading_policy=LOCKED_INBOX)
+    def control(self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication) -> str:
+        """A decision of the owner's (confirm or remove a recipient): queued like a request, in order."""
+        control = Control.model_validate_json(input)
+        record = Record(persistence)
+        refusal, why = _refusal(record, control.actor)
+        if refusal:
+            return ActionResult(ok=False, detail=why, refusal=refusal).model_dump_json()
+        inbox = record.inbox
+        if control.message_id and control.message_id in inbox:
+            return ActionResult(ok=True, already=True, detail="already received").model_dump_json()
+        communication.publish_to_internal_channel(CH_CONTROL, control.model_dump_json())
+        record.set(DA_PENDING, record.pending + 1)
+        if control.message_id:
+            record.set(DA_INBOX, json.dumps([*inbox, control.message_id][-MAX_REMEMBERED_IDS:]))
+        return ActionResult(ok=True, detail="received").model_dump_json()
 
     @rpc(timeout_seconds=10)
     def save_draft(

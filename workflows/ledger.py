@@ -23,7 +23,13 @@ from iwf.command_request import CommandRequest, TimerCommand
 from iwf.command_results import CommandResults
 from iwf.communication import Communication
 from iwf.errors import WorkflowAlreadyStartedError, WorkflowNotExistsError, WorkflowRPCAcquiringLockFailure
-from iwf.iwf_api.models import IDReusePolicy, PersistenceLoadingPolicy, PersistenceLoadingType, WorkflowConfig
+from iwf.iwf_api.models import (
+    ExecutingStateIdMode,
+    IDReusePolicy,
+    PersistenceLoadingPolicy,
+    PersistenceLoadingType,
+    WorkflowConfig,
+)
 from iwf.persistence import Persistence
 from iwf.persistence_schema import PersistenceField, PersistenceSchema
 from iwf.rpc import rpc
@@ -140,7 +146,9 @@ class IwfDeliveryLedger:
     def __init__(self, client: Client, lock_retries: int = 40, local_activities: bool = True):
         self._client = client
         self._lock_retries = lock_retries
-        self._config = WorkflowConfig(optimize_activity=local_activities)
+        self._config = WorkflowConfig(
+            optimize_activity=local_activities, executing_state_id_mode=ExecutingStateIdMode.DISABLED
+        )
 
     def claim(self, intent: DeliveryIntent, execution: str, daily_limit: int) -> ClaimResult:
         payload = ClaimRequest(

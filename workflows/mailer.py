@@ -106,6 +106,8 @@ class OutgoingEmail(BaseModel):
     to: list[str] = Field(min_length=1)
     subject: str
     body: str
+    from_name: str | None = Field(None, description="Display name in From, e.g. 'Alice (via email-agent)'.")
+    reply_to: str | None = Field(None, description="Where replies go: the person who asked for the email.")
 
 
 class _ExactSubject(str):
@@ -145,6 +147,13 @@ def _check_subject(subject: str) -> str:
         if category == "Cs":
             raise InvalidEmailError("the subject is not valid text (it contains a lone surrogate)")
     return subject
+
+
+def _check_display_name(name: str) -> str:
+    """One line of visible text: the header code quotes and RFC 2047-encodes it as needed."""
+    if any(char in _LINE_BREAKS or unicodedata.category(char) in ("Cc", "Cs") for char in name):
+        raise InvalidEmailError("the sender's display name contains a line break or a control character")
+    return " ".join(name.split())[:100]
 
 
 def _parse_address(value: str, role: str) -> Address:
@@ -200,6 +209,10 @@ def build_message(email: OutgoingEmail, from_address: str, date: datetime | None
     if not email.to:
         raise InvalidEmailError("the email has no recipient")
     sender = _parse_address(from_address, "sender")
+    if email.from_name is not None:
+        # Who asked for it, by name; the address stays the account's, so SPF/DKIM and the sender match.
+        sender = Address(display_name=_check_display_name(email.from_name), addr_spec=sender.addr_spec)
+    reply_to = _parse_address(email.reply_to, "reply-to") if email.reply_to else None
     recipients = [_parse_address(address, "recipient") for address in email.to]
     subject = _ExactSubject(_check_subject(email.subject))
     try:
@@ -212,6 +225,8 @@ def build_message(email: OutgoingEmail, from_address: str, date: datetime | None
 
     msg = EmailMessage(policy=MESSAGE_POLICY)
     msg["From"] = sender
+    if reply_to is not None:
+        msg["Reply-To"] = reply_to
     msg["To"] = recipients
     msg["Subject"] = subject
     msg["Date"] = format_datetime(when, usegmt=True)

@@ -45,6 +45,9 @@ class EmailDraft(BaseModel):
     """The email as it stands. `revision` changes whenever its content does, and names its Message-ID."""
 
     to: list[str] = Field(default_factory=list)
+    unconfirmed: list[str] = Field(
+        default_factory=list, description="Proposed recipients the owner has not vouched for: nothing is sent yet."
+    )
     subject: str = ""
     body: str = ""
     send_at: datetime | None = Field(None, description="When to send, in UTC.")
@@ -95,9 +98,16 @@ class UserRequest(BaseModel):
     actor: str | None = None
 
 
+class OwnerProfile(BaseModel):
+    name: str | None = None
+    email: str | None = None
+
+
 class StartInput(BaseModel):
     timezone: str = "UTC"
     owner: str | None = Field(None, description="Who may change or cancel this email; None: anyone with access.")
+    owner_name: str | None = Field(None, description="The owner's name, shown in From (the address stays ours).")
+    owner_email: str | None = Field(None, description="The owner's address: replies go there (Reply-To).")
     card: CardRef | None = None
     first_request: UserRequest | None = Field(
         None, description="Carried by the start itself, so a new thread costs one engine call, not two."
@@ -124,6 +134,15 @@ class CancelInput(BaseModel):
     actor: str | None = None
 
 
+class Control(BaseModel):
+    """A decision the owner makes on the email without the model (a button, an API call)."""
+
+    kind: Literal["confirm_recipient", "remove_recipient"]
+    address: str = Field("", max_length=320)
+    actor: str | None = None
+    message_id: str | None = Field(None, max_length=200, description="Idempotency key: one decision, once.")
+
+
 class ActionResult(BaseModel):
     ok: bool
     detail: str
@@ -136,6 +155,7 @@ class EmailView(BaseModel):
 
     status: EmailStatus
     to: list[str]
+    unconfirmed: list[str] = Field(description="Recipients waiting for the owner's confirmation (none is written to).")
     subject: str
     body: str
     send_at: datetime | None

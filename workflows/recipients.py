@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from email_validator import EmailNotValidError, validate_email
 
 MAX_RECIPIENTS = 20
+# Loose on purpose: it finds candidates in what the user wrote; each is validated before it counts.
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
 class RecipientError(ValueError):
     """`str(error)` says, in plain words, which address is refused and why."""
 
 
-def normalize(addresses: Iterable[str], allowed_domains: Sequence[str] = ()) -> list[str]:
+def addresses_in(texts: Iterable[str]) -> set[str]:
+    """Every address written in these texts, lower-cased: what the user has vouched for by writing it."""
+    found: set[str] = set()
+    for text in texts:
+        for candidate in _ADDRESS.findall(text):
+            try:
+                found.add(validate_email(candidate.strip(".'"), check_deliverability=False).normalized.lower())
+            except EmailNotValidError:
+                continue
+    return found
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def normalize(
+    addresses: Iterable[str],
+    allowed_domains: Sequence[str] = (),
+    max_recipients: int = MAX_RECIPIENTS,
+    *,
+    special_use: bool = False,
+) -> list[str]:
     """Validated, de-duplicated addresses in the order given.
 
     A string with CR/LF, a comma or a display name is refused rather than
@@ -26,7 +51,7 @@ def normalize(addresses: Iterable[str], allowed_domains: Sequence[str] = ()) -> 
         if any(ch in text for ch in '\r\n,;<>"') or not text:
             raise RecipientError(f"'{raw.strip()[:80]}' is not a single email address")
         try:
-            checked = validate_email(text, check_deliverability=False)
+            checked = validate_email(text, check_deliverability=False, globally_deliverable=not special_use)
         except EmailNotValidError as error:
             raise RecipientError(f"'{text[:80]}' is not a valid email address: {error}") from error
         address = checked.normalized
@@ -37,6 +62,6 @@ def normalize(addresses: Iterable[str], allowed_domains: Sequence[str] = ()) -> 
             )
         if address.lower() not in (a.lower() for a in result):
             result.append(address)
-    if len(result) > MAX_RECIPIENTS:
-        raise RecipientError(f"at most {MAX_RECIPIENTS} recipients per email")
+    if len(result) > max_recipients:
+        raise RecipientError(f"{len(result)} recipients is more than the {max_recipients} an email may have")
     return result

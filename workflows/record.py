@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any, Protocol
 
-from workflows.model import CardRef, DeliveryIntent, EmailDraft, EmailStatus, EmailView, StartInput, Turn
+from workflows.model import CardRef, DeliveryIntent, EmailDraft, EmailStatus, EmailView, OwnerProfile, StartInput, Turn
 from workflows.sendtime import format_local
 
 DA_STATUS = "status"
@@ -25,6 +25,8 @@ DA_INBOX = "inbox"  # ids of accepted requests, for de-duplication; written only
 DA_SEND_ATTEMPTS = "send_attempts"
 DA_SENT_MESSAGE_ID = "sent_message_id"  # the Message-ID the mail server accepted, once it did
 DA_DELIVERY = "delivery"  # JSON DeliveryIntent: what the next hand-over to the mail server is, decided under lock
+DA_OWNER_PROFILE = "owner_profile"  # JSON OwnerProfile: the owner's name and address, for From and Reply-To
+DA_CONFIRMED = "confirmed_recipients"  # JSON list: addresses the owner confirmed for this email
 DA_CANCEL_REQUESTED = "cancel_requested"  # set by the cancel RPC under the inbox lock, beside its channel message
 DA_CARD = "card"  # JSON CardRef: where the user sees this email (a Slack thread), if anywhere
 DA_PENDING = "pending"  # requests accepted but not yet taken up by a state; under the same lock as the inbox
@@ -46,6 +48,7 @@ VIEW_KEYS = (
 )
 
 CH_USER_INPUT = "user_input"
+CH_CONTROL = "control"  # JSON Control: the owner's decisions that need no model
 CH_CANCEL = "cancel"
 
 MAX_STORED_TURNS = 200
@@ -122,6 +125,19 @@ class Record:
     def inbox(self) -> list[str]:
         raw = self._str(DA_INBOX)
         return list(json.loads(raw)) if raw else []
+
+    @property
+    def owner_profile(self) -> OwnerProfile:
+        raw = self._str(DA_OWNER_PROFILE)
+        return OwnerProfile.model_validate_json(raw) if raw else OwnerProfile()
+
+    @property
+    def confirmed(self) -> frozenset[str]:
+        raw = self._str(DA_CONFIRMED)
+        return frozenset(json.loads(raw)) if raw else frozenset()
+
+    def confirm(self, address: str) -> None:
+        self._p.set_data_attribute(DA_CONFIRMED, json.dumps(sorted({*self.confirmed, address.lower()})))
 
     def has_taken(self, message_id: str | None) -> bool:
         """Whether the request with this id was accepted. The conversation is asked too: when a request
@@ -210,6 +226,7 @@ def build_view(record: Record) -> EmailView:
     return EmailView(
         status=status,
         to=email.to,
+        unconfirmed=email.unconfirmed,
         subject=email.subject,
         body=email.body,
         send_at=email.send_at,
@@ -242,6 +259,8 @@ def initial_attributes(start: StartInput) -> dict[str, Any]:
     }
     if start.card:
         values[DA_CARD] = start.card.model_dump_json()
+    if start.owner_name or start.owner_email:
+        values[DA_OWNER_PROFILE] = OwnerProfile(name=start.owner_name, email=start.owner_email).model_dump_json()
     first = start.first_request
     if first is not None:
         turn = Turn(role="user", text=first.text, message_id=first.message_id)

@@ -8,6 +8,7 @@ itself is posted and updated by the workflow (NotifyState).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
@@ -21,9 +22,16 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
-from bot.slack.card import APPLY_EDIT_ACTION, CANCEL_ACTION, EMAIL_THREAD_EVENT
+from bot.slack.card import (
+    APPLY_EDIT_ACTION,
+    CANCEL_ACTION,
+    CONFIRM_RECIPIENT_ACTION,
+    EMAIL_THREAD_EVENT,
+    REMOVE_RECIPIENT_ACTION,
+)
 from bot.slack.markup import escape, mentioned_users, to_plain
-from workflows.model import CancelInput, CardRef, DraftInput, RequestResult, StartInput, UserRequest
+from workflows.model import CancelInput, CardRef, Control, DraftInput, RequestResult, StartInput, UserRequest
+from workflows.recipients import RecipientError, normalize
 from workflows.sendtime import is_valid_timezone
 
 log = logging.getLogger(__name__)
@@ -51,6 +59,14 @@ def files_not_attached(names: list[str]) -> str:
     return f"I used the words of your message. The {what} not added to the email: emails go out without attachments."
 
 
+def _one_address(text: str) -> bool:
+    try:
+        normalize([text])
+    except RecipientError:
+        return False
+    return True
+
+
 def thread_email_id(team: str, channel: str, thread_ts: str) -> str:
     """One workflow per thread, named by where it lives, so any replica finds it without a lookup."""
     return "slack-" + "-".join(_ID_PART.sub("", part) for part in (team, channel, thread_ts))
@@ -60,6 +76,8 @@ def thread_email_id(team: str, channel: str, thread_ts: str) -> str:
 class Profile:
     zone: str
     name: str
+    real_name: str = ""  # for From: "Alice Example (via email-agent)"
+    email: str = ""  # profile.email (scope users:read.email): replies to the emails they ask for go there
 
 
 @dataclass
@@ -78,6 +96,19 @@ class UserCache:
         profile = await self._profile(user)
         return profile.name if profile else ""
 
+    async def start_of(self, user: str, **fields: Any) -> StartInput:
+        """What a new email of this user starts with: their zone, their name and address for the sender."""
+        profile = await self._profile(user)
+        if profile is None:
+            return StartInput(timezone="UTC", owner=user, **fields)
+        return StartInput(
+            timezone=profile.zone,
+            owner=user,
+            owner_name=profile.real_name or profile.name or None,
+            owner_email=profile.email or None,
+            **fields,
+        )
+
     async def _profile(self, user: str) -> Profile | None:
         cached = self._entries.get(user)
         if cached and cached[1] > time.monotonic():
@@ -90,7 +121,14 @@ class UserCache:
         zone = str(info.get("tz") or "UTC")
         details = info.get("profile") or {}
         name = details.get("display_name") or details.get("real_name") or info.get("real_name") or info.get("name")
-        profile = Profile(zone=zone if is_valid_timezone(zone) else "UTC", name=str(name or ""))
+        real_name = details.get("real_name") or info.get("real_name") or ""
+        email = str(details.get("email") or "")
+        profile = Profile(
+            zone=zone if is_valid_timezone(zone) else "UTC",
+            name=str(name or ""),
+            real_name=str(real_name),
+            email=email if _one_address(email) else "",
+        )
         self._entries[user] = (profile, time.monotonic() + self.ttl_seconds)
         return profile
 
@@ -108,6 +146,8 @@ class SlackBot:
         app.command("/schedule-email")(self.on_schedule_command)
         app.action(CANCEL_ACTION)(self.on_cancel)
         app.action(APPLY_EDIT_ACTION)(self.on_apply_edit)
+        app.action(CONFIRM_RECIPIENT_ACTION)(self.on_recipient)
+        app.action(REMOVE_RECIPIENT_ACTION)(self.on_recipient)
 
     # --- messages -----------------------------------------------------------------
 
@@ -132,9 +172,8 @@ class SlackBot:
         request = UserRequest(text=text, message_id=f"{channel}:{ts}", actor=user)
         result: RequestResult | None = None
         if thread_ts == ts:
-            zone = await self._users.zone_of(user)
             card = CardRef(channel=channel, thread_ts=ts)
-            start = StartInput(timezone=zone, owner=user, card=card, first_request=request)
+            start = await self._users.start_of(user, card=card, first_request=request)
             if await self._engine.start(thread_email_id(team, channel, ts), start):
                 result = RequestResult(accepted=True, detail="received with the start")
         if result is None:  # a reply, or a re-delivery of a thread's first message (de-duplicated)
@@ -230,10 +269,9 @@ class SlackBot:
         user, team = command["user_id"], command["team_id"]
         trigger = hashlib.sha256(str(command.get("trigger_id") or time.time_ns()).encode()).hexdigest()[:20]
         email_id = f"slack-{_ID_PART.sub('', team)}-cmd-{trigger}"
-        zone = await self._users.zone_of(user)
         request = UserRequest(text=text, message_id=f"cmd:{trigger}", actor=user)
         card = CardRef(channel=user, root_text=f":email: New email: {escape(text)}")
-        await self._engine.start(email_id, StartInput(timezone=zone, owner=user, card=card, first_request=request))
+        await self._engine.start(email_id, await self._users.start_of(user, card=card, first_request=request))
         await ack(response_type="ephemeral", text="On it: I am opening a thread for this email in our DM.")
 
     # --- buttons --------------------------------------------------------------------
@@ -253,6 +291,28 @@ class SlackBot:
             await self._ephemeral(body, "This email is already canceled; nothing changed.")
         elif not result.ok:
             await self._ephemeral(body, f"Not canceled: {result.detail}.")
+
+    async def on_recipient(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Confirm or Remove on a recipient the model proposed: the owner's decision, queued like a request."""
+        await ack()
+        user = body["user"]["id"]
+        try:
+            choice = json.loads(str(action["value"]))
+            email_id, address = str(choice["email_id"]), str(choice["address"])
+        except (ValueError, KeyError, TypeError):
+            return  # not a value this app made
+        kind = "confirm_recipient" if action["action_id"] == CONFIRM_RECIPIENT_ACTION else "remove_recipient"
+        control = Control(kind=kind, address=address, actor=user, message_id=f"{kind}:{action.get('action_ts')}")
+        try:
+            result = await self._engine.control(email_id, control)
+        except (EmailClosed, EmailNotFound):
+            await self._ephemeral(body, await self._finished_text(email_id))
+            return
+        except (EngineBusy, EngineUnavailable):
+            await self._ephemeral(body, UNREACHABLE)
+            return
+        if not result.ok:
+            await self._ephemeral(body, f"Nothing changed: {result.detail}.")
 
     async def on_apply_edit(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from workflows.model import EmailStatus, EmailView
 
 EMAIL_THREAD_EVENT = "email_agent_thread"  # message metadata naming the email a thread belongs to
 CANCEL_ACTION = "cancel_email"
+CONFIRM_RECIPIENT_ACTION = "confirm_recipient"
+REMOVE_RECIPIENT_ACTION = "remove_recipient"
 APPLY_EDIT_ACTION = "apply_edit"
 BODY_LIMIT = 2500  # a section's text holds 3000 characters
 
@@ -89,6 +92,8 @@ def render(email_id: str, view: EmailView) -> list[dict[str, Any]]:
                 },
             }
         )
+    if view.unconfirmed and not view.status.is_final:
+        blocks.extend(_recipient_blocks(email_id, view.unconfirmed))
     actions = _actions(email_id, view)
     if actions:
         blocks.append({"type": "actions", "block_id": "email_actions", "elements": actions})
@@ -103,6 +108,48 @@ def _when(view: EmailView) -> str:
         return ""
     icon = ":calendar:" if view.will_send else ":double_vertical_bar:"
     return f"{icon} {_escape(view.plan)}"
+
+
+def recipient_value(email_id: str, address: str) -> str:
+    return json.dumps({"email_id": email_id, "address": address}, separators=(",", ":"))
+
+
+def _recipient_blocks(email_id: str, addresses: list[str]) -> list[dict[str, Any]]:
+    """One line per recipient the model proposed and the owner never wrote: nothing is sent until they decide."""
+    blocks: list[dict[str, Any]] = []
+    for address in addresses[:10]:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f":raised_hand: *New recipient:* {_escape(address)}\n"
+                    "It is not in your messages: nothing is sent until you confirm or remove it.",
+                },
+            }
+        )
+        value = recipient_value(email_id, address)
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": CONFIRM_RECIPIENT_ACTION,
+                        "style": "primary",
+                        "text": {"type": "plain_text", "text": "Confirm"},
+                        "value": value,
+                    },
+                    {
+                        "type": "button",
+                        "action_id": REMOVE_RECIPIENT_ACTION,
+                        "text": {"type": "plain_text", "text": "Remove"},
+                        "value": value,
+                    },
+                ],
+            }
+        )
+    return blocks
 
 
 def _actions(email_id: str, view: EmailView) -> list[dict[str, Any]]:

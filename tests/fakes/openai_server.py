@@ -169,6 +169,11 @@ def decide(user: str, context: dict[str, Any]) -> dict[str, Any]:
     if lower.startswith("cancel"):
         return {"reply": "OK, I canceled it.", "action": "cancel"}
     reply: dict[str, Any] = {"reply": "Done.", "action": "draft"}
+    if "to my accountant" in lower:  # an address the user never wrote (pasted context, a model's guess)
+        kept = list(context.get("email", {}).get("to") or []) if "also" in lower else []
+        reply["to"] = [*kept, "accountant@numbers.example"]
+    if "long body" in lower:
+        reply["body"] = "Lorem ipsum dolor sit amet. " * 40
     if "translate to japanese" in lower:
         reply.update(subject=JAPANESE_SUBJECT, body=JAPANESE_BODY, reply="翻訳しました。")
     for part in text.split(";"):

@@ -43,6 +43,7 @@ class FakeSlack:
     answered_ts: dict[int, str] = field(default_factory=dict)  # call index -> ts it answered with
     rate_limit_next: dict[str, int] = field(default_factory=dict)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (channel, ts) -> message
+    emails: dict[str, dict[str, str]] = field(default_factory=dict)  # user -> {"email": ...}
     socket_mode: FakeSocketMode | None = None
     runner: web.AppRunner | None = None
     port: int = 0
@@ -119,7 +120,8 @@ class FakeSlack:
                     "name": user.lower(),
                     "real_name": name,
                     "tz": self.timezones.get(user, "UTC"),
-                    "profile": {"display_name": name, "real_name": name},
+                    # profile.email is only there with the users:read.email scope, as in Slack.
+                    "profile": {"display_name": name, "real_name": name, **self.emails.get(user, {})},
                 },
             }
         if method == "chat.postMessage":

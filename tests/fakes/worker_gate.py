@@ -126,7 +126,7 @@ class WorkerGate:
                 await hold.released.wait()
                 break
         assert self.session is not None
-        async with self.session.post(
-            self.target + request.path, data=raw, headers={"Content-Type": "application/json"}
-        ) as answer:
+        # As sent, the worker secret header included (the worker refuses state calls without it).
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with self.session.post(self.target + request.path, data=raw, headers=headers) as answer:
             return web.Response(status=answer.status, body=await answer.read(), content_type="application/json")

@@ -15,21 +15,25 @@ from iwf.state_movement import StateMovement
 from iwf.workflow_state import WorkflowState
 
 from workflows.agent import Agent
+from workflows.decisions import decide_recipient
 from workflows.deliveries import DeliveryRegistry
 from workflows.ledger import DeliveryLedger
 from workflows.mailer import Mailer
-from workflows.model import EmailStatus, Turn, UserRequest, utcnow
+from workflows.model import Control, EmailStatus, Turn, UserRequest, utcnow
 from workflows.notifier import CardNotifier
 from workflows.record import (
     DA_CANCEL_REQUESTED,
     DA_CARD,
+    DA_CONFIRMED,
     DA_CONVERSATION,
     DA_DRAFT,
+    DA_EMAIL,
     DA_INBOX,
     DA_OWNER,
     DA_PENDING,
     DA_SEND_ATTEMPTS,
     DA_STATUS,
+    DA_TIMEZONE,
     Record,
 )
 
@@ -56,7 +60,7 @@ def load(*keys: str, lock: Sequence[str] = ()) -> PersistenceLoadingPolicy:
 LOCKED_INBOX = load(DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, lock=INBOX_KEYS)
 # What taking up a request, or ending the email, touches: the conversation gets the request, the card is
 # refreshed alongside, and a cancel clears what is pending.
-TAKE_UP_KEYS = [DA_STATUS, DA_CONVERSATION, DA_DRAFT, DA_CARD]
+TAKE_UP_KEYS = [DA_STATUS, DA_CONVERSATION, DA_DRAFT, DA_CARD, DA_EMAIL, DA_TIMEZONE, DA_CONFIRMED]
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,12 @@ class Services:
     notifier: CardNotifier | None = None
     mail_domain: str = "email-agent.local"
     allowed_domains: tuple[str, ...] = ()
+    confirm_external: bool = False
+    confirm_new_recipients: bool = True
+    max_recipients: int = 20
+    max_body_chars: int = 0
     daily_send_limit: int = 0
+    from_name_format: str = "{name} (via email-agent)"
     send_max_attempts: int = 5
     send_backoff_seconds: int = 2
     send_backoff_max_seconds: int = 300
@@ -94,6 +103,30 @@ def accept_request(record: Record, raw: str) -> None:
     record.set(DA_PENDING, max(0, record.pending - 1))
     record.set(DA_DRAFT, "")
     record.status = EmailStatus.PROCESSING
+
+
+def take_control(record: Record, raw: str, services: "Services") -> StateDecision:
+    """Apply an owner's decision taken out of the inbox (call only under the inbox lock)."""
+    from workflows.states import conversation, sending
+
+    control = Control.model_validate_json(raw)
+    record.set(DA_PENDING, max(0, record.pending - 1))
+    email, now = record.email, services.clock()
+    confirm = control.kind == "confirm_recipient"
+    outcome = decide_recipient(email, control.address, confirm, timezone=record.timezone, now=now)
+    if confirm and outcome.email.to != email.to:
+        record.confirm(control.address)
+    record.email = outcome.email
+    record.add_turn(Turn(role="assistant", text=outcome.reply))
+    record.tell(outcome.reply, outcome.problem)
+    if outcome.next == "schedule":
+        record.status = EmailStatus.SCHEDULED
+        return go(record, sending.ScheduleState)
+    if email.scheduled and outcome.email.scheduled:  # nothing to confirm here: it stays as it was
+        record.status = EmailStatus.SCHEDULED
+        return go(record, sending.ScheduleState)
+    record.status = EmailStatus.WAITING
+    return go(record, conversation.AgentState)
 
 
 def go(record: Record, state: type[WorkflowState[Any]], state_input: Any = None) -> StateDecision:

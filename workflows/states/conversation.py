@@ -18,12 +18,15 @@ from iwf.workflow_state import WorkflowState
 from iwf.workflow_state_options import WorkflowStateOptions
 
 from workflows.agent import AgentError
-from workflows.decisions import apply_reply
+from workflows.decisions import Policy, apply_reply
 from workflows.model import EmailStatus, StartInput, Turn
+from workflows.recipients import addresses_in
 from workflows.record import (
     CH_CANCEL,
+    CH_CONTROL,
     CH_USER_INPUT,
     DA_CARD,
+    DA_CONFIRMED,
     DA_CONVERSATION,
     DA_EMAIL,
     DA_SEND_ATTEMPTS,
@@ -34,7 +37,17 @@ from workflows.record import (
 )
 from workflows.sendtime import format_local, zone
 from workflows.states import sending
-from workflows.states.common import INBOX_KEYS, TAKE_UP_KEYS, Services, accept_request, cancel, go, load, received
+from workflows.states.common import (
+    INBOX_KEYS,
+    TAKE_UP_KEYS,
+    Services,
+    accept_request,
+    cancel,
+    go,
+    load,
+    received,
+    take_control,
+)
 
 
 class StartState(WorkflowState[str]):
@@ -64,6 +77,9 @@ class StartState(WorkflowState[str]):
 class AgentState(WorkflowState[None]):
     """Waits for the user. A failure stays visible here until the next request."""
 
+    def __init__(self, services: Services):
+        self._services = services
+
     def get_state_options(self) -> WorkflowStateOptions:
         return WorkflowStateOptions(
             wait_until_api_data_attributes_loading_policy=load(DA_STATUS),
@@ -77,7 +93,9 @@ class AgentState(WorkflowState[None]):
         if record.status not in (EmailStatus.FAILED, EmailStatus.UNCONFIRMED):
             record.status = EmailStatus.WAITING
         return CommandRequest.for_any_command_completed(
-            InternalChannelCommand.by_name(CH_USER_INPUT), InternalChannelCommand.by_name(CH_CANCEL)
+            InternalChannelCommand.by_name(CH_USER_INPUT),
+            InternalChannelCommand.by_name(CH_CANCEL),
+            InternalChannelCommand.by_name(CH_CONTROL),
         )
 
     def execute(
@@ -91,8 +109,24 @@ class AgentState(WorkflowState[None]):
         record = Record(persistence)
         if received(command_results, CH_CANCEL) is not None or record.cancel_requested:
             return cancel(record)
+        control = received(command_results, CH_CONTROL)
+        if control is not None:
+            return take_control(record, control, self._services)
         accept_request(record, received(command_results, CH_USER_INPUT))
         return go(record, ComposeState)
+
+
+def policy(record: Record, services: Services) -> Policy:
+    """The recipient and size rules for this email: addresses the owner wrote or confirmed are vouched for."""
+    written = addresses_in(turn.text for turn in record.conversation if turn.role == "user")
+    return Policy(
+        allowed_domains=services.allowed_domains,
+        confirm_external=services.confirm_external,
+        vouched=frozenset(written) if services.confirm_new_recipients else None,
+        confirmed=record.confirmed,
+        max_recipients=services.max_recipients,
+        max_body_chars=services.max_body_chars,
+    )
 
 
 def _not_understood(record: Record, services: Services, reason: str) -> StateDecision:
@@ -119,7 +153,9 @@ class ComposeState(WorkflowState[None]):
 
     def get_state_options(self) -> WorkflowStateOptions:
         return WorkflowStateOptions(
-            execute_api_data_attributes_loading_policy=load(DA_CONVERSATION, DA_EMAIL, DA_TIMEZONE, DA_CARD),
+            execute_api_data_attributes_loading_policy=load(
+                DA_CONVERSATION, DA_EMAIL, DA_TIMEZONE, DA_CARD, DA_CONFIRMED
+            ),
             execute_api_timeout_seconds=self._services.agent_timeout_seconds,
             execute_api_retry_policy=RetryPolicy(
                 initial_interval_seconds=2,
@@ -146,9 +182,7 @@ class ComposeState(WorkflowState[None]):
         except AgentError as error:
             return _not_understood(record, services, error.reason)
 
-        outcome = apply_reply(
-            reply, email, timezone=timezone, now=services.clock(), allowed_domains=services.allowed_domains
-        )
+        outcome = apply_reply(reply, email, timezone=timezone, now=services.clock(), policy=policy(record, services))
         if outcome.next == "cancel":
             record.add_turn(Turn(role="assistant", text=outcome.reply or "Canceled."))
             # Decided under the inbox lock: the user may have written more while the model thought.

@@ -32,11 +32,13 @@ from workflows.mailer import AmbiguousSendError, OutgoingEmail, PermanentSendErr
 from workflows.model import DeliveryIntent, EmailDraft, EmailStatus
 from workflows.record import (
     CH_CANCEL,
+    CH_CONTROL,
     CH_USER_INPUT,
     DA_CARD,
     DA_DELIVERY,
     DA_EMAIL,
     DA_OWNER,
+    DA_OWNER_PROFILE,
     DA_SEND_ATTEMPTS,
     DA_SENT_MESSAGE_ID,
     DA_TIMEZONE,
@@ -55,9 +57,10 @@ from workflows.states.common import (
     go,
     load,
     received,
+    take_control,
 )
 
-_DELIVERY_KEYS = (DA_EMAIL, DA_DELIVERY, DA_SEND_ATTEMPTS, DA_TIMEZONE, DA_CARD)
+_DELIVERY_KEYS = (DA_EMAIL, DA_DELIVERY, DA_SEND_ATTEMPTS, DA_TIMEZONE, DA_CARD, DA_OWNER_PROFILE)
 
 
 class ScheduleState(WorkflowState[None]):
@@ -85,6 +88,7 @@ class ScheduleState(WorkflowState[None]):
             TimerCommand.by_seconds(seconds_until(send_at, self._services.clock())),
             InternalChannelCommand.by_name(CH_USER_INPUT),
             InternalChannelCommand.by_name(CH_CANCEL),
+            InternalChannelCommand.by_name(CH_CONTROL),
         )
 
     def execute(
@@ -102,6 +106,9 @@ class ScheduleState(WorkflowState[None]):
         if request is not None:
             accept_request(record, request)
             return go(record, conversation.ComposeState)
+        control = received(command_results, CH_CONTROL)
+        if control is not None:
+            return take_control(record, control, self._services)
         if record.pending:
             # Accepted while the timer fired, still in its channel: answered before anything goes out.
             return go(record, conversation.AgentState)
@@ -167,7 +174,15 @@ class DeliverState(WorkflowState[None]):
             if not claim.first:
                 outcome = services.deliveries.known(key) or _after_an_earlier_attempt(services, intent.message_id)
         if outcome is None:
-            outgoing = OutgoingEmail(message_id=intent.message_id, to=email.to, subject=email.subject, body=email.body)
+            profile = record.owner_profile
+            outgoing = OutgoingEmail(
+                message_id=intent.message_id,
+                to=email.to,
+                subject=email.subject,
+                body=email.body,
+                from_name=services.from_name_format.format(name=profile.name) if profile.name else None,
+                reply_to=profile.email,
+            )
             outcome = services.deliveries.run(key, lambda: services.mailer.send(outgoing))
         if isinstance(outcome, AmbiguousSendError):
             checked = services.mailer.was_delivered(intent.message_id)
