@@ -144,6 +144,7 @@ class Email:
     asked_again: int = 0
     not_understood: bool = False  # a request the assistant never answered, however often it was said
     request_stuck: bool = False
+    unscheduled_by: list[str] = field(default_factory=list)  # model failures that took its schedule away
     seen: set[str] = field(default_factory=set)  # statuses this client saw
     final: dict[str, Any] = field(default_factory=dict)
     settled: bool = False
@@ -169,6 +170,7 @@ class Report:
     duplicated_unconfirmed: list[str] = field(default_factory=list)  # duplicates the user was told about
     failed: list[str] = field(default_factory=list)  # refused for good even after asking again
     not_understood: list[str] = field(default_factory=list)  # the assistant failed on every try
+    faults_by_email: dict[str, list[str]] = field(default_factory=dict)  # email index: faults in order
     max_lateness_s: float = 0.0
     canceled: int = 0
     revised: int = 0
@@ -410,7 +412,8 @@ class Chaos:
 
     async def say(self, email: Email, text: str, subject: str | None = None) -> str:
         """Says `text` until the assistant answers it: "understood", "refused" (too late / finished),
-        "not understood" (the assistant failed every time) or "stuck" (no answer and no error)."""
+        "not understood" (the assistant failed every time), "moot" (not understood, and the email went
+        on without it: sent, canceled, delivery unknown) or "stuck" (no answer and no error)."""
         for _ in range(1 + self.config.max_said_again):
             if not await self.put(email, text):
                 return "refused"
@@ -422,9 +425,16 @@ class Chaos:
                     email.expected_subject = subject
                 email.scheduled = bool(view["will_send"]) or view["status"] in ("sending", "sent", "unconfirmed")
                 return "understood"
-            if fate == "stuck":
-                email.request_stuck = True
-                return "stuck"
+            if fate in ("stuck", "moot"):
+                email.request_stuck = fate == "stuck"
+                return fate
+            # A model failure changes nothing: an email that was going out still goes out (unless the mail
+            # server refused it for good meanwhile, which unschedules it with its own reason).
+            refused = "smtp 554" in self.faults.by_email.get(email.index, [])
+            if email.scheduled and not email.cancel_accepted and not view["will_send"] and not refused:
+                email.unscheduled_by.append(
+                    f"the assistant failed on {text!r} and the email is now {view['status']}: {view['plan']!r}"
+                )
             email.said_again += 1  # the assistant failed: say it again, as a person would
         email.said_again -= 1
         email.not_understood = True
@@ -433,7 +443,7 @@ class Chaos:
     async def fate(self, email: Email) -> tuple[str, dict[str, Any]]:
         """Waits for the answer to the latest accepted message (the email's `user_turns`-th user turn):
         "answered" (an assistant turn after it), "failed" (none, nothing left to do, and `last_error`
-        says why) or "stuck"."""
+        says why), "moot" (none, and the email is at rest) or "stuck"."""
         k = email.user_turns
         deadline = time.monotonic() + 120
         while True:
@@ -443,6 +453,8 @@ class Chaos:
             if len(users) >= k:
                 if any(t["role"] == "assistant" for t in turns[users[k - 1] + 1 :]):
                     return "answered", view
+                if view["status"] in RESTING:
+                    return "moot", view  # not understood, and the email went on without it (sent, ...)
                 busy = view["status"] in ("processing", "sending") or view["pending_requests"]
                 if not busy and view["last_error"]:
                     return "failed", view
@@ -528,6 +540,7 @@ class Chaos:
             seed=self.config.seed,
             kills=dict(self.kills),
             faults=dict(sorted(self.faults.counts.items())),
+            faults_by_email={str(i): kinds for i, kinds in sorted(self.faults.by_email.items())},
         )
         for email in emails:
             mails = self.sink.to(email.recipient)
@@ -538,6 +551,8 @@ class Chaos:
             report.said_again += email.said_again
             report.asked_again += email.asked_again
             report.revised += email.revised
+            for what in email.unscheduled_by:
+                report.unscheduled.append(f"{label}: {what}")
             if not email.settled or email.request_stuck:
                 report.stuck.append(label)
                 continue
