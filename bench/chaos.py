@@ -551,8 +551,8 @@ class Chaos:
             report.said_again += email.said_again
             report.asked_again += email.asked_again
             report.revised += email.revised
-            for what in email.unscheduled_by:
-                report.unscheduled.append(f"{label}: {what}")
+            if email.unscheduled_by:  # one entry per email, however often it happened
+                report.unscheduled.append(f"{label}: {'; '.join(email.unscheduled_by)}")
             if not email.settled or email.request_stuck:
                 report.stuck.append(label)
                 continue
@@ -593,6 +593,8 @@ class Chaos:
             elif status in ("sent", "canceled"):
                 report.lost.append(f"{label}: the app says {status}, nothing arrived")
             elif email.scheduled and not view.get("will_send"):
+                if email.unscheduled_by:
+                    continue  # listed already
                 report.unscheduled.append(f"{label}: plan {view.get('plan')!r}, last error {view.get('last_error')!r}")
             elif email.scheduled:
                 report.stuck.append(f"{label}: still planned, {view.get('plan')!r}")
