@@ -569,7 +569,8 @@ class Chaos:
                         f"{label}: {mail.message['Subject']!r}, understood {email.expected_subject!r}"
                     )
             if status == "unconfirmed":
-                (report.unconfirmed_delivered if mails else report.unconfirmed_not_delivered).append(label)
+                told = f"{label}: {view.get('last_error')}"
+                (report.unconfirmed_delivered if mails else report.unconfirmed_not_delivered).append(told)
                 if len(mails) > 1:
                     report.duplicated_unconfirmed.append(f"{label}: {len(mails)} deliveries")
                 continue
@@ -603,18 +604,20 @@ class Chaos:
         return report
 
 
-async def run_chaos(config: Config) -> Report:
-    """Runs in a fresh state dir, removed on success and kept (with every process's log) on failure."""
+async def run_chaos(config: Config, keep_logs: bool = False) -> Report:
+    """Runs in a fresh state dir, removed on success and kept (with every process's log) on failure, when
+    asked, or when an email ended "delivery unknown" without an injected SMTP fault to explain it."""
     state = Path(tempfile.mkdtemp(prefix="email-agent-chaos-"))
     try:
         report = await Chaos(config, state).run()
     except BaseException:
         print(f"chaos run failed; logs kept in {state}")
         raise
-    if report.ok:
+    unexplained = [u for u in report.unconfirmed_delivered + report.unconfirmed_not_delivered if "smtp drop" not in u]
+    if report.ok and not keep_logs and not unexplained:
         shutil.rmtree(state, ignore_errors=True)
     else:
-        print(f"chaos run found problems; logs kept in {state}")
+        print(f"logs kept in {state}" + ("" if report.ok else " (the chaos run found problems)"))
     return report
 
 
@@ -627,6 +630,7 @@ def main() -> None:
     parser.add_argument("--model-faults", type=float, default=defaults.model_fault_rate, help="share of model calls")
     parser.add_argument("--smtp-faults", type=float, default=defaults.smtp_fault_rate, help="share of deliveries")
     parser.add_argument("--smtp-slow", type=float, default=defaults.smtp_slow_rate, help="share of deliveries")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the state dir and logs even if all is well")
     args = parser.parse_args()
     config = Config(
         n=args.n,
@@ -639,7 +643,7 @@ def main() -> None:
         span = args.window or max(60.0, args.n * 0.6)
         config.window_start, config.window_end = 30.0, 30.0 + span
         config.kill_until = config.window_end
-    report = asyncio.run(run_chaos(config))
+    report = asyncio.run(run_chaos(config, keep_logs=args.keep_logs))
     print(report.table())
     RESULTS.write_text(
         json.dumps(
