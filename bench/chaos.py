@@ -172,6 +172,7 @@ class Report:
     not_understood: list[str] = field(default_factory=list)  # the assistant failed on every try
     faults_by_email: dict[str, list[str]] = field(default_factory=dict)  # email index: faults in order
     max_lateness_s: float = 0.0
+    latest: str = ""  # the email that arrived latest after its send time
     canceled: int = 0
     revised: int = 0
     delivered: int = 0
@@ -232,6 +233,8 @@ class Report:
         ]
         width = max(len(k) for k, _ in rows)
         lines = [f"| {k.ljust(width)} | {v} |" for k, v in rows]
+        if self.latest:
+            lines.append(f"  latest: {self.latest}")
         for name in ("unconfirmed_delivered", "unconfirmed_not_delivered", "duplicated_unconfirmed", "failed"):
             for entry in getattr(self, name):
                 lines.append(f"  {name.replace('_', ' ')}: {entry}")
@@ -583,8 +586,9 @@ class Chaos:
                     continue
                 report.delivered += 1
                 if view.get("send_at"):
-                    due = datetime.fromisoformat(view["send_at"]).timestamp()
-                    report.max_lateness_s = max(report.max_lateness_s, mails[0].at - due)
+                    lateness = mails[0].at - datetime.fromisoformat(view["send_at"]).timestamp()
+                    if lateness > report.max_lateness_s:
+                        report.max_lateness_s, report.latest = lateness, label
                 continue
             # Nothing arrived.
             if status == "failed" and view.get("last_error"):
