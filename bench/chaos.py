@@ -145,6 +145,7 @@ class Email:
     not_understood: bool = False  # a request the assistant never answered, however often it was said
     request_stuck: bool = False
     unscheduled_by: list[str] = field(default_factory=list)  # model failures that took its schedule away
+    refusals_understood: int = 0  # SMTP 554s injected before the last understood request
     seen: set[str] = field(default_factory=set)  # statuses this client saw
     final: dict[str, Any] = field(default_factory=dict)
     settled: bool = False
@@ -235,7 +236,14 @@ class Report:
         lines = [f"| {k.ljust(width)} | {v} |" for k, v in rows]
         if self.latest:
             lines.append(f"  latest: {self.latest}")
-        for name in ("unconfirmed_delivered", "unconfirmed_not_delivered", "duplicated_unconfirmed", "failed"):
+        told = (
+            "unconfirmed_delivered",
+            "unconfirmed_not_delivered",
+            "duplicated_unconfirmed",
+            "failed",
+            "not_understood",
+        )
+        for name in told:
             for entry in getattr(self, name):
                 lines.append(f"  {name.replace('_', ' ')}: {entry}")
         for name in ("lost", "duplicated", "sent_after_cancel", "unscheduled", "stale_content", "stuck"):
@@ -424,6 +432,7 @@ class Chaos:
             fate, view = await self.fate(email)
             if fate == "answered":
                 email.understood_any = True
+                email.refusals_understood = self.refusals(email)
                 if subject:
                     email.expected_subject = subject
                 email.scheduled = bool(view["will_send"]) or view["status"] in ("sending", "sent", "unconfirmed")
@@ -433,7 +442,7 @@ class Chaos:
                 return fate
             # A model failure changes nothing: an email that was going out still goes out (unless the mail
             # server refused it for good meanwhile, which unschedules it with its own reason).
-            refused = "smtp 554" in self.faults.by_email.get(email.index, [])
+            refused = self.refusals(email) > email.refusals_understood
             if email.scheduled and not email.cancel_accepted and not view["will_send"] and not refused:
                 email.unscheduled_by.append(
                     f"the assistant failed on {text!r} and the email is now {view['status']}: {view['plan']!r}"
@@ -442,6 +451,9 @@ class Chaos:
         email.said_again -= 1
         email.not_understood = True
         return "not understood"
+
+    def refusals(self, email: Email) -> int:
+        return self.faults.by_email.get(email.index, []).count("smtp 554")
 
     async def fate(self, email: Email) -> tuple[str, dict[str, Any]]:
         """Waits for the answer to the latest accepted message (the email's `user_turns`-th user turn):
