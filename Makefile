@@ -58,8 +58,8 @@ bench: install
 	$(VENV)/bin/python -m bench.floor --n 300
 	$(VENV)/bin/python -m bench.scale
 
-chaos: install
-	$(VENV)/bin/python -m bench.chaos --n 200
+chaos: install  # SEED=42 to replay a run
+	$(VENV)/bin/python -m bench.chaos --n 200 $(if $(SEED),--seed $(SEED))
 
 bench-quick: install
 	$(VENV)/bin/python -m bench.latency --n 20

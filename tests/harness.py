@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -88,7 +89,11 @@ class Received:
 class SmtpSink:
     """aiosmtpd on loopback. Faults on demand: `reject_with` answers DATA with an SMTP error; `drop_after_data`
     takes the message, then closes the connection without answering (the sender cannot know it arrived);
-    `hold_replies` takes the message and keeps the answer back until the event is set."""
+    `hold_replies` takes the message and keeps the answer back until the event is set.
+
+    `fault`, if set, is asked about each message (its aiosmtpd envelope) before the switches above, from the
+    sink's own thread, and may answer: an SMTP reply such as "451 4.3.0 try again" (the message is refused),
+    "drop" (as drop_after_data), "hold SECONDS" (taken, answered that much later), or None (no fault)."""
 
     port: int
     received: list[Received] = field(default_factory=list)
@@ -97,8 +102,17 @@ class SmtpSink:
     hold_replies: threading.Event | None = None
     data_arrived: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    fault: Callable[[Any], str | None] | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        fault = self.fault(envelope) if self.fault else None
+        drop, hold = self.drop_after_data, 0.0
+        if fault == "drop":
+            drop = True
+        elif fault and fault.startswith("hold "):
+            hold = float(fault.split()[1])
+        elif fault:
+            return fault
         if self.reject_with:
             return self.reject_with
         # SMTP carries CRLF; compare texts with the line endings Python uses.
@@ -106,9 +120,11 @@ class SmtpSink:
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
         self.data_arrived.set()
-        if self.drop_after_data:
+        if drop:
             server.transport.close()
             return "421 closing"  # never reaches the sender: the connection is already gone
+        if hold:
+            await asyncio.sleep(hold)
         held = self.hold_replies
         while held is not None and not held.is_set():
             await asyncio.sleep(0.05)

@@ -18,11 +18,18 @@ import time
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import httpx
 from iwf.client import Client
 from iwf.command_request import CommandRequest, TimerCommand
 from iwf.command_results import CommandResults
 from iwf.communication import Communication
-from iwf.errors import WorkflowAlreadyStartedError, WorkflowNotExistsError, WorkflowRPCAcquiringLockFailure
+from iwf.errors import (
+    ServerSideError,
+    WorkflowAlreadyStartedError,
+    WorkflowNotExistsError,
+    WorkflowRPCAcquiringLockFailure,
+    WorkflowRPCExecutionError,
+)
 from iwf.iwf_api.models import (
     ExecutingStateIdMode,
     IDReusePolicy,
@@ -143,30 +150,42 @@ class DeliveryLedger(Protocol):
 class IwfDeliveryLedger:
     """Claims through the iWF server. Runs in a worker thread (the SDK is synchronous)."""
 
-    def __init__(self, client: Client, lock_retries: int = 40, local_activities: bool = True):
+    def __init__(
+        self, client: Client, lock_retries: int = 40, local_activities: bool = True, outage_seconds: float = 30.0
+    ):
         self._client = client
         self._lock_retries = lock_retries
+        self._outage_seconds = outage_seconds
         self._config = WorkflowConfig(
             optimize_activity=local_activities, executing_state_id_mode=ExecutingStateIdMode.DISABLED
         )
 
     def claim(self, intent: DeliveryIntent, execution: str, daily_limit: int) -> ClaimResult:
+        """Claims are idempotent per execution token, so a claim whose answer was lost (the iWF server died
+        with it in flight) is asked again with the same token, by the same living execution: had it been
+        recorded, the answer is still "first", and the email is not left "unconfirmed" for nothing."""
         payload = ClaimRequest(
             message_id=intent.message_id, round=intent.round, execution=execution, daily_limit=daily_limit
         ).model_dump_json()
-        delay = 0.02
-        for attempt in range(self._lock_retries + 1):
+        delay, lock_failures = 0.02, 0
+        outage_until = time.monotonic() + self._outage_seconds
+        while True:
             try:
                 raw = self._client.invoke_rpc(intent.ledger, DeliveryLedgerWorkflow.claim, payload, str)
                 return ClaimResult.model_validate_json(str(raw))
             except WorkflowNotExistsError:
                 self._open(intent.ledger)
             except WorkflowRPCAcquiringLockFailure:
-                if attempt == self._lock_retries:
+                lock_failures += 1
+                if lock_failures > self._lock_retries:
                     raise
                 time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
                 delay = min(delay * 2, 0.5)
-        raise RuntimeError(f"could not claim a delivery in {intent.ledger}")
+            except (httpx.HTTPError, WorkflowRPCExecutionError, ServerSideError, RuntimeError):
+                # The engine, not the claim, failed (restarting, unreachable, an update it dropped).
+                if time.monotonic() > outage_until:
+                    raise
+                time.sleep(1.0)
 
     def _open(self, ledger: str) -> None:
         expires = utcnow() + timedelta(days=LEDGER_DAYS)

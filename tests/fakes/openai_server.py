@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,14 +27,20 @@ REASONING_MODEL = re.compile(r"^(gpt-5|o1|o3|o4)")
 # Names that play an OpenAI-compatible server without Structured Outputs: json_schema gets a 400.
 JSON_ONLY_MODEL_PREFIX = "json-only"
 UNSUPPORTED_KEYWORDS = frozenset({"minLength", "maxLength"})  # outside the subset strict mode takes everywhere
+# What a fault hook may answer: the misbehaviours the trigger words ask for, chosen by the caller instead.
+FAULTS = frozenset({"429", "500", "timeout", "garbage", "schema", "refuse"})
 JAPANESE_SUBJECT = "ランチのお誘い"
 JAPANESE_BODY = "アナさん、明日一緒にランチに行きませんか？\nよろしくお願いします。"
 
 
 @dataclass
 class FakeOpenAI:
+    """`fault`, if set, is asked about every request (its JSON body) and may answer one of FAULTS: the fake
+    then misbehaves so without any trigger word in the conversation (the chaos run draws them at random)."""
+
     requests: list[dict[str, Any]] = field(default_factory=list)
     slow_seconds: float = 5.0
+    fault: Callable[[dict[str, Any]], str | None] | None = None
     runner: web.AppRunner | None = None
     port: int = 0
 
@@ -87,24 +94,28 @@ class FakeOpenAI:
         messages = body["messages"]
         context = json.loads(messages[1]["content"])
         user = [m["content"] for m in messages if m["role"] == "user"][-1]
-        if "FAIL500" in user:
+        fault = self.fault(body) if self.fault else None
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}")
+        if fault == "500" or "FAIL500" in user:
             return web.json_response({"error": {"message": "upstream broke", "type": "server_error"}}, status=500)
-        if "RATE429" in user:
+        if fault == "429" or "RATE429" in user:
             return web.json_response(
                 {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
                 status=429,
                 headers={"Retry-After": "0"},
             )
-        if "SLOW" in user:
+        if fault == "timeout" or "SLOW" in user:
             await asyncio.sleep(self.slow_seconds)
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
-        if "REFUSE" in user and schema is not None:
+        refuse = fault == "refuse" or "REFUSE" in user
+        if refuse and schema is not None:
             message["refusal"] = "I'm sorry, I can't assist with that request."
-        elif "REFUSE" in user:
+        elif refuse:
             message["content"] = "I'm sorry, I can't assist with that request."
-        elif "GARBAGE" in user:
+        elif fault == "garbage" or "GARBAGE" in user:
             message["content"] = "Sure! Here is your email: Dear Ana, ..."
-        elif "SCHEMA" in user:
+        elif fault == "schema" or "SCHEMA" in user:
             message["content"] = json.dumps({"reply": "ok", "action": "launch-rockets"})
         else:
             reply = decide(user, context)

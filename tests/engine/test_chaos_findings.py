@@ -1,0 +1,50 @@
+"""Findings of the chaos run, made to happen on purpose.
+
+A delivering execution that dies while its ledger claim is in flight can leave a claim recorded for an
+execution that never learned it was first, and so never sent. The next execution cannot tell that from "it
+claimed, sent, and died before the answer was recorded": both leave exactly one claim and no answer. So it
+does not resend blindly; the email ends `unconfirmed` and the user is told it may have gone out. Any
+handshake (reserve, then mark) only moves this window to its last round trip; what shrinks it is not losing
+the caller, which is why a claim whose answer was lost to a dying iWF server is retried by the same,
+living execution with the same token (workflows/ledger.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.engine.test_edges import gated, gated_api  # noqa: F401 - fixtures
+from tests.fakes.worker_gate import RPC, WorkerGate
+from tests.harness import Api, AppProcess, SmtpSink, unique
+
+pytestmark = pytest.mark.engine
+
+
+def _claim(path: str, body: dict[str, Any]) -> bool:
+    return path == RPC and body.get("rpcName") == "claim"
+
+
+async def test_a_claim_recorded_after_its_caller_died_is_never_resent_blindly(
+    gated: tuple[AppProcess, WorkerGate],  # noqa: F811
+    gated_api: Api,  # noqa: F811
+    smtp_sink: SmtpSink,
+) -> None:
+    app, gate = gated
+    wid = unique("orphan-claim")
+    await gated_api.start(wid)
+    hold = gate.hold(_claim)
+    try:
+        await gated_api.say(wid, "to: oc@example.com; subject: Orphan claim; body: Hello; send in 1 seconds")
+        await hold.wait_arrived(30)
+        await asyncio.to_thread(app.kill)  # the delivering execution dies waiting for its claim's answer
+        await asyncio.to_thread(app.start)
+    finally:
+        hold.release()  # the claim is then recorded, for an execution that no longer exists
+    view = await gated_api.wait_for(wid, "sent", "unconfirmed", timeout=120)
+    await asyncio.sleep(2)
+    mails = smtp_sink.to("oc@example.com")
+    assert (view["status"], len(mails)) == ("unconfirmed", 0), (view["status"], view["last_error"], len(mails))
+    assert "not sure" in view["last_reply"] and not view["will_send"], "the user is told, and it is not resent"
