@@ -124,6 +124,16 @@ class Settings(BaseSettings):
         description="From's display name for an email someone asked for; {name} is their name. The address "
         "is always the account's own.",
     )
+    undo_seconds: int = Field(
+        10,
+        ge=0,
+        le=300,
+        description="An email due sooner than this after it is scheduled (or sent now) waits "
+        "this long, and the card offers Undo meanwhile; 0: no undo window.",
+    )
+    draft_ttl_days: float = Field(
+        30, ge=0, description="A draft idle this long closes (scheduled emails never do); 0: never."
+    )
     max_recipients_per_email: int = Field(10, ge=1, le=100)
     max_body_chars: int = Field(20_000, ge=100, description="Longer bodies are refused with a message.")
     confirm_new_recipients: bool = Field(

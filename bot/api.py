@@ -9,7 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import TypeVar
 from zoneinfo import available_timezones
 
 from aiohttp import web
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, f
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
 from bot.openapi import ApiModels, openapi_document
 from bot.tokens import MAX_USER_LENGTH, TokenSigner
-from workflows.model import CancelInput, Control, DraftInput, StartInput, UserRequest
+from workflows.model import CancelInput, Control, ControlKind, DraftInput, EmailEdit, EmailView, StartInput, UserRequest
 from workflows.recipients import RecipientError, normalize
 from workflows.sendtime import is_valid_timezone
 
@@ -97,6 +97,32 @@ class RecipientBody(BaseModel):
     address: str = Field(min_length=3, max_length=320, description="A recipient waiting for confirmation.")
     actor: str | None = Field(None, max_length=200)
     message_id: str | None = Field(None, max_length=200, description="Idempotency key for this decision.")
+
+
+class ControlBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str | None = Field(None, max_length=200)
+    message_id: str | None = Field(None, max_length=200, description="Idempotency key for this decision.")
+
+
+class EditBody(EmailEdit):
+    """The owner's own version of the email, applied as one new revision without the model."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Within the request size limit (MAX_BODY_BYTES) however the text is encoded, like a message's text.
+    body: str = Field("", max_length=8000)
+    actor: str | None = Field(None, max_length=200)
+    message_id: str | None = Field(None, max_length=200)
+
+
+class EmailListing(BaseModel):
+    id: str
+    email: EmailView
+
+
+class EmailList(BaseModel):
+    owner: str
+    emails: list[EmailListing]
 
 
 class TokenBody(BaseModel):
@@ -278,18 +304,39 @@ async def cancel_email(request: web.Request) -> web.Response:
     return ok(result)
 
 
-def decide_recipient(kind: Literal["confirm_recipient", "remove_recipient"]) -> Handler:
+def owner_control(kind: ControlKind) -> Handler:
+    """An owner's decision (confirm or remove a recipient, send now, undo, edit), queued in order like a request."""
+    model: type[RecipientBody | EditBody | ControlBody] = (
+        RecipientBody if kind.endswith("_recipient") else EditBody if kind == "edit" else ControlBody
+    )
+
     async def handler(request: web.Request) -> web.Response:
         caller = require_token(request)
         wid = email_id(request)
-        body = await body_of(request, RecipientBody)
-        control = Control(kind=kind, address=body.address, actor=caller.actor(body.actor), message_id=body.message_id)
+        body = await body_of(request, model, optional=model is ControlBody)
+        control = Control(kind=kind, actor=caller.actor(body.actor), message_id=body.message_id)
+        if isinstance(body, RecipientBody):
+            control.address = body.address
+        if isinstance(body, EditBody):
+            control.edit = EmailEdit.model_validate(body.model_dump(include=set(EmailEdit.model_fields)))
         result = await request.app[ENGINE_KEY].control(wid, control)
         if not result.ok:
             raise refused(result.refusal, result.detail)
         return ok(result, status=202)
 
     return handler
+
+
+async def list_emails(request: web.Request) -> web.Response:
+    """An owner's emails (?owner=): a user token may list only its own user's."""
+    caller = require_token(request)
+    owner = request.query.get("owner", "")
+    if not owner or len(owner) > MAX_USER_LENGTH:
+        raise ApiError(422, "invalid", "owner: name the owner whose emails to list (?owner=...)")
+    if caller.user is not None and owner != caller.user:
+        raise ApiError(403, "forbidden", "this token lists only its own user's emails")
+    found = await request.app[ENGINE_KEY].emails_of(owner)
+    return ok(EmailList(owner=owner, emails=[EmailListing(id=i, email=v) for i, v in found]))
 
 
 async def issue_token(request: web.Request) -> web.Response:
@@ -308,7 +355,19 @@ async def healthz(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(
         openapi_document(
-            ApiModels(StartBody, MessageBody, DraftBody, CancelBody, StartResult, RecipientBody, TokenBody, TokenResult)
+            ApiModels(
+                StartBody,
+                MessageBody,
+                DraftBody,
+                CancelBody,
+                StartResult,
+                RecipientBody,
+                TokenBody,
+                TokenResult,
+                ControlBody,
+                EditBody,
+                EmailList,
+            )
         )
     )
 
@@ -324,8 +383,12 @@ def add_api_routes(app: web.Application, engine: EmailEngine, api_token: str) ->
     app.router.add_post("/api/emails/{email_id}/messages", post_message)
     app.router.add_put("/api/emails/{email_id}/draft", save_draft)
     app.router.add_post("/api/emails/{email_id}/cancel", cancel_email)
-    app.router.add_post("/api/emails/{email_id}/recipients/confirm", decide_recipient("confirm_recipient"))
-    app.router.add_post("/api/emails/{email_id}/recipients/remove", decide_recipient("remove_recipient"))
+    app.router.add_get("/api/emails", list_emails)
+    app.router.add_post("/api/emails/{email_id}/recipients/confirm", owner_control("confirm_recipient"))
+    app.router.add_post("/api/emails/{email_id}/recipients/remove", owner_control("remove_recipient"))
+    app.router.add_post("/api/emails/{email_id}/send-now", owner_control("send_now"))
+    app.router.add_post("/api/emails/{email_id}/undo", owner_control("undo"))
+    app.router.add_post("/api/emails/{email_id}/edit", owner_control("edit"))
     app.router.add_post("/api/tokens", issue_token)
 
 

@@ -28,8 +28,10 @@ from iwf.errors import (
 )
 from iwf.iwf_api.errors import UnexpectedStatus
 from iwf.iwf_api.models import ExecutingStateIdMode, IDReusePolicy, WorkflowConfig, WorkflowStatus
+from iwf.iwf_api.models.workflow_search_request import WorkflowSearchRequest
 from iwf.object_encoder import ObjectEncoder
 from iwf.registry import Registry
+from iwf.unregistered_client import UnregisteredClient
 from iwf.workflow_options import WorkflowOptions
 
 from workflows.email_workflow import EmailAgentWorkflow as Wf
@@ -44,7 +46,7 @@ from workflows.model import (
     StartInput,
     UserRequest,
 )
-from workflows.record import Record, build_view, initial_attributes
+from workflows.record import SA_OWNER, Record, build_view, initial_attributes, initial_search_attributes
 
 T = TypeVar("T")
 
@@ -103,6 +105,18 @@ class _Attributes:
     def set_data_attribute(self, key: str, value: Any) -> None:
         raise TypeError("an ended workflow's attributes are read-only")
 
+    def get_search_attribute_keyword(self, key: str) -> str | None:
+        return None
+
+    def set_search_attribute_keyword(self, key: str, value: str | None) -> None:
+        raise TypeError("an ended workflow's attributes are read-only")
+
+    def get_search_attribute_datetime(self, key: str) -> str | None:
+        return None
+
+    def set_search_attribute_datetime(self, key: str, value: str | None) -> None:
+        raise TypeError("an ended workflow's attributes are read-only")
+
 
 class EmailEngine:
     def __init__(
@@ -124,6 +138,7 @@ class EmailEngine:
         self._engine_retries = engine_retries
         options = ClientOptions(server_url=server_url, worker_url=worker_url, object_encoder=ObjectEncoder.default)
         self._client = Client(registry, options)
+        self._search = UnregisteredClient(options)  # iWF's search API has no wrapper on the registered client
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-client")
 
     async def _run(self, fn: Callable[[], T]) -> T:
@@ -161,6 +176,7 @@ class EmailEngine:
             workflow_config_override=self._config,
             # Set with the start itself, so a describe right after a start already sees them.
             initial_data_attributes=initial_attributes(start),
+            initial_search_attributes=initial_search_attributes(start),
         )
         try:
             await self._run(lambda: self._client.start_workflow(Wf, email_id, 0, start.model_dump_json(), options))
@@ -208,6 +224,23 @@ class EmailEngine:
                 raise EmailClosed(f"this email is already {view.status.value}; it can no longer be canceled") from None
             return ActionResult(ok=True, already=True, detail="already canceled")
         return ActionResult.model_validate_json(raw)
+
+    async def emails_of(self, owner: str, limit: int = 50) -> list[tuple[str, EmailView]]:
+        """An owner's emails, newest first: found by the EmailOwner search attribute (Temporal visibility, a
+        moment behind the workflows), each then described for its current state."""
+        quoted = owner.replace("\\", "\\\\").replace("'", "\\'")
+        request = WorkflowSearchRequest(query=f"{SA_OWNER}='{quoted}'", page_size=limit)
+        answer = await self._run(lambda: self._search.search_workflow(request))
+        entries = answer.workflow_executions if isinstance(answer.workflow_executions, list) else []
+        ids = list(dict.fromkeys(entry.workflow_id for entry in entries))
+        views = await asyncio.gather(*(self._describe_if_any(email_id) for email_id in ids))
+        return [(email_id, view) for email_id, view in zip(ids, views, strict=True) if view is not None]
+
+    async def _describe_if_any(self, email_id: str) -> EmailView | None:
+        try:
+            return await self.describe(email_id)
+        except EmailNotFound:
+            return None
 
     async def describe(self, email_id: str) -> EmailView:
         try:

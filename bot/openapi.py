@@ -54,6 +54,9 @@ _LINKS = {
         ("Cancel", "cancelEmail"),
         ("ConfirmRecipient", "confirmRecipient"),
         ("RemoveRecipient", "removeRecipient"),
+        ("SendNow", "sendNow"),
+        ("Undo", "undoSend"),
+        ("Edit", "editEmail"),
     )
 }
 
@@ -85,14 +88,23 @@ class ApiModels:
     recipient: type[BaseModel]
     token: type[BaseModel]
     issued: type[BaseModel]
+    control: type[BaseModel]
+    edit: type[BaseModel]
+    listing: type[BaseModel]
 
 
 @cache
 def openapi_document(models: ApiModels) -> dict[str, Any]:
     start, message, draft, cancel, started = models.start, models.message, models.draft, models.cancel, models.started
     _, defs = models_json_schema(
-        [(m, "validation") for m in (start, message, draft, cancel, models.recipient, models.token)]
-        + [(m, "serialization") for m in (EmailView, RequestResult, ActionResult, started, models.issued)],
+        [
+            (m, "validation")
+            for m in (start, message, draft, cancel, models.recipient, models.token, models.control, models.edit)
+        ]
+        + [
+            (m, "serialization")
+            for m in (EmailView, RequestResult, ActionResult, started, models.issued, models.listing)
+        ],
         ref_template=REF,
     )
     schemas = {**defs.get("$defs", {}), "Error": ERROR}
@@ -188,6 +200,43 @@ def openapi_document(models: ApiModels) -> dict[str, Any]:
                     },
                 }
                 for verb in ("confirm", "remove")
+            },
+            **{
+                f"/api/emails/{{email_id}}/{verb}": {
+                    "parameters": [id_param],
+                    "post": {
+                        "operationId": operation,
+                        "summary": summary,
+                        "requestBody": {"required": verb == "edit", **_json(_ref(body))},
+                        "responses": {
+                            "202": {"description": "Queued, answered in order", **_json(_ref(ActionResult))},
+                            **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+                        },
+                    },
+                }
+                for verb, operation, body, summary in (
+                    ("send-now", "sendNow", models.control, "Send it now (after the undo window)"),
+                    ("undo", "undoSend", models.control, "Put a scheduled email on hold"),
+                    ("edit", "editEmail", models.edit, "Apply the owner's own version, without the model"),
+                )
+            },
+            "/api/emails": {
+                "get": {
+                    "operationId": "listEmails",
+                    "summary": "An owner's emails (a user token: only its own user's)",
+                    "parameters": [
+                        {
+                            "name": "owner",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "Newest first", **_json(_ref(models.listing))},
+                        **_errors(401, 403, 422, 503),
+                    },
+                }
             },
             "/api/tokens": {
                 "post": {

@@ -42,6 +42,10 @@ class LocalStack:
             lambda: temporal.is_serving(settings.temporal_host_port),
             timeout=90,
         )
+        # A server (or its database file) may predate a search attribute the workflows now use.
+        created = temporal.register_search_attributes(settings.temporal_host_port, settings.temporal_namespace)
+        if created:
+            log.info("temporal: registered the search attributes %s", ", ".join(created))
         self._ensure(
             iwf.server(
                 self._iwf_binary(install=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,10 @@ IWF_SEARCH_ATTRIBUTES = {
     "IwfWorkflowType": "Keyword",
     "IwfGlobalWorkflowVersion": "Int",
     "IwfExecutingStateIds": "KeywordList",
+    # The project's own (workflows/record.py): an owner's emails listed by owner, status and send time.
+    "EmailOwner": "Keyword",
+    "EmailStatus": "Keyword",
+    "EmailSendAt": "Datetime",
 }
 
 # iWF's RPC locking runs RPCs as Temporal workflow updates; say so explicitly
@@ -75,3 +80,37 @@ def dev_server(state_dir: Path, host_port: str = "localhost:7233") -> ManagedPro
         is_healthy=lambda: is_serving(host_port),
         pid_file=PidFile.of(state_dir, "temporal"),
     )
+
+
+def register_search_attributes(host_port: str, namespace: str = "default") -> list[str]:
+    """Create the search attributes a server that was already running lacks (one started before this version
+    of the project knew them); the dev server registers them itself at its start. Returns what it created."""
+    cli = temporal_cli()
+    listed = subprocess.run(
+        [cli, "operator", "search-attribute", "list", "--address", host_port, "--namespace", namespace, "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    try:
+        answer = json.loads(listed.stdout or "{}")
+    except ValueError:
+        answer = {}
+    known = {*answer.get("customAttributes", {}), *answer.get("systemAttributes", {})}
+    created = []
+    target = ["--address", host_port, "--namespace", namespace]
+    for name, kind in IWF_SEARCH_ATTRIBUTES.items():
+        if name in known:
+            continue
+        result = subprocess.run(
+            [cli, "operator", "search-attribute", "create", "--name", name, "--type", kind, *target],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if result.returncode != 0 and "already" not in (result.stderr + result.stdout).lower():
+            raise StackError(f"could not register the search attribute {name}: {result.stderr.strip()}")
+        created.append(name)
+    return created

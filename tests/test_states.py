@@ -37,6 +37,15 @@ class Attributes(dict[str, Any]):
     def set_data_attribute(self, key: str, value: Any) -> None:
         self[key] = value
 
+    def get_search_attribute_keyword(self, key: str) -> str | None:
+        return self.get(f"sa:{key}")
+
+    def set_search_attribute_keyword(self, key: str, value: str | None) -> None:
+        self[f"sa:{key}"] = value
+
+    get_search_attribute_datetime = get_search_attribute_keyword
+    set_search_attribute_datetime = set_search_attribute_keyword
+
 
 class RecordingMailer:
     description = "recording"

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from workflows.agent import AgentReply
-from workflows.model import EmailDraft
+from workflows.model import EmailDraft, EmailEdit
 from workflows.recipients import MAX_RECIPIENTS, RecipientError, domain_of, normalize
 from workflows.sendtime import NOW_GRACE, SendTimeError, format_local, resolve
 
@@ -43,6 +43,7 @@ class Policy:
     confirmed: frozenset[str] = frozenset()
     max_recipients: int = MAX_RECIPIENTS
     max_body_chars: int = 0  # 0: no limit
+    undo_seconds: int = 0  # an email due sooner than this after it is scheduled waits this long, undoable
 
     def needs_confirmation(self, address: str) -> bool:
         key = address.lower()
@@ -104,10 +105,12 @@ def apply_reply(
         send_at=send_at,
         revision=email.revision + 1 if changed else email.revision,
     )
-    return _decide(updated, problems, reply.reply, timezone=timezone, now=now)
+    return _decide(updated, problems, reply.reply, timezone=timezone, now=now, policy=policy)
 
 
-def decide_recipient(email: EmailDraft, address: str, confirm: bool, *, timezone: str, now: datetime) -> Outcome:
+def decide_recipient(
+    email: EmailDraft, address: str, confirm: bool, *, timezone: str, now: datetime, policy: Policy | None = None
+) -> Outcome:
     """The owner confirmed or removed a proposed recipient: the email moves on as if the model had just
     proposed what is left (scheduled at its time if nothing else is open)."""
     key = address.lower()
@@ -120,11 +123,92 @@ def decide_recipient(email: EmailDraft, address: str, confirm: bool, *, timezone
         update={"to": to, "unconfirmed": unconfirmed, "revision": email.revision + (1 if confirm else 0)}
     )
     said = f"{address} {'confirmed' if confirm else 'removed'}."
-    return _decide(updated, [], said, timezone=timezone, now=now, announce=True)
+    return _decide(updated, [], said, timezone=timezone, now=now, announce=True, policy=policy)
+
+
+def send_now(email: EmailDraft, *, timezone: str, now: datetime, policy: Policy) -> Outcome:
+    """The owner's Send now: it goes at once, after the undo window, if nothing is open."""
+    return _decide(
+        email.model_copy(update={"send_at": now}),
+        [],
+        "Sending now.",
+        timezone=timezone,
+        now=now,
+        announce=True,
+        policy=policy,
+    )
+
+
+def hold(email: EmailDraft) -> Outcome:
+    """The owner's Undo: a scheduled email is put on hold (never sent until they say when)."""
+    if not email.scheduled:
+        return Outcome(email=email, next="wait", reply="It is not scheduled: there is nothing to undo.")
+    held = email.model_copy(update={"scheduled": False, "undo_until": None})
+    return Outcome(
+        email=held, next="wait", reply="Undone: it is on hold and will not be sent. Press Send now or tell me when."
+    )
+
+
+def edit_errors(edit: EmailEdit, *, timezone: str, now: datetime, policy: Policy) -> dict[str, str]:
+    """What is wrong with the owner's own version, field by field (the modal shows them beside the fields)."""
+    return _checked_edit(edit, timezone=timezone, now=now, policy=policy)[1]
+
+
+def apply_edit(email: EmailDraft, edit: EmailEdit, *, timezone: str, now: datetime, policy: Policy) -> Outcome:
+    """The owner's own version, one new revision, no model: the same rules as for the model's proposals, except
+    that recipients the owner typed are vouched for."""
+    draft, errors = _checked_edit(edit, timezone=timezone, now=now, policy=policy)
+    if errors or draft is None:
+        problem = "; ".join(f"{field}: {why}" for field, why in errors.items())
+        return Outcome(email=email, next="wait", reply=f"Your edit was not applied: {problem}.", problem=problem)
+    changed = (draft.to, draft.subject, draft.body) != (email.to, email.subject, email.body)
+    updated = draft.model_copy(update={"revision": email.revision + 1 if changed else email.revision})
+    return _decide(updated, [], "Your edit is applied.", timezone=timezone, now=now, announce=True, policy=policy)
+
+
+def _checked_edit(
+    edit: EmailEdit, *, timezone: str, now: datetime, policy: Policy
+) -> tuple[EmailDraft | None, dict[str, str]]:
+    errors: dict[str, str] = {}
+    to: list[str] = []
+    try:
+        to = normalize(edit.to, () if policy.confirm_external else policy.allowed_domains, policy.max_recipients)
+    except RecipientError as error:
+        errors["to"] = str(error)
+    if not to and "to" not in errors:
+        errors["to"] = "at least one recipient is needed"
+    subject = " ".join(edit.subject.split())
+    if not subject:
+        errors["subject"] = "a subject is needed"
+    body = edit.body.strip("\n")
+    if not body.strip():
+        errors["body"] = "the body is empty"
+    elif policy.max_body_chars and len(body) > policy.max_body_chars:
+        errors["body"] = f"{len(body)} characters; the limit is {policy.max_body_chars}"
+    send_at = None
+    if edit.send_at_local:
+        try:
+            send_at = resolve(edit.send_at_local, timezone, now)
+        except SendTimeError as error:
+            errors["send_at"] = str(error)
+    if errors:
+        return None, errors
+    # Typed by the owner: vouched for, except where CONFIRM_EXTERNAL_RECIPIENTS asks for every outside domain.
+    typed = Policy(policy.allowed_domains, policy.confirm_external, vouched=None, confirmed=policy.confirmed)
+    outside = [a for a in to if typed.needs_confirmation(a)]
+    inside = [a for a in to if a not in outside]
+    return EmailDraft(to=inside, unconfirmed=outside, subject=subject, body=body, send_at=send_at), {}
 
 
 def _decide(
-    updated: EmailDraft, problems: list[str], said: str, *, timezone: str, now: datetime, announce: bool = False
+    updated: EmailDraft,
+    problems: list[str],
+    said: str,
+    *,
+    timezone: str,
+    now: datetime,
+    announce: bool = False,
+    policy: Policy | None = None,
 ) -> Outcome:
     """Where the email goes from here. `said`: the model's reply, or (`announce`) what the owner just did,
     which is always shown first."""
@@ -166,8 +250,20 @@ def _decide(
         return Outcome(
             email=updated.model_copy(update={"send_at": None}), next="wait", reply=prefix + question, problem=question
         )
+    undo = timedelta(seconds=policy.undo_seconds if policy else 0)
+    if undo and updated.send_at < now + undo:
+        # Due within the undo window: it waits that long, and the card offers Undo until then.
+        armed = updated.model_copy(update={"scheduled": True, "send_at": now + undo, "undo_until": now + undo})
+        seconds = int(undo.total_seconds())
+        text = (
+            f"{said} Sending in {seconds} seconds (you can undo until then)."
+            if announce
+            else (f"{said} Sending in {seconds} seconds (you can undo until then).".strip())
+        )
+        return Outcome(email=armed, next="schedule", reply=text)
     text = f"{said} Scheduled for {when}." if announce else (said or f"Scheduled for {when}.")
-    return Outcome(email=updated.model_copy(update={"scheduled": True}), next="schedule", reply=text)
+    armed = updated.model_copy(update={"scheduled": True, "undo_until": None})
+    return Outcome(email=armed, next="schedule", reply=text)
 
 
 def _explain(problems: Sequence[str], model_reply: str) -> str:

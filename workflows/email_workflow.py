@@ -10,6 +10,7 @@ import json
 
 from iwf.communication import Communication
 from iwf.communication_schema import CommunicationMethod, CommunicationSchema
+from iwf.iwf_api.models import SearchAttributeValueType
 from iwf.persistence import Persistence
 from iwf.persistence_schema import PersistenceField, PersistenceSchema
 from iwf.rpc import rpc
@@ -49,6 +50,9 @@ from workflows.record import (
     DA_STATUS,
     DA_TIMEZONE,
     MAX_REMEMBERED_IDS,
+    SA_OWNER,
+    SA_SEND_AT,
+    SA_STATUS,
     Record,
     build_view,
 )
@@ -111,6 +115,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
             PersistenceField.data_attribute_def(DA_SEND_ATTEMPTS, int),
             PersistenceField.data_attribute_def(DA_PENDING, int),
             PersistenceField.data_attribute_def(DA_CANCEL_REQUESTED, int),
+            PersistenceField.search_attribute_def(SA_OWNER, SearchAttributeValueType.KEYWORD),
+            PersistenceField.search_attribute_def(SA_STATUS, SearchAttributeValueType.KEYWORD),
+            PersistenceField.search_attribute_def(SA_SEND_AT, SearchAttributeValueType.DATETIME),
         )
 
     def get_communication_schema(self) -> CommunicationSchema:

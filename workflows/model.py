@@ -55,6 +55,9 @@ class EmailDraft(BaseModel):
         False,
         description="Armed to go out at send_at. False with a send_at means on hold (a question is open).",
     )
+    undo_until: datetime | None = Field(
+        None, description="Scheduled within the undo window: until then the card offers Undo."
+    )
     revision: int = 0
 
     @property
@@ -86,6 +89,7 @@ class CardRef(BaseModel):
     thread_ts: str = ""
     ts: str = ""
     root_text: str = ""
+    assistant: bool = Field(False, description="An AI-app assistant thread: its status and title follow the email.")
 
 
 class UserRequest(BaseModel):
@@ -134,11 +138,26 @@ class CancelInput(BaseModel):
     actor: str | None = None
 
 
+class EmailEdit(BaseModel):
+    """The owner's own version of the email (the edit modal, the API): applied without the model."""
+
+    to: list[str] = Field(default_factory=list, max_length=100)
+    subject: str = Field("", max_length=998)
+    body: str = Field("", max_length=100_000)
+    send_at_local: str | None = Field(
+        None, description="Wall-clock time in the email's zone, 'YYYY-MM-DDTHH:MM'; none: not scheduled."
+    )
+
+
+ControlKind = Literal["confirm_recipient", "remove_recipient", "send_now", "undo", "edit"]
+
+
 class Control(BaseModel):
     """A decision the owner makes on the email without the model (a button, an API call)."""
 
-    kind: Literal["confirm_recipient", "remove_recipient"]
+    kind: ControlKind
     address: str = Field("", max_length=320)
+    edit: EmailEdit | None = None
     actor: str | None = None
     message_id: str | None = Field(None, max_length=200, description="Idempotency key: one decision, once.")
 
@@ -162,6 +181,7 @@ class EmailView(BaseModel):
     send_at_local: str | None
     will_send: bool = Field(description="True if the email goes out at send_at unless someone acts.")
     plan: str = Field(description="In plain words: when it goes out, or why it does not.")
+    undo_until: datetime | None = Field(None, description="Until then, Undo puts the email on hold.")
     timezone: str
     owner: str | None
     draft: str

@@ -23,3 +23,8 @@ class CardNotifier(Protocol):
     def update(self, card: CardRef, email_id: str, view: EmailView) -> None:
         """Replaces the card's content with `view`. Raises to be retried."""
         ...
+
+    def settled(self, card: CardRef, email_id: str, view: EmailView) -> None:
+        """The card shows `view` now: anything that follows it (an assistant thread's status and title, the
+        owner's App Home) is brought up to date. Raises to be retried."""
+        ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC
 from typing import Any, Protocol
 
 from workflows.model import CardRef, DeliveryIntent, EmailDraft, EmailStatus, EmailView, OwnerProfile, StartInput, Turn
@@ -47,6 +48,12 @@ VIEW_KEYS = (
     DA_CARD,
 )
 
+# Search attributes (registered in Temporal by the launcher: devstack/temporal.py), so an owner's emails can
+# be listed (App Home) without reading every workflow.
+SA_OWNER = "EmailOwner"  # Keyword
+SA_STATUS = "EmailStatus"  # Keyword
+SA_SEND_AT = "EmailSendAt"  # Datetime: when a scheduled email goes out
+
 CH_USER_INPUT = "user_input"
 CH_CONTROL = "control"  # JSON Control: the owner's decisions that need no model
 CH_CANCEL = "cancel"
@@ -64,6 +71,14 @@ class Attributes(Protocol):
     def get_data_attribute(self, key: str) -> Any: ...
 
     def set_data_attribute(self, key: str, value: Any) -> None: ...
+
+    def get_search_attribute_keyword(self, key: str) -> str | None: ...
+
+    def set_search_attribute_keyword(self, key: str, value: str | None) -> None: ...
+
+    def get_search_attribute_datetime(self, key: str) -> str | None: ...
+
+    def set_search_attribute_datetime(self, key: str, value: str | None) -> None: ...
 
 
 class Record:
@@ -179,6 +194,20 @@ class Record:
     def get_str(self, key: str) -> str:
         return self._str(key)
 
+    def index(self) -> None:
+        """Keep the search attributes in step with the email: only what changed, and only the statuses a listing
+        shows (each upsert is a history event and a visibility write; `processing`, `sending` pass in moments)."""
+        if self.status in (EmailStatus.INITIALIZED, EmailStatus.PROCESSING, EmailStatus.SENDING):
+            return
+        status = self.status.value
+        if self._p.get_search_attribute_keyword(SA_STATUS) != status:
+            self._p.set_search_attribute_keyword(SA_STATUS, status)
+        email = self.email
+        if email.scheduled and email.send_at is not None:
+            when = email.send_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")  # the one form iWF parses
+            if self._p.get_search_attribute_datetime(SA_SEND_AT) != when:
+                self._p.set_search_attribute_datetime(SA_SEND_AT, when)
+
     def tell(self, reply: str, error: str = "") -> None:
         """What the user sees next: the assistant's words and, separately, what went wrong."""
         self._p.set_data_attribute(DA_LAST_REPLY, reply)
@@ -233,6 +262,7 @@ def build_view(record: Record) -> EmailView:
         send_at_local=when,
         will_send=will_send,
         plan=plan_text,
+        undo_until=email.undo_until if will_send and record.status == EmailStatus.SCHEDULED else None,
         timezone=record.timezone,
         owner=record.owner,
         draft=record.get_str(DA_DRAFT),
@@ -244,6 +274,13 @@ def build_view(record: Record) -> EmailView:
         sent_message_id=record.get_str(DA_SENT_MESSAGE_ID),
         conversation=record.conversation,
     )
+
+
+def initial_search_attributes(start: StartInput) -> dict[str, Any]:
+    values: dict[str, Any] = {SA_STATUS: initial_attributes(start)[DA_STATUS]}
+    if start.owner:
+        values[SA_OWNER] = start.owner
+    return values
 
 
 def initial_attributes(start: StartInput) -> dict[str, Any]:

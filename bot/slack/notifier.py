@@ -35,6 +35,9 @@ class SlackCardNotifier:
         )
         return str(response["ts"])
 
+    def settled(self, card: CardRef, email_id: str, view: EmailView) -> None:
+        """Nothing follows the card yet."""
+
     def update(self, card: CardRef, email_id: str, view: EmailView) -> None:
         self._client.chat_update(
             channel=card.channel, ts=card.ts, text=fallback_text(view), blocks=render(email_id, view)

@@ -65,7 +65,9 @@ class NotifyState(WorkflowState[str]):
             if card.ts:
                 notifier.update(card, ctx.workflow_id, view)
             else:
-                record.card = card.model_copy(update={"ts": notifier.post(card, ctx.workflow_id, view)})
+                card = card.model_copy(update={"ts": notifier.post(card, ctx.workflow_id, view)})
+                record.card = card
+            notifier.settled(card, ctx.workflow_id, view)
         if input:
             return StateDecision.graceful_complete_workflow(input)
         return StateDecision.dead_end

@@ -15,12 +15,13 @@ from iwf.state_movement import StateMovement
 from iwf.workflow_state import WorkflowState
 
 from workflows.agent import Agent
-from workflows.decisions import decide_recipient
+from workflows.decisions import Policy, apply_edit, decide_recipient, hold, send_now
 from workflows.deliveries import DeliveryRegistry
 from workflows.ledger import DeliveryLedger
 from workflows.mailer import Mailer
-from workflows.model import Control, EmailStatus, Turn, UserRequest, utcnow
+from workflows.model import Control, EmailEdit, EmailStatus, Turn, UserRequest, utcnow
 from workflows.notifier import CardNotifier
+from workflows.recipients import addresses_in
 from workflows.record import (
     DA_CANCEL_REQUESTED,
     DA_CARD,
@@ -81,6 +82,8 @@ class Services:
     max_body_chars: int = 0
     daily_send_limit: int = 0
     from_name_format: str = "{name} (via email-agent)"
+    undo_seconds: int = 0
+    draft_ttl_seconds: int = 0  # a draft idle this long closes; 0: never
     send_max_attempts: int = 5
     send_backoff_seconds: int = 2
     send_backoff_max_seconds: int = 300
@@ -105,25 +108,46 @@ def accept_request(record: Record, raw: str) -> None:
     record.status = EmailStatus.PROCESSING
 
 
-def take_control(record: Record, raw: str, services: "Services") -> StateDecision:
+def policy(record: Record, services: Services) -> Policy:
+    """The recipient, size and undo rules for this email: addresses the owner wrote or confirmed are vouched for."""
+    written = addresses_in(turn.text for turn in record.conversation if turn.role == "user")
+    return Policy(
+        allowed_domains=services.allowed_domains,
+        confirm_external=services.confirm_external,
+        vouched=frozenset(written) if services.confirm_new_recipients else None,
+        confirmed=record.confirmed,
+        max_recipients=services.max_recipients,
+        max_body_chars=services.max_body_chars,
+        undo_seconds=services.undo_seconds,
+    )
+
+
+def take_control(record: Record, raw: str, services: Services) -> StateDecision:
     """Apply an owner's decision taken out of the inbox (call only under the inbox lock)."""
     from workflows.states import conversation, sending
 
     control = Control.model_validate_json(raw)
     record.set(DA_PENDING, max(0, record.pending - 1))
-    email, now = record.email, services.clock()
-    confirm = control.kind == "confirm_recipient"
-    outcome = decide_recipient(email, control.address, confirm, timezone=record.timezone, now=now)
-    if confirm and outcome.email.to != email.to:
-        record.confirm(control.address)
+    email, now, zone_name = record.email, services.clock(), record.timezone
+    rules = policy(record, services)
+    if control.kind in ("confirm_recipient", "remove_recipient"):
+        confirm = control.kind == "confirm_recipient"
+        outcome = decide_recipient(email, control.address, confirm, timezone=zone_name, now=now, policy=rules)
+        if confirm and outcome.email.to != email.to:
+            record.confirm(control.address)
+    elif control.kind == "send_now":
+        outcome = send_now(email, timezone=zone_name, now=now, policy=rules)
+    elif control.kind == "undo":
+        outcome = hold(email)
+    else:
+        outcome = apply_edit(email, control.edit or EmailEdit(), timezone=zone_name, now=now, policy=rules)
+    if outcome.email.revision != email.revision:
+        record.set(DA_SEND_ATTEMPTS, 0)
     record.email = outcome.email
     record.add_turn(Turn(role="assistant", text=outcome.reply))
     record.tell(outcome.reply, outcome.problem)
-    if outcome.next == "schedule":
-        record.status = EmailStatus.SCHEDULED
-        return go(record, sending.ScheduleState)
-    if email.scheduled and outcome.email.scheduled:  # nothing to confirm here: it stays as it was
-        record.status = EmailStatus.SCHEDULED
+    if outcome.next == "schedule" or (email.scheduled and outcome.email.scheduled):
+        record.status = EmailStatus.SCHEDULED  # scheduled now, or untouched by a decision that did not apply
         return go(record, sending.ScheduleState)
     record.status = EmailStatus.WAITING
     return go(record, conversation.AgentState)
@@ -133,6 +157,7 @@ def go(record: Record, state: type[WorkflowState[Any]], state_input: Any = None)
     """Move on, and refresh the user's card alongside when there is one."""
     from workflows.states.card import NotifyState
 
+    record.index()
     if record.card is None:
         return StateDecision.single_next_state(state, state_input)
     return StateDecision.multi_next_states(StateMovement.create(state, state_input), NotifyState)
@@ -142,6 +167,7 @@ def finish(record: Record, output: str) -> StateDecision:
     """End the workflow; with a card, only after the card shows the end (NotifyState completes it)."""
     from workflows.states.card import NotifyState
 
+    record.index()
     if record.card is None:
         return StateDecision.graceful_complete_workflow(output)
     return StateDecision.single_next_state(NotifyState, output)

@@ -7,7 +7,7 @@ Compose (the model) -> Agent (needs the user) | Schedule | CancelByRequest
 
 # No `from __future__ import annotations`: the iWF SDK reads these classes' annotations at runtime.
 
-from iwf.command_request import CommandRequest, InternalChannelCommand
+from iwf.command_request import BaseCommand, CommandRequest, InternalChannelCommand, TimerCommand
 from iwf.command_results import CommandResults
 from iwf.communication import Communication
 from iwf.iwf_api.models import RetryPolicy
@@ -18,9 +18,8 @@ from iwf.workflow_state import WorkflowState
 from iwf.workflow_state_options import WorkflowStateOptions
 
 from workflows.agent import AgentError
-from workflows.decisions import Policy, apply_reply
+from workflows.decisions import apply_reply
 from workflows.model import EmailStatus, StartInput, Turn
-from workflows.recipients import addresses_in
 from workflows.record import (
     CH_CANCEL,
     CH_CONTROL,
@@ -43,8 +42,10 @@ from workflows.states.common import (
     Services,
     accept_request,
     cancel,
+    finish,
     go,
     load,
+    policy,
     received,
     take_control,
 )
@@ -92,11 +93,15 @@ class AgentState(WorkflowState[None]):
         record = Record(persistence)
         if record.status not in (EmailStatus.FAILED, EmailStatus.UNCONFIRMED):
             record.status = EmailStatus.WAITING
-        return CommandRequest.for_any_command_completed(
+        commands: list[BaseCommand] = [
             InternalChannelCommand.by_name(CH_USER_INPUT),
             InternalChannelCommand.by_name(CH_CANCEL),
             InternalChannelCommand.by_name(CH_CONTROL),
-        )
+        ]
+        if self._services.draft_ttl_seconds:
+            # A draft nobody answers does not wait forever (an open workflow costs the engine memory).
+            commands.append(TimerCommand.by_seconds(self._services.draft_ttl_seconds))
+        return CommandRequest.for_any_command_completed(*commands)
 
     def execute(
         self,
@@ -112,21 +117,24 @@ class AgentState(WorkflowState[None]):
         control = received(command_results, CH_CONTROL)
         if control is not None:
             return take_control(record, control, self._services)
-        accept_request(record, received(command_results, CH_USER_INPUT))
-        return go(record, ComposeState)
+        request = received(command_results, CH_USER_INPUT)
+        if request is not None:
+            accept_request(record, request)
+            return go(record, ComposeState)
+        if record.pending:  # accepted as the idle timer fired: it is in its channel, take it up
+            return go(record, AgentState)
+        idle = _duration(self._services.draft_ttl_seconds)
+        record.status = EmailStatus.CANCELED
+        record.tell(f"Closed after {idle} without activity; nothing was sent. Start a new email any time.")
+        return finish(record, "expired")
 
 
-def policy(record: Record, services: Services) -> Policy:
-    """The recipient and size rules for this email: addresses the owner wrote or confirmed are vouched for."""
-    written = addresses_in(turn.text for turn in record.conversation if turn.role == "user")
-    return Policy(
-        allowed_domains=services.allowed_domains,
-        confirm_external=services.confirm_external,
-        vouched=frozenset(written) if services.confirm_new_recipients else None,
-        confirmed=record.confirmed,
-        max_recipients=services.max_recipients,
-        max_body_chars=services.max_body_chars,
-    )
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
 def _not_understood(record: Record, services: Services, reason: str) -> StateDecision:

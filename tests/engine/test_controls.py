@@ -1,0 +1,137 @@
+"""The owner's decisions that need no model, through the real engine: send now and its undo window, undo,
+the owner's own edit (one revision, validated in code), an idle draft closing, and listing one's emails."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from tests.harness import Api, AppProcess, SmtpSink, unique, variant_of, wait_for_mail
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture
+async def undoable(app_process: AppProcess, tmp_path: Path) -> AsyncIterator[Api]:
+    """An app with a 4-second undo window (the suite's app has none, to time sends to the second)."""
+    app = variant_of(app_process, tmp_path, UNDO_SECONDS="4")
+    await asyncio.to_thread(app.start)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield Api(session, app.base_url)
+    app.stop()
+
+
+async def test_a_send_soon_waits_the_undo_window_and_undo_holds_it(undoable: Api, smtp_sink: SmtpSink) -> None:
+    api = undoable
+    wid = unique("undo")
+    await api.start(wid)
+    await api.say(wid, "to: un@example.com; subject: Oops; body: Wrong words; send in 1 seconds")
+    view = await api.wait_for(wid, "scheduled")
+    assert view["undo_until"] and "Sending in 4 seconds" in view["last_reply"]
+    assert datetime.fromisoformat(view["send_at"]) == datetime.fromisoformat(view["undo_until"])
+    status, body = await api.call("POST", f"/api/emails/{wid}/undo", {"message_id": "u1"})
+    assert status == 202 and body["ok"], body
+    view = await api.wait_for(wid, "waiting")
+    assert not view["will_send"] and view["undo_until"] is None and "Undone" in view["last_reply"]
+    await asyncio.sleep(5)
+    assert smtp_sink.to("un@example.com") == [], "held: nothing went out"
+    status, body = await api.call("POST", f"/api/emails/{wid}/undo", {"message_id": "u1"})
+    assert (status, body["already"]) == (202, True), "a retried click changes nothing"
+    # Send now: after the undo window, once.
+    status, _ = await api.call("POST", f"/api/emails/{wid}/send-now", {"message_id": "n1"})
+    assert status == 202
+    view = await api.wait_for(wid, "scheduled")
+    assert view["undo_until"] and view["will_send"]
+    await api.wait_for(wid, "sent", timeout=30)
+    await asyncio.sleep(1)
+    assert len(smtp_sink.to("un@example.com")) == 1
+
+
+async def test_send_now_of_a_later_email_sends_it_now(api: Api, smtp_sink: SmtpSink) -> None:
+    wid = unique("send-now")
+    await api.start(wid)
+    await api.say(wid, "to: sn@example.com; subject: Later; body: Or now; tomorrow at 9am")
+    later = await api.wait_for(wid, "scheduled")
+    assert datetime.fromisoformat(later["send_at"]) > datetime.now(UTC) + timedelta(hours=1)
+    status, _ = await api.call("POST", f"/api/emails/{wid}/send-now", {})
+    assert status == 202
+    await api.wait_for(wid, "sent", timeout=30)
+    await wait_for_mail(smtp_sink, "sn@example.com")
+
+
+async def test_the_owners_edit_is_one_revision_without_the_model(api: Api, smtp_sink: SmtpSink, fake_openai) -> None:  # type: ignore[no-untyped-def]
+    wid = unique("edit")
+    await api.start(wid, timezone="Europe/Paris")
+    await api.say(wid, "to: ed@example.com; subject: Draft; body: First")
+    before = await api.wait_for(wid, "waiting")
+    calls = len(fake_openai.requests)
+    soon = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M")
+    edit = {"to": ["ed@example.com", "ed2@example.com"], "subject": "Édité", "body": "Mine\nnow", "send_at_local": soon}
+    status, body = await api.call("POST", f"/api/emails/{wid}/edit", edit)
+    assert status == 202, body
+    view = await api.wait_for(wid, "scheduled")
+    assert (view["to"], view["subject"], view["body"]) == (["ed@example.com", "ed2@example.com"], "Édité", "Mine\nnow")
+    assert view["revision"] == before["revision"] + 1 and view["unconfirmed"] == [], "typed by the owner: vouched"
+    assert len(fake_openai.requests) == calls, "no model call"
+    # A bad edit is refused with the reason, and changes nothing.
+    status, _ = await api.call(
+        "POST", f"/api/emails/{wid}/edit", {**edit, "to": ["not an address"], "send_at_local": "2020-01-01T09:00"}
+    )
+    assert status == 202
+    await asyncio.sleep(1)
+    refused = await api.wait_for(wid, "scheduled", "waiting")
+    assert refused["to"] == view["to"] and refused["revision"] == view["revision"]
+    assert "not applied" in refused["last_reply"] and "in the past" in refused["last_reply"]
+    await api.call("POST", f"/api/emails/{wid}/cancel")
+
+
+async def test_an_idle_draft_closes_and_says_so(app_process: AppProcess, tmp_path: Path) -> None:
+    app = variant_of(app_process, tmp_path, DRAFT_TTL_DAYS="0.00004")  # about 3 seconds
+    await asyncio.to_thread(app.start)
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, app.base_url)
+            wid = unique("idle")
+            await api.start(wid)
+            await api.say(wid, "to: id@example.com; subject: Forgotten; body: Never finished")
+            await api.wait_for(wid, "waiting")
+            view = await api.wait_for(wid, "canceled", timeout=30)
+            assert "without activity" in view["last_reply"] and view["pending_requests"] == 0
+            status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "hello?"})
+            assert status == 409 and body["error"]["code"] == "closed"
+    finally:
+        app.stop()
+
+
+async def test_an_owner_lists_their_emails(api: Api) -> None:
+    owner = unique("lister")
+    ids = [unique("mine") for _ in range(3)]
+    for wid in ids:
+        await api.call("POST", f"/api/emails/{wid}", {"owner": owner})
+    await api.call("POST", f"/api/emails/{unique('theirs')}", {"owner": "someone-else"})
+    first = ids[0]
+    await api.call(
+        "POST",
+        f"/api/emails/{first}/messages",
+        {"text": "to: li@example.com; subject: Listed; body: B; tomorrow at 9am", "actor": owner},
+    )
+    await api.wait_for(first, "scheduled")
+    status, issued = await api.call("POST", "/api/tokens", {"user": owner})
+    listed: dict[str, dict[str, object]] = {}
+    for _ in range(50):  # visibility follows the workflows within moments
+        status, body = await api.call("GET", f"/api/emails?owner={owner}", token=issued["token"])
+        assert status == 200, body
+        listed = {item["id"]: item["email"] for item in body["emails"]}
+        if set(listed) == set(ids) and listed[first]["status"] == "scheduled":
+            break
+        await asyncio.sleep(0.2)
+    assert set(listed) == set(ids), listed
+    assert listed[first]["subject"] == "Listed" and listed[first]["will_send"]
+    status, _ = await api.call("GET", "/api/emails?owner=someone-else", token=issued["token"])
+    assert status == 403
