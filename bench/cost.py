@@ -2,20 +2,27 @@
 
     python -m bench.cost                                   # this checkout only
     python -m bench.cost --baseline aa0b4f6 --rounds 2     # A/B/A/B against another commit
-    make bench-cost
+    python -m bench.cost --baseline aa0b4f6 --baseline HEAD --no-current   # fixed commits only
+    make bench (the last line), make bench-quick (--quick)
 
 For each variant (this checkout, and each `--baseline` commit checked out into a temporary worktree and run
 with the same interpreter), on a fresh embedded stack each round (its own Temporal dev server and iWF
 server, a zero-latency fake model, aiosmtpd):
 
 - machine-independent figures, counted from the Temporal history of sample emails (temporalio client):
-  history events, activities (normal, and local ones recorded as markers) and workflow tasks, per
-  scheduled email and per sent email (API emails without a card);
+  history events by type, activities (normal, and local ones recorded as markers) and workflow tasks, per
+  scheduled email and per sent email: an API email (no card) and a Slack email (a DM, with its card); and
+  the delivery ledger's share of a sent email (events one claim adds to the owner's ledger workflow, and
+  what opening a ledger costs once per owner and day);
 - bytes of data attributes the iWF server sends per state call (counted by a gate between iWF and the
   worker, tests/fakes/worker_gate.py);
 - request -> describe shows `scheduled`, one email at a time (p50/p99);
-- saturation: N emails from C concurrent clients until all are scheduled: emails/s, and the CPU time
-  (user+system) the Temporal server, the iWF server and the app spent, per email.
+- saturation, per scheduled email and per sent email: N emails from C concurrent clients (each client
+  starts an email and sends its request, then the next one: the engine builds a backlog), until all are
+  `scheduled` (due in an hour) or `sent` (due in a second): emails/s, and the CPU time (user+system) the
+  Temporal server, the iWF server (and its log filter) and the app spent, per email. Completion is found
+  by describe sweeps every half second; what those describes cost the engine is measured right after
+  (CPU of a batch of describes) and subtracted in the `net` figures.
 
 Rounds alternate the variants (A, B, A, B), so a noisy shared machine hits both alike. Writes
 bench/cost-results.json.
@@ -25,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -44,9 +53,11 @@ from temporalio.client import Client as TemporalClient
 
 from bench.harness import Embedded, embedded
 from bench.latency import summary
+from bot.slack.app import thread_email_id
 from settings import REPO_ROOT
+from tests.fakes.slack_server import TEAM
 from tests.fakes.worker_gate import WorkerGate
-from tests.harness import Api, AppProcess, free_port
+from tests.harness import Api, AppProcess, Slack, free_port
 
 RESULTS = Path(__file__).with_name("cost-results.json")
 CURRENT = "current"
@@ -60,9 +71,12 @@ class Variant:
 
 def checkout(rev: str, into: Path) -> Variant:
     """A detached worktree of `rev`, run with this checkout's interpreter and dependencies."""
-    target = into / f"app-{rev}"
-    subprocess.run(["git", "worktree", "add", "--detach", str(target), rev], cwd=REPO_ROOT, check=True)
-    return Variant(rev, target)
+    name = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    target = into / f"app-{name}"
+    subprocess.run(["git", "worktree", "add", "--detach", str(target), name], cwd=REPO_ROOT, check=True)
+    return Variant(name, target)
 
 
 def remove(variant: Variant) -> None:
@@ -89,18 +103,42 @@ def engine_pids(e: Embedded) -> dict[str, int]:
     return pids
 
 
-async def history_counts(temporal_host_port: str, workflow_id: str) -> dict[str, int]:
-    client = await TemporalClient.connect(temporal_host_port)
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    kinds = Counter(event.WhichOneof("attributes") for event in history.events)
+def short(kind: str | None) -> str:
+    return (kind or "?").removesuffix("_event_attributes")
+
+
+async def history_counts(temporal: TemporalClient, workflow_id: str) -> dict[str, Any]:
+    history = await temporal.get_workflow_handle(workflow_id).fetch_history()
+    kinds = Counter(short(event.WhichOneof("attributes")) for event in history.events)
     return {
         "events": len(history.events),
-        "activities": kinds["activity_task_scheduled_event_attributes"],
-        "local_activities": kinds["marker_recorded_event_attributes"],
-        "workflow_tasks": kinds["workflow_task_completed_event_attributes"],
-        "timers": kinds["timer_started_event_attributes"],
-        "updates": kinds["workflow_execution_update_accepted_event_attributes"],
+        "activities": kinds["activity_task_scheduled"],
+        "local_activities": kinds["marker_recorded"],
+        "workflow_tasks": kinds["workflow_task_completed"],
+        "timers": kinds["timer_started"],
+        "updates": kinds["workflow_execution_update_accepted"],
+        "by_type": dict(kinds.most_common()),
+        "sequence": [short(event.WhichOneof("attributes")) for event in history.events],
     }
+
+
+async def ledger_events(temporal: TemporalClient) -> dict[str, int]:
+    """Events in every delivery ledger workflow (one per owner and day; none before ledgers existed)."""
+    events: dict[str, int] = {}
+    async for execution in temporal.list_workflows():
+        if execution.id.startswith("ledger-"):
+            history = await temporal.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+            events[execution.id] = len(history.events)
+    return events
+
+
+def same_shard(email_id: str, prefix: str) -> str:
+    """An email id whose shared ledger (emails without an owner: workflows/ledger.py) is `email_id`'s."""
+
+    def shard(wid: str) -> int:
+        return int(hashlib.sha256(wid.encode()).hexdigest(), 16) % 32
+
+    return next(f"{prefix}-{k}" for k in range(10_000) if shard(f"{prefix}-{k}") == shard(email_id))
 
 
 async def wait_status(api: Api, wid: str, *statuses: str, timeout: float = 120) -> dict[str, Any]:
@@ -128,16 +166,41 @@ async def one_email(api: Api, wid: str, text: str) -> None:
     raise RuntimeError(f"{wid}: the request was never accepted")
 
 
-async def samples(e: Embedded, api: Api, run: str) -> dict[str, Any]:
-    """History of one scheduled and one sent email, and request -> scheduled one at a time."""
+async def slack_email(e: Embedded, session: aiohttp.ClientSession, api: Api, user: str, text: str) -> str:
+    """A DM that starts an email with a card; returns the email's id once it is sent and its card says so."""
+    slack = Slack(session, e.app, e.fake_slack)
+    # Plain text as typed, not autolinked: the versions compared need not decode Slack's markup.
+    channel, ts = await slack.dm(user, text, encoded=True)
+    wid = thread_email_id(TEAM, channel, ts)
+    card = await slack.card(channel, ts, timeout=60)
+    await slack.wait_card(channel, card, "Sent to", timeout=60)
+    await wait_status(api, wid, "sent")
+    return wid
+
+
+async def samples(e: Embedded, session: aiohttp.ClientSession, api: Api, run: str) -> dict[str, Any]:
+    """History of scheduled and sent emails, the ledger's share, and request -> scheduled one at a time."""
+    temporal = await TemporalClient.connect(e.temporal_host_port)
     scheduled, sent = f"cost-{run}-scheduled", f"cost-{run}-sent"
     await one_email(api, scheduled, "to: s@example.com; subject: S; body: Scheduled; send in 3600 seconds")
     await wait_status(api, scheduled, "scheduled")
     await one_email(api, sent, "to: t@example.com; subject: T; body: Sent; send in 1 seconds")
     await wait_status(api, sent, "sent")
     await asyncio.sleep(1)  # the workflow's last task completes after describe shows sent
+    ledger_first = await ledger_events(temporal)
+    # A second email claimed in the same ledger: what one more claim costs it.
+    second = same_shard(sent, f"cost-{run}-sent2")
+    await one_email(api, second, "to: u@example.com; subject: U; body: Sent; send in 1 seconds")
+    await wait_status(api, second, "sent")
+    await asyncio.sleep(1)
+    ledger_second = await ledger_events(temporal)
+    first_total, second_total = sum(ledger_first.values()), sum(ledger_second.values())
+    slack_sent = await slack_email(
+        e, session, api, "UCOSTSLACK", "to: v@example.com; subject: V; body: Card; send in 1 seconds"
+    )
+    await asyncio.sleep(1)
     latencies: list[float] = []
-    for i in range(30):
+    for i in range(40):
         wid = f"cost-{run}-lat-{i}"
         await api.call("POST", f"/api/emails/{wid}", {})
         t0 = time.perf_counter()
@@ -145,15 +208,66 @@ async def samples(e: Embedded, api: Api, run: str) -> dict[str, Any]:
         await wait_status(api, wid, "scheduled")
         latencies.append((time.perf_counter() - t0) * 1000)
     return {
-        "history_scheduled": await history_counts(e.temporal_host_port, scheduled),
-        "history_sent": await history_counts(e.temporal_host_port, sent),
+        "history_scheduled": await history_counts(temporal, scheduled),
+        "history_sent": await history_counts(temporal, sent),
+        "history_sent_slack": await history_counts(temporal, slack_sent),
+        "ledger": {
+            "ledgers": len(ledger_second),
+            "events_after_first_claim": first_total,
+            "events_per_claim": second_total - first_total,
+        },
         "request_to_scheduled": summary(latencies),
     }
 
 
-async def saturate(e: Embedded, api: Api, run: str, n: int, clients: int) -> dict[str, Any]:
+async def sweep_until(api: Api, wids: list[str], statuses: tuple[str, ...], timeout: float = 900) -> int:
+    """Describe the emails not yet in `statuses` every half second (8 at a time); returns the describes made."""
+    pending, describes = set(wids), 0
+    deadline = time.monotonic() + timeout
+    limit = asyncio.Semaphore(8)
+
+    async def check(wid: str) -> None:
+        nonlocal describes
+        async with limit:
+            status, view = await api.call("GET", f"/api/emails/{wid}")
+            describes += 1
+        if status == 200 and view["status"] in statuses and not view["pending_requests"]:
+            pending.discard(wid)
+
+    while pending:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(pending)} emails never reached {statuses}")
+        await asyncio.gather(*(check(wid) for wid in sorted(pending)))
+        if pending:
+            await asyncio.sleep(0.5)
+    return describes
+
+
+async def describe_cost(e: Embedded, api: Api, wids: list[str], n: int = 400) -> dict[str, float]:
+    """CPU ms per describe of a waiting email, per process (8 at a time, as the sweeps)."""
     pids = engine_pids(e)
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    limit = asyncio.Semaphore(8)
+
+    async def one(i: int) -> None:
+        async with limit:
+            await api.call("GET", f"/api/emails/{wids[i % len(wids)]}")
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return {name: (cpu_seconds(pid) - before[name]) * 1000 / n for name, pid in pids.items()}
+
+
+async def saturate(
+    e: Embedded, api: Api, run: str, n: int, clients: int, *, sent: bool, per_describe: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """n emails from `clients` concurrent clients until all are scheduled (or sent, due a second after)."""
+    pids = engine_pids(e)
+    temporal = await TemporalClient.connect(e.temporal_host_port)
+    ledger_before = sum((await ledger_events(temporal)).values()) if sent else 0
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    tag = "sent" if sent else "sat"
+    wids = [f"cost-{run}-{tag}-{i}" for i in range(n)]
+    due = "send in 1 seconds" if sent else "send in 3600 seconds"
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
         queue.put_nowait(i)
@@ -161,22 +275,38 @@ async def saturate(e: Embedded, api: Api, run: str, n: int, clients: int) -> dic
     async def client() -> None:
         while not queue.empty():
             i = queue.get_nowait()
-            wid = f"cost-{run}-sat-{i}"
-            await one_email(api, wid, f"to: x{i}@example.com; subject: X; body: Load; send in 3600 seconds")
-            await wait_status(api, wid, "scheduled", timeout=600)
+            await one_email(api, wids[i], f"to: x{i}@example.com; subject: X; body: Load; {due}")
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
+    accepted = time.perf_counter() - t0
+    describes = await sweep_until(api, wids, ("sent",) if sent else ("scheduled",))
     elapsed = time.perf_counter() - t0
+    if sent:
+        await asyncio.sleep(1)  # the last tasks complete after describe shows sent
     spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-    return {
+    per_email = {name: seconds * 1000 / n for name, seconds in spent.items()}
+    result: dict[str, Any] = {
         "emails": n,
         "clients": clients,
+        "accepted_s": round(accepted, 1),
         "seconds": round(elapsed, 1),
         "emails_per_s": round(n / elapsed, 1),
-        "cpu_ms_per_email": {name: round(seconds * 1000 / n, 1) for name, seconds in spent.items()},
-        "engine_cpu_ms_per_email": round((spent.get("temporal", 0) + spent.get("iwf", 0)) * 1000 / n, 1),
+        "describes_per_email": round(describes / n, 2),
+        "cpu_ms_per_email": {name: round(ms, 1) for name, ms in per_email.items()},
+        "engine_cpu_ms_per_email": round(per_email.get("temporal", 0) + per_email.get("iwf", 0), 1),
     }
+    if per_describe is None:
+        per_describe = await describe_cost(e, api, wids)
+        result["cpu_ms_per_describe"] = {name: round(ms, 2) for name, ms in per_describe.items()}
+    net = {name: ms - describes / n * per_describe.get(name, 0) for name, ms in per_email.items()}
+    result["net_cpu_ms_per_email"] = {name: round(ms, 1) for name, ms in net.items()}
+    result["net_engine_cpu_ms_per_email"] = round(net.get("temporal", 0) + net.get("iwf", 0), 1)
+    if sent:
+        await asyncio.sleep(1)
+        ledger_after = sum((await ledger_events(temporal)).values())
+        result["ledger_events_per_email"] = round((ledger_after - ledger_before) / n, 1)
+    return result
 
 
 async def bytes_per_state_call(e: Embedded, run: str) -> dict[str, Any]:
@@ -206,6 +336,7 @@ async def bytes_per_state_call(e: Embedded, run: str) -> dict[str, Any]:
     return {
         "state_calls": len(states),
         "data_attribute_bytes_per_state_call": round(statistics.mean(p.data_attribute_bytes for p in states)),
+        "data_attribute_bytes_per_email": sum(p.data_attribute_bytes for p in states),
         "request_bytes_per_state_call": round(statistics.mean(p.body_bytes for p in states)),
         "by_call": {k: round(statistics.mean(v)) for k, v in sorted(by_state.items())},
     }
@@ -217,24 +348,45 @@ async def measure(variant: Variant, n: int, clients: int, round_no: int) -> dict
     async with embedded(state, app_dir=variant.app_dir) as e:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             api = Api(session, e.app.base_url)
-            result = await samples(e, api, run)
-            result["saturation"] = await saturate(e, api, run, n, clients)
+            result = await samples(e, session, api, run)
+            result["saturation"] = await saturate(e, api, run, n, clients, sent=False)
+            per_describe = {k: float(v) for k, v in result["saturation"]["cpu_ms_per_describe"].items()}
+            result["saturation_sent"] = await saturate(e, api, run, n, clients, sent=True, per_describe=per_describe)
         result["bytes"] = await bytes_per_state_call(e, run)
+    shutil.rmtree(state, ignore_errors=True)
     return result
 
 
 def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Machine-independent counts from the first round (they are the same every round), timings per round."""
     first = rounds[0]
+
+    def each(phase: str, key: str) -> list[Any]:
+        return [r[phase][key] for r in rounds]
+
     return {
-        "history_scheduled": first["history_scheduled"],
-        "history_sent": first["history_sent"],
+        "history_scheduled": {k: v for k, v in first["history_scheduled"].items() if k != "sequence"},
+        "history_sent": {k: v for k, v in first["history_sent"].items() if k != "sequence"},
+        "history_sent_slack": {k: v for k, v in first["history_sent_slack"].items() if k != "sequence"},
+        "ledger": first["ledger"],
         "bytes": first["bytes"],
         "request_to_scheduled_p50_ms": [r["request_to_scheduled"]["p50_ms"] for r in rounds],
         "request_to_scheduled_p99_ms": [r["request_to_scheduled"]["p99_ms"] for r in rounds],
-        "emails_per_s": [r["saturation"]["emails_per_s"] for r in rounds],
-        "engine_cpu_ms_per_email": [r["saturation"]["engine_cpu_ms_per_email"] for r in rounds],
-        "cpu_ms_per_email": [r["saturation"]["cpu_ms_per_email"] for r in rounds],
+        "scheduled": {
+            "emails_per_s": each("saturation", "emails_per_s"),
+            "engine_cpu_ms_per_email": each("saturation", "engine_cpu_ms_per_email"),
+            "net_engine_cpu_ms_per_email": each("saturation", "net_engine_cpu_ms_per_email"),
+            "net_cpu_ms_per_email": each("saturation", "net_cpu_ms_per_email"),
+            "describes_per_email": each("saturation", "describes_per_email"),
+            "cpu_ms_per_describe": each("saturation", "cpu_ms_per_describe"),
+        },
+        "sent": {
+            "emails_per_s": each("saturation_sent", "emails_per_s"),
+            "engine_cpu_ms_per_email": each("saturation_sent", "engine_cpu_ms_per_email"),
+            "net_engine_cpu_ms_per_email": each("saturation_sent", "net_engine_cpu_ms_per_email"),
+            "net_cpu_ms_per_email": each("saturation_sent", "net_cpu_ms_per_email"),
+            "ledger_events_per_email": each("saturation_sent", "ledger_events_per_email"),
+        },
     }
 
 
@@ -268,7 +420,10 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--no-current", action="store_true", help="only the given commits (the tree may change)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, 30 emails from 10 clients")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.n, args.clients = 1, 30, 10
     output = asyncio.run(main(args.baseline, args.rounds, args.n, args.clients, current=not args.no_current))
     RESULTS.write_text(json.dumps(output, indent=2) + "\n")
     print(json.dumps(output["variants"], indent=2))

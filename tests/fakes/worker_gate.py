@@ -109,7 +109,8 @@ class WorkerGate:
     async def _forward(self, request: web.Request) -> web.Response:
         raw = await request.read()
         body = await request.json()
-        attributes = body.get("dataObjects") or body.get("dataAttributes") or []
+        # iWF spells it dataObjects in a wait_until (start) call and DataObjects in an execute (decide) call.
+        attributes = body.get("dataObjects") or body.get("DataObjects") or body.get("dataAttributes") or []
         self.passed.append(
             Passed(
                 request.path,

