@@ -17,7 +17,7 @@ export GONOSUMDB := github.com/indeedeng/iwf
 endif
 endif
 
-.PHONY: install run stop test lint typecheck unit engine-test bench bench-quick chaos clean \
+.PHONY: install run stop test lint typecheck unit engine-test bench bench-quick bench-memory chaos clean \
 	prod-deps prod-up prod-status prod-test chaos-prod podman-deps base-image images kube-smoke kube-down bench-profiles
 
 $(VENV)/.synced: pyproject.toml uv.lock
@@ -52,11 +52,20 @@ engine-test: install
 clean:
 	rm -rf $(VENV) .state .local .pytest_cache .mypy_cache .ruff_cache
 
+# The commit the engine-cost figures are compared with (issue 13: the code before the optimizations).
+COST_BASELINE ?= aa0b4f6
+
 bench: install
 	$(VENV)/bin/python -m bench.latency --n 100
 	$(VENV)/bin/python -m bench.socket_mode --n 200
 	$(VENV)/bin/python -m bench.floor --n 300
+	$(VENV)/bin/python -m bench.cost --baseline $(COST_BASELINE) --rounds 2
+	$(VENV)/bin/python -m bench.workflow_floor
+	$(VENV)/bin/python -m bench.slack_load
 	$(VENV)/bin/python -m bench.scale
+
+bench-memory: install  # the iWF server's RSS with 10,000 waiting emails: defaults, GOMEMLIMIT, a capped cache
+	$(VENV)/bin/python -m bench.memory
 
 chaos: install  # SEED=42 to replay a run
 	$(VENV)/bin/python -m bench.chaos --n 200 $(if $(SEED),--seed $(SEED))
@@ -65,6 +74,9 @@ bench-quick: install
 	$(VENV)/bin/python -m bench.latency --n 20
 	$(VENV)/bin/python -m bench.socket_mode --n 20
 	$(VENV)/bin/python -m bench.floor --n 50
+	$(VENV)/bin/python -m bench.cost --quick
+	$(VENV)/bin/python -m bench.workflow_floor --quick
+	$(VENV)/bin/python -m bench.slack_load --quick
 	$(VENV)/bin/python -m bench.scale --quick
 
 # --- the production profile (README "Production") -----------------------------------------------------

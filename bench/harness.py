@@ -41,12 +41,15 @@ async def embedded(
     extra_env: dict[str, str] | None = None,
     socket_mode: bool = False,
     app_dir: Path | None = None,
+    iwf_env: dict[str, str] | None = None,
+    iwf_binary: Path | None = None,
 ) -> AsyncIterator[Embedded]:
     """`socket_mode`: the fake Slack also serves Socket Mode and the app connects to it with an app-level
     token, beside its HTTP endpoint (both modes in one app). `app_dir`: run the app from another checkout
-    (benchmarks compare versions)."""
+    (benchmarks compare versions). `iwf_env`, `iwf_binary`: the iWF server's extra environment, another
+    build of it (benchmarks of its memory)."""
     iwf_url, temporal_hp = f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    binary = os.environ.get("IWF_SERVER_BIN")
+    binary = iwf_binary or os.environ.get("IWF_SERVER_BIN")
     stack = LocalStack(
         Settings(
             _env_file=None,
@@ -55,7 +58,8 @@ async def embedded(
             temporal_host_port=temporal_hp,
             iwf_server_bin=Path(binary) if binary else None,
             worker_secret=WORKER_SECRET,
-        )
+        ),
+        iwf_env=iwf_env or {},
     )
     stack.start()
     sink = SmtpSink(port=free_port())

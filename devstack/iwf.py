@@ -142,8 +142,10 @@ def server(
     name: str = "iwf",
     log_level: str = "warn",
     worker_secret: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> ManagedProcess:
-    """`name` names its config, log and pid file: the production profile runs several (`iwf-1`, ...)."""
+    """`name` names its config, log and pid file: the production profile runs several (`iwf-1`, ...).
+    `env`: added to the server's environment (benchmarks try Go runtime settings such as GOMEMLIMIT)."""
     port = int(server_url.rstrip("/").rsplit(":", 1)[1])
     config = write_config(
         state_dir / f"{name}-config.yaml",
@@ -159,4 +161,5 @@ def server(
         log_path=state_dir / "logs" / f"{name}.log",
         is_healthy=lambda: is_healthy(server_url),
         pid_file=PidFile.of(state_dir, name),
+        env=env,
     )

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 class LocalStack:
     settings: Settings
     started: dict[str, ManagedProcess] = field(default_factory=dict)
+    iwf_env: dict[str, str] = field(default_factory=dict)  # added to the iWF server's environment
 
     def start(self) -> None:
         """Start what is missing; if any part fails, stop what this call started and re-raise."""
@@ -55,6 +56,7 @@ class LocalStack:
                 settings.temporal_namespace,
                 log_level=settings.iwf_log_level,
                 worker_secret=configured_or_local(settings.worker_secret, settings.state_dir, "worker-secret"),
+                env=self.iwf_env,
             ),
             settings.iwf_server_url,
             lambda: iwf.is_healthy(settings.iwf_server_url),
