@@ -13,8 +13,9 @@ stack, N emails scheduled a day ahead through the HTTP API (16 clients), samplin
   iWF's own CLI that calls the SDK's worker.SetStickyWorkflowCacheSize (built with `go build` when asked).
 
 Then the price of a workflow that is not in the cache (its history is replayed before it answers): describe
-latency on 200 emails the cache does not hold (after an iWF restart, or evicted) against the same emails
-described again (cached). Writes bench/memory-results.json.
+latency on 200 emails described twice, then a revision of each (a request: a workflow task, which replays
+the history of a workflow the cache does not hold) with the engine's CPU per revision; then the same
+describes after an iWF restart (nothing cached). Writes bench/memory-results.json.
 """
 
 from __future__ import annotations
@@ -128,6 +129,30 @@ async def describe_each(api: Api, wids: list[str]) -> list[float]:
     return latencies
 
 
+async def revise_each(e: Embedded, api: Api, wids: list[str]) -> dict[str, Any]:
+    """One revision each, one after another: request -> `scheduled` again, and the engine's CPU per request."""
+    pids = [e.stack.started["temporal"].pid or 0, e.stack.started["iwf"].pid or 0]
+    before = sum(cpu_seconds(pid) for pid in pids)
+    latencies = []
+    for wid in wids:
+        t0 = time.perf_counter()
+        status, answer = await with_retries(
+            api, "POST", f"/api/emails/{wid}/messages", {"text": "subject: Revised", "message_id": "revise"}
+        )
+        assert status == 202, answer
+        while True:
+            _, view = await api.call("GET", f"/api/emails/{wid}")
+            if view["status"] == "scheduled" and not view["pending_requests"] and view["subject"] == "Revised":
+                break
+            await asyncio.sleep(0.01)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    spent = sum(cpu_seconds(pid) for pid in pids) - before
+    return {
+        "revision_to_scheduled": summary(latencies),
+        "revision_engine_cpu_ms": round(spent * 1000 / len(wids), 1),
+    }
+
+
 async def cold_and_warm(e: Embedded, api: Api, n: int) -> dict[str, Any]:
     """Describe latency of emails the cache does not hold, then of the same emails held."""
     rng = random.Random(7)
@@ -137,6 +162,8 @@ async def cold_and_warm(e: Embedded, api: Api, n: int) -> dict[str, Any]:
     # As filled: whatever the cache holds now (all of them by default; the last ones touched when capped).
     out["as_filled_first"] = summary(await describe_each(api, first))
     out["as_filled_again"] = summary(await describe_each(api, first))
+    # A request is a workflow task: a workflow the cache does not hold replays its history first.
+    out |= await revise_each(e, api, first)
     # After a restart nothing is cached: every first describe replays its workflow's history.
     await asyncio.to_thread(e.stack.restart, "iwf")
     server = server_process(e)
