@@ -110,10 +110,17 @@ def short(kind: str | None) -> str:
 async def history_counts(temporal: TemporalClient, workflow_id: str) -> dict[str, Any]:
     history = await temporal.get_workflow_handle(workflow_id).fetch_history()
     kinds = Counter(short(event.WhichOneof("attributes")) for event in history.events)
+    markers = Counter(
+        event.marker_recorded_event_attributes.marker_name
+        for event in history.events
+        if event.WhichOneof("attributes") == "marker_recorded_event_attributes"
+    )
     return {
         "events": len(history.events),
         "activities": kinds["activity_task_scheduled"],
-        "local_activities": kinds["marker_recorded"],
+        # A local activity is recorded as a marker; iWF also records one version marker (workflow.GetVersion).
+        "local_activities": markers["LocalActivity"],
+        "markers": dict(markers),
         "workflow_tasks": kinds["workflow_task_completed"],
         "timers": kinds["timer_started"],
         "updates": kinds["workflow_execution_update_accepted"],
