@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -38,17 +39,21 @@ START_HINT = (
 Listed = tuple[str, EmailView]
 
 
-def _line(email_id: str, view: EmailView) -> str:
+def _line(view: EmailView, now: datetime) -> str:
     subject = escape(view.subject) or "_New email_"
     to = escape(", ".join(view.to)) or "_no recipient yet_"
-    plan = escape(view.plan)
-    if view.undo_until is not None:
-        plan = undo_text(view, utcnow())
+    if view.status == EmailStatus.SENT:
+        return f"*{subject}*  to {to}\n{LABELS[view.status]}" + (
+            f" · {view.send_at_local}" if view.send_at_local else ""
+        )
+    if view.status == EmailStatus.CANCELED:
+        return f"*{subject}*  to {to}\n{LABELS[view.status]}"
+    plan = undo_text(view, now) if view.undo_until is not None else escape(view.plan)
     return f"*{subject}*  to {to}\n{LABELS[view.status]} · {plan}"
 
 
-def _email_blocks(email_id: str, view: EmailView, link: str | None) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": _line(email_id, view)}}]
+def _email_blocks(email_id: str, view: EmailView, link: str | None, now: datetime) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": _line(view, now)}}]
     elements: list[dict[str, Any]] = []
     if not view.status.is_final and view.status != EmailStatus.SENDING:
         if view.undo_until is not None:
@@ -63,24 +68,29 @@ def _email_blocks(email_id: str, view: EmailView, link: str | None) -> list[dict
     return blocks
 
 
-def _section(title: str, emails: Sequence[Listed], limit: int, links: dict[str, str]) -> list[dict[str, Any]]:
+def _section(
+    title: str, emails: Sequence[Listed], limit: int, links: dict[str, str], now: datetime
+) -> list[dict[str, Any]]:
     if not emails:
         return []
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title}}]
     for email_id, view in emails[:limit]:
-        blocks.extend(_email_blocks(email_id, view, links.get(email_id)))
+        blocks.extend(_email_blocks(email_id, view, links.get(email_id), now))
     if len(emails) > limit:
         more = len(emails) - limit
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"…and {more} more."}]})
     return blocks
 
 
-def home_view(emails: Sequence[Listed], links: dict[str, str] | None = None, notice: str = "") -> dict[str, Any]:
-    """The Home tab: what goes out (soonest first), what waits for the user, the last few finished."""
-    links = links or {}
+def home_view(
+    emails: Sequence[Listed], links: dict[str, str] | None = None, notice: str = "", now: datetime | None = None
+) -> dict[str, Any]:
+    """The Home tab: what goes out (soonest first), what waits for the user, the last few finished. `now`
+    counts the seconds left of an undo window."""
+    links, now = links or {}, now or utcnow()
     going = sorted(
         ((i, v) for i, v in emails if v.will_send and not v.status.is_final),
-        key=lambda item: item[1].send_at or utcnow(),
+        key=lambda item: item[1].send_at or now,
     )
     waiting = [(i, v) for i, v in emails if not v.will_send and not v.status.is_final]
     recent = [(i, v) for i, v in emails if v.status.is_final]
@@ -101,9 +111,9 @@ def home_view(emails: Sequence[Listed], links: dict[str, str] | None = None, not
                 },
             }
         )
-    blocks += _section("Going out", going, GOING_MAX, links)
-    blocks += _section("Waiting for you", waiting, WAITING_MAX, links)
-    blocks += _section("Recently sent or canceled", recent, RECENT_MAX, links)
+    blocks += _section("Going out", going, GOING_MAX, links, now)
+    blocks += _section("Waiting for you", waiting, WAITING_MAX, links, now)
+    blocks += _section("Recently sent or canceled", recent, RECENT_MAX, links, now)
     return {"type": "home", "blocks": blocks}
 
 
