@@ -46,6 +46,7 @@ class FakeSlack:
     emails: dict[str, dict[str, str]] = field(default_factory=dict)  # user -> {"email": ...}
     socket_mode: FakeSocketMode | None = None
     views: dict[str, dict[str, Any]] = field(default_factory=dict)  # view id -> the view as opened or published
+    homes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user -> their Home tab, as last published
     runner: web.AppRunner | None = None
     port: int = 0
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -181,6 +182,8 @@ class FakeSlack:
             **view,
         }
         self.views[view_id] = answered
+        if method == "views.publish":
+            self.homes[str(args["user_id"])] = answered
         return {"ok": True, "view": answered}
 
     def _assistant(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
