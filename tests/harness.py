@@ -418,6 +418,7 @@ class Slack(SlackCards):
     def __init__(self, session: aiohttp.ClientSession, app: AppProcess, fake: FakeSlack):
         super().__init__(fake)
         self.session, self.url = session, f"{app.base_url}/slack/events"
+        self._deliveries = 0
 
     async def post(
         self, body: str, content_type: str, headers: dict[str, str] | None = None, signed: dict[str, str] | None = None
@@ -439,7 +440,7 @@ class Slack(SlackCards):
         """POSTed form-encoded as `payload`, like every interaction; the answer is the response body."""
         body = urlencode({"payload": json.dumps(payload)})
         # Each delivery signed at its own second, so delivering one payload again is not taken for a replay.
-        self._deliveries = getattr(self, "_deliveries", 0) + 1
+        self._deliveries += 1
         signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - self._deliveries % 240)
         status, text = await self.post(body, "application/x-www-form-urlencoded", signed=signed)
         assert status == 200, (status, text)
