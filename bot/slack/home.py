@@ -159,7 +159,10 @@ class HomeRefresher:
                 wait = self._last.get(user, float("-inf")) + self._interval - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)  # changes meanwhile join this publish
-                await self._publish(user, self._pending.pop(user, {}))
+                try:
+                    await self._publish(user, self._pending.pop(user, {}))
+                except Exception:  # e.g. Slack out of reach: the next change or opening the tab publishes again
+                    log.exception("App Home of %s not refreshed", user)
         finally:
             self._tasks.pop(user, None)
 
