@@ -17,7 +17,7 @@ export GONOSUMDB := github.com/indeedeng/iwf
 endif
 endif
 
-.PHONY: install run stop test lint typecheck unit engine-test bench bench-quick chaos clean \
+.PHONY: install run stop test lint typecheck unit engine-test bench bench-quick chaos clean examples \
 	prod-deps prod-up prod-status prod-test chaos-prod podman-deps base-image images kube-smoke kube-down bench-profiles
 
 $(VENV)/.synced: pyproject.toml uv.lock
@@ -49,12 +49,16 @@ unit: install
 engine-test: install
 	REQUIRE_ENGINE=1 $(VENV)/bin/pytest -m engine
 
+examples: install  # docs/*-example.json: the card, the edit modal and App Home as Block Kit JSON
+	UPDATE_EXAMPLES=1 $(VENV)/bin/pytest -q tests/test_block_kit.py
+
 clean:
 	rm -rf $(VENV) .state .local .pytest_cache .mypy_cache .ruff_cache
 
 bench: install
 	$(VENV)/bin/python -m bench.latency --n 100
 	$(VENV)/bin/python -m bench.socket_mode --n 200
+	$(VENV)/bin/python -m bench.home --n 100
 	$(VENV)/bin/python -m bench.floor --n 300
 	$(VENV)/bin/python -m bench.scale
 
@@ -64,6 +68,7 @@ chaos: install  # SEED=42 to replay a run
 bench-quick: install
 	$(VENV)/bin/python -m bench.latency --n 20
 	$(VENV)/bin/python -m bench.socket_mode --n 20
+	$(VENV)/bin/python -m bench.home --n 20
 	$(VENV)/bin/python -m bench.floor --n 50
 	$(VENV)/bin/python -m bench.scale --quick
 
