@@ -17,7 +17,7 @@ export GONOSUMDB := github.com/indeedeng/iwf
 endif
 endif
 
-.PHONY: install run stop test lint typecheck unit engine-test bench bench-quick bench-memory chaos clean \
+.PHONY: install run stop test lint typecheck unit engine-test bench bench-quick bench-memory chaos clean examples \
 	prod-deps prod-up prod-status prod-test chaos-prod podman-deps base-image images kube-smoke kube-down bench-profiles
 
 $(VENV)/.synced: pyproject.toml uv.lock
@@ -49,6 +49,9 @@ unit: install
 engine-test: install
 	REQUIRE_ENGINE=1 $(VENV)/bin/pytest -m engine
 
+examples: install  # docs/*-example.json: the card, the edit modal and App Home as Block Kit JSON
+	UPDATE_EXAMPLES=1 $(VENV)/bin/pytest -q tests/test_block_kit.py
+
 clean:
 	rm -rf $(VENV) .state .local .pytest_cache .mypy_cache .ruff_cache
 
@@ -58,6 +61,7 @@ COST_BASELINE ?= aa0b4f6
 bench: install
 	$(VENV)/bin/python -m bench.latency --n 100
 	$(VENV)/bin/python -m bench.socket_mode --n 200
+	$(VENV)/bin/python -m bench.home --n 100
 	$(VENV)/bin/python -m bench.floor --n 300
 	$(VENV)/bin/python -m bench.cost --baseline $(COST_BASELINE) --rounds 2
 	$(VENV)/bin/python -m bench.workflow_floor
@@ -73,6 +77,7 @@ chaos: install  # SEED=42 to replay a run
 bench-quick: install
 	$(VENV)/bin/python -m bench.latency --n 20
 	$(VENV)/bin/python -m bench.socket_mode --n 20
+	$(VENV)/bin/python -m bench.home --n 20
 	$(VENV)/bin/python -m bench.floor --n 50
 	$(VENV)/bin/python -m bench.cost --quick
 	$(VENV)/bin/python -m bench.workflow_floor --quick

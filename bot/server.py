@@ -25,6 +25,7 @@ from devstack.processes import PidFile, StackError
 from devstack.secrets import configured_or_local, local_secret
 from devstack.stack import LocalStack
 from settings import WORKER_SECRET_HEADER, Settings
+from workflows.decisions import Policy
 from workflows.mailer import Mailer
 from workflows.wiring import wire
 
@@ -61,6 +62,7 @@ class RunningApp:
     runners: list[web.AppRunner] = field(default_factory=list)
     engine: EmailEngine | None = None
     socket_mode: AsyncSocketModeHandler | None = None
+    notifier: SlackCardNotifier | None = None
     _socket_connect: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -70,6 +72,7 @@ class RunningApp:
             if settings.slack_bot_token
             else None
         )
+        self.notifier = notifier
         wiring = wire(settings, self.mailer, notifier)
         registry = wiring.registry
         log.info("mail goes to %s", wiring.services.mailer.description)
@@ -118,13 +121,23 @@ class RunningApp:
         if not settings.slack_enabled or self.engine is None or settings.slack_bot_token is None:
             log.warning("Slack is off: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN)")
             return
-        slack = build_slack_app(
+        edge = build_slack_app(
             self.engine,
             settings.slack_bot_token.get_secret_value(),
             settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
             settings.slack_api_url,
             settings.slack_timezone_cache_seconds,
+            policy=Policy(
+                allowed_domains=tuple(settings.allowed_recipient_domains),
+                confirm_external=settings.confirm_external_recipients,
+                max_recipients=settings.max_recipients_per_email,
+                max_body_chars=settings.max_body_chars,
+            ),
         )
+        slack = edge.app
+        if self.notifier is not None:
+            # The card step of any email, run by this process's worker, refreshes its owner's App Home.
+            self.notifier.on_change = edge.home.changed_threadsafe
 
         replays = ReplayGuard()
         verifier = (

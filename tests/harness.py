@@ -17,6 +17,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -27,10 +28,14 @@ from tests.fakes.slack_server import (
     Call,
     FakeSlack,
     action_payload,
+    assistant_root,
+    assistant_thread_started,
     command_fields,
     event_body,
+    home_action_payload,
     message_event,
     sign,
+    view_submission_payload,
 )
 from tests.fakes.socket_mode import Envelope, FakeSocketMode
 
@@ -342,6 +347,57 @@ class SlackCards:
     def card_states(self, channel: str, card_ts: str) -> list[Call]:
         return self.fake.of("chat.update", channel=channel, ts=card_ts)
 
+    # Transport-specific: a DM, an event, and an interactive payload (whose answer, if any, is returned).
+    async def dm(self, user: str, text: str, *, thread_ts: str | None = None) -> tuple[str, str]:
+        raise NotImplementedError
+
+    async def event(self, event: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    async def interactive(self, payload: dict[str, Any], answers: bool = False) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    async def press(
+        self, action_id: str, value: str, user: str, channel: str, message_ts: str, thread_ts: str
+    ) -> dict[str, Any]:
+        """A click on a card's button; returns the payload (its trigger_id opens a modal)."""
+        payload = action_payload(action_id, value, user, channel, message_ts, thread_ts)
+        await self.interactive(payload)
+        return payload
+
+    async def home_press(self, action_id: str, value: str, user: str) -> None:
+        """A click on a button of the user's Home tab, as last published."""
+        home = self.fake.homes.get(user, {"type": "home"})
+        await self.interactive(home_action_payload(action_id, value, user, home))
+
+    async def submit(self, user: str, opened: dict[str, Any], values: dict[str, Any]) -> dict[str, Any] | None:
+        """The modal's Save: the app's answer (response_action errors), or None when it closes the modal."""
+        return await self.interactive(view_submission_payload(user, opened, values), answers=True)
+
+    async def open_home(self, user: str) -> None:
+        await self.event(
+            {
+                "type": "app_home_opened",
+                "user": user,
+                "channel": f"D{user}",
+                "tab": "home",
+                "event_ts": f"{time.time():.6f}",
+            }
+        )
+
+    async def start_assistant_thread(self, user: str) -> tuple[str, str]:
+        """The user opens a chat with the app: Slack creates the thread's root, then sends the event."""
+        channel, thread_ts = f"D{user}", self.fake.new_ts()
+        self.fake.messages[(channel, thread_ts)] = assistant_root(user, thread_ts)
+        await self.event(assistant_thread_started(user, channel, thread_ts))
+        return channel, thread_ts
+
+    async def say_in_thread(self, user: str, channel: str, thread_ts: str, text: str) -> str:
+        """A user's message in a thread (an assistant chat included); returns its ts."""
+        ts = self.fake.new_ts()
+        await self.event(message_event(user, ts, text, thread_ts=thread_ts))
+        return ts
+
     async def wait_card(self, channel: str, card_ts: str, text: str, timeout: float = 30) -> dict[str, Any]:
         """Wait until the card's latest content contains `text`; returns that content."""
         deadline = time.monotonic() + timeout
@@ -362,6 +418,7 @@ class Slack(SlackCards):
     def __init__(self, session: aiohttp.ClientSession, app: AppProcess, fake: FakeSlack):
         super().__init__(fake)
         self.session, self.url = session, f"{app.base_url}/slack/events"
+        self._deliveries = 0
 
     async def post(
         self, body: str, content_type: str, headers: dict[str, str] | None = None, signed: dict[str, str] | None = None
@@ -373,6 +430,21 @@ class Slack(SlackCards):
         }
         async with self.session.post(self.url, data=body.encode(), headers=all_headers) as response:
             return response.status, await response.text()
+
+    async def event(self, event: dict[str, Any]) -> tuple[int, str]:
+        status, text = await self.post(event_body(event, f"Ev{time.time_ns()}"), "application/json")
+        assert status == 200, (status, text)
+        return status, text
+
+    async def interactive(self, payload: dict[str, Any], answers: bool = False) -> dict[str, Any] | None:
+        """POSTed form-encoded as `payload`, like every interaction; the answer is the response body."""
+        body = urlencode({"payload": json.dumps(payload)})
+        # Each delivery signed at its own second, so delivering one payload again is not taken for a replay.
+        self._deliveries += 1
+        signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - self._deliveries % 240)
+        status, text = await self.post(body, "application/x-www-form-urlencoded", signed=signed)
+        assert status == 200, (status, text)
+        return json.loads(text) if text.strip() else None
 
     async def dm(
         self,
@@ -413,6 +485,13 @@ class SocketSlack(SlackCards):
         assert fake.socket_mode is not None, "a FakeSlack with a socket_mode"
         self.socket: FakeSocketMode = fake.socket_mode
         self.last: Envelope | None = None
+
+    async def interactive(self, payload: dict[str, Any], answers: bool = False) -> dict[str, Any] | None:
+        """An interactive envelope; a view_submission accepts a response payload, which travels in the ack."""
+        envelope = await self.socket.send("interactive", payload, accepts_response_payload=answers)
+        self.last = envelope
+        ack = await self.socket.wait_ack(envelope)
+        return ack.payload or None
 
     async def event(self, event: dict[str, Any], *, wait_ack: bool = True, lose_acks: int = 0) -> Envelope:
         """An events_api envelope whose payload is the event_callback body HTTP mode would POST."""

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.slack.card import APPLY_EDIT_ACTION, BODY_LIMIT, CANCEL_ACTION, render
+from bot.slack.card import (
+    APPLY_EDIT_ACTION,
+    BODY_LIMIT,
+    CANCEL_ACTION,
+    EDIT_ACTION,
+    SEND_NOW_ACTION,
+    UNDO_ACTION,
+    render,
+)
 from workflows.model import EmailStatus, EmailView
 
 
@@ -38,12 +47,27 @@ def action_ids(blocks: list[dict[str, Any]]) -> list[str]:
     return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
 
 
-def test_scheduled_card_has_cancel_with_confirmation_and_local_time() -> None:
+def test_scheduled_card_has_send_now_edit_and_cancel_with_confirmation_and_local_time() -> None:
     blocks = render("wf-1", view())
-    assert action_ids(blocks) == [CANCEL_ACTION]
-    [button] = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
-    assert button["value"] == "wf-1" and "confirm" in button
+    assert action_ids(blocks) == [SEND_NOW_ACTION, EDIT_ACTION, CANCEL_ACTION]
+    buttons = {e["action_id"]: e for b in blocks if b["type"] == "actions" for e in b["elements"]}
+    assert all(b["value"] == "wf-1" for b in buttons.values()) and "confirm" in buttons[CANCEL_ACTION]
     assert "9:00 AM PST" in json.dumps(blocks)
+
+
+def test_within_the_undo_window_the_card_offers_undo_with_the_seconds_and_the_clock_time() -> None:
+    now = datetime(2026, 11, 26, 17, 0, 0, tzinfo=UTC)
+    until = now + timedelta(seconds=8)
+    blocks = render("wf-1", view(undo_until=until, send_at=until), now=now)
+    assert action_ids(blocks) == [UNDO_ACTION, EDIT_ACTION, CANCEL_ACTION], "no Send now: it is going already"
+    assert "Sending in 8 s (until 9:00:08 AM)" in json.dumps(blocks, ensure_ascii=False), "in the user's zone"
+
+
+def test_send_now_only_for_a_complete_email_with_nothing_open() -> None:
+    assert SEND_NOW_ACTION not in action_ids(render("wf-1", view(status=EmailStatus.WAITING, subject="")))
+    assert SEND_NOW_ACTION not in action_ids(render("wf-1", view(unconfirmed=["x@y.example"])))
+    assert SEND_NOW_ACTION not in action_ids(render("wf-1", view(status=EmailStatus.PROCESSING)))
+    assert SEND_NOW_ACTION in action_ids(render("wf-1", view(status=EmailStatus.FAILED)))
 
 
 def test_final_and_sending_cards_have_no_buttons() -> None:

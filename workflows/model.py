@@ -192,3 +192,4 @@ class EmailView(BaseModel):
     revision: int
     sent_message_id: str
     conversation: list[Turn]
+    card: CardRef | None = Field(None, description="Where the user sees the email (a chat thread), if anywhere.")

@@ -273,6 +273,7 @@ def build_view(record: Record) -> EmailView:
         revision=email.revision,
         sent_message_id=record.get_str(DA_SENT_MESSAGE_ID),
         conversation=record.conversation,
+        card=record.card,
     )
 
 

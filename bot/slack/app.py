@@ -13,15 +13,18 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.context.say.async_say import AsyncSay
+from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
+from bot.slack.assistant import ASSISTANT_ROOT, greet, is_assistant_thread, is_listing_question, scheduled_summary
 from bot.slack.card import (
     APPLY_EDIT_ACTION,
     CANCEL_ACTION,
@@ -29,10 +32,12 @@ from bot.slack.card import (
     EMAIL_THREAD_EVENT,
     REMOVE_RECIPIENT_ACTION,
 )
+from bot.slack.controls import UNREACHABLE, OwnerControls, Replies
+from bot.slack.home import HomeRefresher
 from bot.slack.markup import escape, mentioned_users, to_plain
-from workflows.model import CancelInput, CardRef, Control, DraftInput, RequestResult, StartInput, UserRequest
-from workflows.recipients import RecipientError, normalize
-from workflows.sendtime import is_valid_timezone
+from bot.slack.users import UserCache
+from workflows.decisions import Policy
+from workflows.model import CancelInput, CardRef, Control, DraftInput, RequestResult, UserRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,7 +46,6 @@ USAGE = (
     "Tell me what to write, e.g. `/schedule-email thank Bob (bob@example.com) for the demo, "
     "in Spanish, send tomorrow at 9am`. I will open a thread in our DM for it."
 )
-UNREACHABLE = "I could not reach the email service just now, so nothing changed. Please try again in a moment."
 _ID_PART = re.compile(r"[^A-Za-z0-9.]")
 # A message with a file (file_share) is taken for its words; a thread reply also sent to the
 # conversation (thread_broadcast) is a thread reply like any other.
@@ -59,90 +63,23 @@ def files_not_attached(names: list[str]) -> str:
     return f"I used the words of your message. The {what} not added to the email: emails go out without attachments."
 
 
-def _one_address(text: str) -> bool:
-    try:
-        normalize([text])
-    except RecipientError:
-        return False
-    return True
-
-
 def thread_email_id(team: str, channel: str, thread_ts: str) -> str:
     """One workflow per thread, named by where it lives, so any replica finds it without a lookup."""
     return "slack-" + "-".join(_ID_PART.sub("", part) for part in (team, channel, thread_ts))
 
 
-@dataclass(frozen=True)
-class Profile:
-    zone: str
-    name: str
-    real_name: str = ""  # for From: "Alice Example (via email-agent)"
-    email: str = ""  # profile.email (scope users:read.email): replies to the emails they ask for go there
-
-
-@dataclass
-class UserCache:
-    """users.info is rate-limited (tier 4); a user's zone and name rarely change, so one call serves both."""
-
-    client: AsyncWebClient
-    ttl_seconds: int
-    _entries: dict[str, tuple[Profile, float]] = field(default_factory=dict)
-
-    async def zone_of(self, user: str) -> str:
-        profile = await self._profile(user)
-        return profile.zone if profile else "UTC"
-
-    async def name_of(self, user: str) -> str:
-        profile = await self._profile(user)
-        return profile.name if profile else ""
-
-    async def start_of(self, user: str, **fields: Any) -> StartInput:
-        """What a new email of this user starts with: their zone, their name and address for the sender."""
-        profile = await self._profile(user)
-        if profile is None:
-            return StartInput(timezone="UTC", owner=user, **fields)
-        return StartInput(
-            timezone=profile.zone,
-            owner=user,
-            owner_name=profile.real_name or profile.name or None,
-            owner_email=profile.email or None,
-            **fields,
-        )
-
-    async def _profile(self, user: str) -> Profile | None:
-        cached = self._entries.get(user)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
-        try:
-            info = (await self.client.users_info(user=user))["user"]
-        except SlackApiError as error:
-            log.warning("users.info failed for %s: %s; using UTC", user, error.response.get("error"))
-            return None  # not cached: try again next time
-        zone = str(info.get("tz") or "UTC")
-        details = info.get("profile") or {}
-        name = details.get("display_name") or details.get("real_name") or info.get("real_name") or info.get("name")
-        real_name = details.get("real_name") or info.get("real_name") or ""
-        email = str(details.get("email") or "")
-        profile = Profile(
-            zone=zone if is_valid_timezone(zone) else "UTC",
-            name=str(name or ""),
-            real_name=str(real_name),
-            email=email if _one_address(email) else "",
-        )
-        self._entries[user] = (profile, time.monotonic() + self.ttl_seconds)
-        return profile
-
-
 class SlackBot:
-    def __init__(self, engine: EmailEngine, client: AsyncWebClient, users: UserCache):
+    def __init__(self, engine: EmailEngine, client: AsyncWebClient, users: UserCache, replies: Replies):
         self._engine = engine
         self._client = client
         self._users = users
+        self._replies = replies
         self._threads: dict[tuple[str, str], str] = {}  # (channel, thread ts) -> email id, bot-opened threads
+        self._roots: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, thread ts) -> its root message
 
     def register(self, app: AsyncApp) -> None:
         app.event("message")(self.on_message)
-        app.event("app_home_opened")(self.on_home_opened)
+        app.event("assistant_thread_started")(self.on_assistant_thread_started)
         app.command("/schedule-email")(self.on_schedule_command)
         app.action(CANCEL_ACTION)(self.on_cancel)
         app.action(APPLY_EDIT_ACTION)(self.on_apply_edit)
@@ -172,14 +109,42 @@ class SlackBot:
         request = UserRequest(text=text, message_id=f"{channel}:{ts}", actor=user)
         result: RequestResult | None = None
         if thread_ts == ts:
-            card = CardRef(channel=channel, thread_ts=ts)
-            start = await self._users.start_of(user, card=card, first_request=request)
-            if await self._engine.start(thread_email_id(team, channel, ts), start):
-                result = RequestResult(accepted=True, detail="received with the start")
-        if result is None:  # a reply, or a re-delivery of a thread's first message (de-duplicated)
-            result = await self._request(team, channel, thread_ts, request)
+            result = await self._start(team, channel, ts, request, assistant=False)
+        else:  # a reply, in a DM thread, a thread the bot opened, or an assistant chat
+            result = await self._reply(team, channel, thread_ts, request, event)
         if files and result and result.accepted and not result.duplicate:  # once, not again on Slack's retries
             await self._say(channel, thread_ts, files_not_attached(files))
+
+    async def _start(
+        self, team: str, channel: str, thread_ts: str, request: UserRequest, assistant: bool
+    ) -> RequestResult | None:
+        """A new thread: one email, named by the thread, the request carried by its start. 'What have I
+        scheduled?' as a thread's first words is answered from the listing instead."""
+        user = str(request.actor)
+        if is_listing_question(request.text):
+            emails = await self._engine.emails_of(user)
+            await self._say(channel, thread_ts, scheduled_summary(emails))
+            return None
+        card = CardRef(channel=channel, thread_ts=thread_ts, assistant=assistant)
+        start = await self._users.start_of(user, card=card, first_request=request)
+        if await self._engine.start(thread_email_id(team, channel, thread_ts), start):
+            return RequestResult(accepted=True, detail="received with the start")
+        # A re-delivery of a thread's first message: de-duplicated by the request's id.
+        return await self._request(team, channel, thread_ts, request)
+
+    async def _reply(
+        self, team: str, channel: str, thread_ts: str, request: UserRequest, event: dict[str, Any]
+    ) -> RequestResult | None:
+        try:
+            return await self._request(team, channel, thread_ts, request, untracked=False)
+        except EmailNotFound:
+            pass
+        if is_assistant_thread(event, await self._root_of(channel, thread_ts)):
+            return await self._start(team, channel, thread_ts, request, assistant=True)
+        await self._say(
+            channel, thread_ts, "I don't have an email for this thread. Send me a new message to start one."
+        )
+        return None
 
     async def _plain(self, text: object) -> str:
         """The words as the user typed them, mentions by name (a few users.info calls, cached)."""
@@ -188,10 +153,15 @@ class SlackBot:
         names = {user: await self._users.name_of(user) for user in mentioned}
         return to_plain(encoded, names).strip()
 
-    async def _request(self, team: str, channel: str, thread_ts: str, request: UserRequest) -> RequestResult | None:
+    async def _request(
+        self, team: str, channel: str, thread_ts: str, request: UserRequest, untracked: bool = True
+    ) -> RequestResult | None:
+        """`untracked`: a thread with no email is answered so; else EmailNotFound is the caller's."""
         try:
             result = await self._in_thread(team, channel, thread_ts, lambda e: self._engine.request(e, request))
         except EmailNotFound:
+            if not untracked:
+                raise
             await self._say(
                 channel, thread_ts, "I don't have an email for this thread. Send me a new message to start one."
             )
@@ -218,7 +188,10 @@ class SlackBot:
             self._threads.pop(next(iter(self._threads)))
         return await call(named)
 
-    async def _email_named_by_root(self, channel: str, thread_ts: str) -> str | None:
+    async def _root_of(self, channel: str, thread_ts: str) -> dict[str, Any] | None:
+        """A thread's root message (with its metadata), looked up once: it says whose thread it is."""
+        if (channel, thread_ts) in self._roots:
+            return self._roots[(channel, thread_ts)]
         try:
             replies = await self._client.conversations_replies(
                 channel=channel, ts=thread_ts, limit=1, include_all_metadata=True
@@ -227,7 +200,14 @@ class SlackBot:
             log.warning("conversations.replies failed for %s: %s", thread_ts, error.response.get("error"))
             return None
         messages = replies.get("messages") or []
-        metadata = (messages[0].get("metadata") or {}) if messages else {}
+        root = dict(messages[0]) if messages else {}
+        self._roots[(channel, thread_ts)] = root
+        while len(self._roots) > 10_000:
+            self._roots.pop(next(iter(self._roots)))
+        return root
+
+    async def _email_named_by_root(self, channel: str, thread_ts: str) -> str | None:
+        metadata = ((await self._root_of(channel, thread_ts)) or {}).get("metadata") or {}
         if metadata.get("event_type") != EMAIL_THREAD_EVENT:
             return None
         named = metadata.get("event_payload", {}).get("email_id")
@@ -235,6 +215,8 @@ class SlackBot:
 
     async def _on_edit(self, team: str, event: dict[str, Any]) -> None:
         message = event.get("message") or {}
+        if message.get("subtype") == ASSISTANT_ROOT:
+            return  # Slack retitled an assistant chat (its root): not the user's words
         user = message.get("user")
         if not user or message.get("bot_id") or not message.get("text"):
             return
@@ -282,15 +264,15 @@ class SlackBot:
         try:
             result = await self._engine.cancel(email_id, CancelInput(actor=user))
         except (EmailClosed, EmailNotFound):
-            await self._ephemeral(body, await self._finished_text(email_id))
+            await self._replies.tell(body, await self._replies.finished(email_id))
             return
         except (EngineBusy, EngineUnavailable):
-            await self._ephemeral(body, UNREACHABLE)
+            await self._replies.tell(body, UNREACHABLE)
             return
         if result.already:
-            await self._ephemeral(body, "This email is already canceled; nothing changed.")
+            await self._replies.tell(body, "This email is already canceled; nothing changed.")
         elif not result.ok:
-            await self._ephemeral(body, f"Not canceled: {result.detail}.")
+            await self._replies.tell(body, f"Not canceled: {result.detail}.")
 
     async def on_recipient(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         """Confirm or Remove on a recipient the model proposed: the owner's decision, queued like a request."""
@@ -306,13 +288,13 @@ class SlackBot:
         try:
             result = await self._engine.control(email_id, control)
         except (EmailClosed, EmailNotFound):
-            await self._ephemeral(body, await self._finished_text(email_id))
+            await self._replies.tell(body, await self._replies.finished(email_id))
             return
         except (EngineBusy, EngineUnavailable):
-            await self._ephemeral(body, UNREACHABLE)
+            await self._replies.tell(body, UNREACHABLE)
             return
         if not result.ok:
-            await self._ephemeral(body, f"Nothing changed: {result.detail}.")
+            await self._replies.tell(body, f"Nothing changed: {result.detail}.")
 
     async def on_apply_edit(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
@@ -320,16 +302,16 @@ class SlackBot:
         try:
             view = await self._engine.describe(email_id)
         except (EmailClosed, EmailNotFound):
-            await self._ephemeral(body, await self._finished_text(email_id))
+            await self._replies.tell(body, await self._replies.finished(email_id))
             return
         except (EngineBusy, EngineUnavailable):
-            await self._ephemeral(body, UNREACHABLE)
+            await self._replies.tell(body, UNREACHABLE)
             return
         if view.owner and view.owner != user:
-            await self._ephemeral(body, "Only the person who started this email can change it.")
+            await self._replies.tell(body, "Only the person who started this email can change it.")
             return
         if not view.draft:
-            await self._ephemeral(body, "There is no edit to use any more.")
+            await self._replies.tell(body, "There is no edit to use any more.")
             return
         channel = body["channel"]["id"]
         thread_ts = str(body["message"].get("thread_ts") or body["message"]["ts"])
@@ -339,41 +321,33 @@ class SlackBot:
         try:
             await self._request(str(body.get("team", {}).get("id") or ""), channel, thread_ts, request)
         except (EngineBusy, EngineUnavailable):
-            await self._ephemeral(body, UNREACHABLE)
+            await self._replies.tell(body, UNREACHABLE)
 
-    async def _finished_text(self, email_id: str) -> str:
-        try:
-            view = await self._engine.describe(email_id)
-        except EmailNotFound:
-            return "I can't find this email any more."
-        return f"This email is already {view.status.value}; nothing changed."
+    # --- assistant threads (AI app surface) --------------------------------------------
 
-    async def _ephemeral(self, body: dict[str, Any], text: str) -> None:
-        await self._client.chat_postEphemeral(channel=body["channel"]["id"], user=body["user"]["id"], text=text)
+    async def on_assistant_thread_started(self, say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+        """The user opened a chat with the app: a greeting and suggested prompts. Its email starts with
+        their first message (`_reply`), so opening and closing the panel costs no workflow."""
+        await greet(say, set_suggested_prompts)
 
-    # --- home -----------------------------------------------------------------------
 
-    async def on_home_opened(self, event: dict[str, Any]) -> None:
-        if event.get("tab") != "home":
-            return
-        await self._client.views_publish(
-            user_id=event["user"],
-            view={
-                "type": "home",
-                "blocks": [
-                    {"type": "header", "text": {"type": "plain_text", "text": "Your email assistant"}},
-                    {
-                        "type": "section",
-                        "text": {"type": "mrkdwn", "text": "Send me a DM: one thread, one email. " + USAGE},
-                    },
-                ],
-            },
-        )
+@dataclass(frozen=True)
+class SlackEdge:
+    app: AsyncApp
+    home: HomeRefresher
 
 
 def build_slack_app(
-    engine: EmailEngine, bot_token: str, signing_secret: str | None, api_url: str, timezone_ttl: int
-) -> AsyncApp:
+    engine: EmailEngine,
+    bot_token: str,
+    signing_secret: str | None,
+    api_url: str,
+    timezone_ttl: int,
+    policy: Policy | None = None,
+    home_interval: float = 1.0,
+) -> SlackEdge:
+    """The Bolt app and its App Home refresher. `policy`: the recipient and size rules the edit modal checks
+    (the workflow checks them again)."""
     client = AsyncWebClient(token=bot_token, base_url=api_url)
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))  # honours Retry-After
     app = AsyncApp(
@@ -384,5 +358,14 @@ def build_slack_app(
         # The model and SMTP still never run here; they run in the workflow.
         process_before_response=True,
     )
-    SlackBot(engine, client, UserCache(client, timezone_ttl)).register(app)
-    return app
+    home = HomeRefresher(engine, client, interval=home_interval)
+    replies = Replies(engine, client, home)
+    SlackBot(engine, client, UserCache(client, timezone_ttl), replies).register(app)
+    OwnerControls(engine, client, replies, policy or Policy()).register(app)
+
+    async def on_home_opened(event: dict[str, Any]) -> None:
+        if event.get("tab") == "home":
+            await home.publish(str(event["user"]))
+
+    app.event("app_home_opened")(on_home_opened)
+    return SlackEdge(app, home)

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from workflows.model import EmailStatus, EmailView
+from workflows.model import EmailStatus, EmailView, utcnow
+from workflows.sendtime import is_valid_timezone, seconds_until
 
 EMAIL_THREAD_EVENT = "email_agent_thread"  # message metadata naming the email a thread belongs to
 CANCEL_ACTION = "cancel_email"
 CONFIRM_RECIPIENT_ACTION = "confirm_recipient"
 REMOVE_RECIPIENT_ACTION = "remove_recipient"
 APPLY_EDIT_ACTION = "apply_edit"
+SEND_NOW_ACTION = "send_now"
+UNDO_ACTION = "undo_send"
+EDIT_ACTION = "edit_email"
 BODY_LIMIT = 2500  # a section's text holds 3000 characters
 
-_LABELS = {
+LABELS = {
     EmailStatus.INITIALIZED: ":hourglass_flowing_sand: Starting",
     EmailStatus.WAITING: ":speech_balloon: Waiting for you",
     EmailStatus.PROCESSING: ":hourglass_flowing_sand: Working on it",
@@ -38,13 +44,14 @@ def _trim(text: str, limit: int) -> str:
 
 def fallback_text(view: EmailView) -> str:
     to = ", ".join(view.to) or "no recipient yet"
-    return f"{_LABELS[view.status]}: email to {to}"
+    return f"{LABELS[view.status]}: email to {to}"
 
 
-def render(email_id: str, view: EmailView) -> list[dict[str, Any]]:
+def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The card's blocks; `now` only counts the seconds left of an undo window (a card cannot count down)."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _trim(f"✉️ {view.subject or 'New email'}", 150)}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": _LABELS[view.status]}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": LABELS[view.status]}]},
     ]
     if view.to or view.subject or view.body:
         blocks.append(
@@ -64,7 +71,7 @@ def render(email_id: str, view: EmailView) -> list[dict[str, Any]]:
                 "text": {"type": "mrkdwn", "text": body},
             }
         )
-    when = _when(view)
+    when = _when(view, now or utcnow())
     if when:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": when}]})
     if view.last_reply:
@@ -100,14 +107,62 @@ def render(email_id: str, view: EmailView) -> list[dict[str, Any]]:
     return blocks
 
 
-def _when(view: EmailView) -> str:
+def _when(view: EmailView, now: datetime) -> str:
     """Whether it goes out, said plainly (the same words as describe's `plan`)."""
     if view.status == EmailStatus.SENT:
         return f":incoming_envelope: Delivered ({view.sent_message_id})" if view.sent_message_id else ""
     if view.status == EmailStatus.CANCELED:
         return ""
+    if view.undo_until is not None:
+        return f":hourglass_flowing_sand: {undo_text(view, now)}"
     icon = ":calendar:" if view.will_send else ":double_vertical_bar:"
     return f"{icon} {_escape(view.plan)}"
+
+
+def undo_text(view: EmailView, now: datetime) -> str:
+    """'Sending in 8 s (until 9:00:08 AM) — Undo': the seconds as of this rendering, and the clock time, which
+    stays true while the card stands still."""
+    if view.undo_until is None:
+        return ""
+    left = seconds_until(view.undo_until, now)
+    local = view.undo_until.astimezone(ZoneInfo(view.timezone if is_valid_timezone(view.timezone) else "UTC"))
+    until = f"{local.strftime('%I').lstrip('0') or '12'}:{local:%M:%S %p}"
+    return f"Sending in {left} s (until {until}) — Undo puts it on hold."
+
+
+def can_send_now(view: EmailView) -> bool:
+    """Complete, nothing open, and not already going out within the undo window."""
+    return (
+        view.status in (EmailStatus.WAITING, EmailStatus.SCHEDULED, EmailStatus.FAILED)
+        and bool(view.to and view.subject and view.body)
+        and not view.unconfirmed
+        and view.undo_until is None
+    )
+
+
+def button(action_id: str, text: str, value: str, style: str = "") -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": text},
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def cancel_button(email_id: str) -> dict[str, Any]:
+    return {
+        **button(CANCEL_ACTION, "Cancel email", email_id, "danger"),
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Cancel this email?"},
+            "text": {"type": "mrkdwn", "text": "It will not be sent. This cannot be undone."},
+            "confirm": {"type": "plain_text", "text": "Cancel email"},
+            "deny": {"type": "plain_text", "text": "Keep it"},
+            "style": "danger",
+        },
+    }
 
 
 def recipient_value(email_id: str, address: str) -> str:
@@ -156,30 +211,13 @@ def _actions(email_id: str, view: EmailView) -> list[dict[str, Any]]:
     if view.status.is_final or view.status == EmailStatus.SENDING:
         return []
     elements: list[dict[str, Any]] = []
+    if view.undo_until is not None:
+        elements.append(button(UNDO_ACTION, "Undo", email_id, "primary"))
+    if can_send_now(view):
+        elements.append(button(SEND_NOW_ACTION, "Send now", email_id, "primary"))
     if view.draft:
-        elements.append(
-            {
-                "type": "button",
-                "action_id": APPLY_EDIT_ACTION,
-                "text": {"type": "plain_text", "text": "Use my edit"},
-                "value": email_id,
-            }
-        )
+        elements.append(button(APPLY_EDIT_ACTION, "Use my edit", email_id))
+    elements.append(button(EDIT_ACTION, "Edit", email_id))
     if view.status == EmailStatus.SCHEDULED or view.to or view.body:
-        elements.append(
-            {
-                "type": "button",
-                "action_id": CANCEL_ACTION,
-                "style": "danger",
-                "text": {"type": "plain_text", "text": "Cancel email"},
-                "value": email_id,
-                "confirm": {
-                    "title": {"type": "plain_text", "text": "Cancel this email?"},
-                    "text": {"type": "mrkdwn", "text": "It will not be sent. This cannot be undone."},
-                    "confirm": {"type": "plain_text", "text": "Cancel email"},
-                    "deny": {"type": "plain_text", "text": "Keep it"},
-                    "style": "danger",
-                },
-            }
-        )
+        elements.append(cancel_button(email_id))
     return elements

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
+from bot.slack.assistant import follow_thread
 from bot.slack.card import EMAIL_THREAD_EVENT, fallback_text, render
 from workflows.model import CardRef, EmailView
+
+log = logging.getLogger(__name__)
+
+# (owner, email id, view): one of the owner's emails changed (the App Home refresher's `changed_threadsafe`).
+OnChange = Callable[[str, str, EmailView], None]
 
 
 class SlackCardNotifier:
     """Errors (429 after one Retry-After wait, 5xx, network) propagate: the iWF server retries the state."""
 
-    def __init__(self, token: str, base_url: str):
+    def __init__(self, token: str, base_url: str, on_change: OnChange | None = None):
         self._client = WebClient(token=token, base_url=base_url, timeout=10)
         self._client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=1))
+        self.on_change = on_change
+        self._posted = threading.local()  # the card this thread just posted, in this state execution
 
     def post_root(self, card: CardRef, email_id: str) -> tuple[str, str]:
         """Posting to a user id opens (or reuses) the app's DM with them. The email's id travels in the
@@ -33,12 +45,27 @@ class SlackCardNotifier:
             text=fallback_text(view),
             blocks=render(email_id, view),
         )
+        self._posted.email_id = email_id
         return str(response["ts"])
-
-    def settled(self, card: CardRef, email_id: str, view: EmailView) -> None:
-        """Nothing follows the card yet."""
 
     def update(self, card: CardRef, email_id: str, view: EmailView) -> None:
         self._client.chat_update(
             channel=card.channel, ts=card.ts, text=fallback_text(view), blocks=render(email_id, view)
         )
+
+    def settled(self, card: CardRef, email_id: str, view: EmailView) -> None:
+        """After the card: an assistant thread's status and title, then the owner's App Home (queued, it
+        publishes on the app's loop). A failure right after the card's first post is only logged: raising
+        would make iWF run the step again, and the card (whose ts is recorded only by a successful step) would
+        be posted twice; the status then clears by itself within two minutes, and the next step sets it."""
+        just_posted = getattr(self._posted, "email_id", None) == email_id
+        self._posted.email_id = None
+        if card.assistant and card.thread_ts:
+            try:
+                follow_thread(self._client, card, view)
+            except Exception:
+                if not just_posted:
+                    raise
+                log.warning("assistant thread of %s not updated after its card was posted", email_id, exc_info=True)
+        if view.owner and self.on_change is not None:
+            self.on_change(view.owner, email_id, view)

@@ -258,7 +258,9 @@ async def test_the_bots_own_messages_are_ignored(slack: Slack) -> None:
     status, _ = await slack.post(event_body(own, f"Ev{time.time_ns()}"), "application/json")
     assert status == 200
     await asyncio.sleep(1)
-    assert [c for c in slack.fake.calls[before:] if c.method not in ("auth.test",)] == []
+    # Other tests' emails may still be changing (cards, Home tabs): only calls about this message count.
+    about = [c for c in slack.fake.calls[before:] if channel in json.dumps(c.args) or "UBOT" in json.dumps(c.args)]
+    assert about == []
 
 
 async def _wait_ephemeral(fake: FakeSlack, user: str, text: str, timeout: float = 15) -> None:

@@ -40,6 +40,7 @@ class FakeOpenAI:
 
     requests: list[dict[str, Any]] = field(default_factory=list)
     slow_seconds: float = 5.0
+    ponder_seconds: float = 1.0
     fault: Callable[[dict[str, Any]], str | None] | None = None
     runner: web.AppRunner | None = None
     port: int = 0
@@ -107,6 +108,8 @@ class FakeOpenAI:
             )
         if fault == "timeout" or "SLOW" in user:
             await asyncio.sleep(self.slow_seconds)
+        elif "PONDER" in user:  # a model that takes its time, well within the app's time-out
+            await asyncio.sleep(self.ponder_seconds)
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
         refuse = fault == "refuse" or "REFUSE" in user
         if refuse and schema is not None:

@@ -45,6 +45,8 @@ class FakeSlack:
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (channel, ts) -> message
     emails: dict[str, dict[str, str]] = field(default_factory=dict)  # user -> {"email": ...}
     socket_mode: FakeSocketMode | None = None
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)  # view id -> the view as opened or published
+    homes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user -> their Home tab, as last published
     runner: web.AppRunner | None = None
     port: int = 0
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -144,13 +146,67 @@ class FakeSlack:
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(args["users"])}}
         if method == "chat.getPermalink":
+            channel, ts = args["channel"], str(args["message_ts"])
             return {
                 "ok": True,
-                "permalink": f"https://example.slack.com/archives/{args['channel']}/p{args['message_ts']}",
+                "channel": channel,
+                "permalink": f"https://example.slack.com/archives/{channel}/p{ts.replace('.', '')}",
             }
-        if method == "views.publish":
-            return {"ok": True}
+        if method in ("views.publish", "views.open"):
+            return self._view(method, args)
+        if method.startswith("assistant.threads."):
+            return self._assistant(method.removeprefix("assistant.threads."), args)
         return {"ok": False, "error": "unknown_method"}
+
+    def _view(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """views.open (needs the click's trigger_id) and views.publish (a user's Home tab): the view comes back
+        with its id, hash and an empty state, as Slack answers."""
+        view = args.get("view")
+        needed = "trigger_id" if method == "views.open" else "user_id"
+        if not isinstance(view, dict) or not args.get(needed):
+            return {"ok": False, "error": "invalid_arguments"}
+        if len(view.get("blocks", [])) > 100:
+            return {"ok": False, "error": "invalid_blocks", "errors": ["must provide at most 100 blocks"]}
+        view_id = f"V{next(self._ts):09d}"
+        answered = {
+            "id": view_id,
+            "team_id": TEAM,
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "private_metadata": "",
+            "callback_id": "",
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "app_id": "A0APP",
+            "bot_id": "B0BOT",
+            **view,
+        }
+        self.views[view_id] = answered
+        if method == "views.publish":
+            self.homes[str(args["user_id"])] = answered
+        return {"ok": True, "view": answered}
+
+    def _assistant(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """assistant.threads.setStatus / setSuggestedPrompts / setTitle, with the arguments Slack documents."""
+        if not args.get("channel_id"):
+            return {"ok": False, "error": "channel_not_found"}
+        if name != "setSuggestedPrompts" and not args.get("thread_ts"):
+            return {"ok": False, "error": "invalid_thread_ts"}
+        if name == "setStatus" and "status" not in args:
+            return {"ok": False, "error": "invalid_arguments"}
+        if name == "setTitle" and not args.get("title"):
+            return {"ok": False, "error": "invalid_arguments"}
+        if name == "setSuggestedPrompts":
+            prompts = args.get("prompts")
+            if isinstance(prompts, str):
+                prompts = json.loads(prompts)
+            if not isinstance(prompts, list) or not 0 < len(prompts) <= 4:
+                return {"ok": False, "error": "invalid_arguments"}
+            if not all(isinstance(p, dict) and p.get("title") and p.get("message") for p in prompts):
+                return {"ok": False, "error": "invalid_arguments"}
+        if name not in ("setStatus", "setSuggestedPrompts", "setTitle"):
+            return {"ok": False, "error": "unknown_method"}
+        return {"ok": True}
 
 
 # --- Slack's encoding of what people type (api.slack.com/reference/surfaces/formatting) ---------------
@@ -338,7 +394,78 @@ def action_payload(
         "message": {"ts": message_ts, "thread_ts": thread_ts},
         "trigger_id": f"trig-{time.time_ns()}",
         "response_url": "http://127.0.0.1:9/unused",
-        "actions": [
-            {"action_id": action_id, "block_id": "email_actions", "value": value, "type": "button", "action_ts": "1"}
-        ],
+        "actions": [_clicked(action_id, value)],
+    }
+
+
+def _clicked(action_id: str, value: str) -> dict[str, Any]:
+    """One button in a block_actions payload; `action_ts` is the click's own time, as in Slack."""
+    return {
+        "action_id": action_id,
+        "block_id": "email_actions",
+        "value": value,
+        "type": "button",
+        "text": {"type": "plain_text", "text": action_id, "emoji": True},
+        "action_ts": f"{time.time():.6f}",
+    }
+
+
+def home_action_payload(action_id: str, value: str, user: str, home: dict[str, Any]) -> dict[str, Any]:
+    """A click on a button of the user's Home tab: the container is the view, and there is no channel."""
+    return {
+        "type": "block_actions",
+        "api_app_id": "A0APP",
+        "token": "legacy-unused",
+        "team": {"id": TEAM, "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM},
+        "container": {"type": "view", "view_id": home.get("id", "V0")},
+        "trigger_id": f"trig-{time.time_ns()}",
+        "view": home,
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "actions": [_clicked(action_id, value)],
+    }
+
+
+def view_submission_payload(user: str, opened: dict[str, Any], values: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The user pressed the modal's submit button: the view as opened, with the inputs' state."""
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM, "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM},
+        "api_app_id": "A0APP",
+        "token": "legacy-unused",
+        "trigger_id": f"trig-{time.time_ns()}",
+        "view": {**opened, "state": {"values": values}},
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+
+
+def assistant_thread_started(user: str, channel: str, thread_ts: str, viewing: str = "C0GENERAL") -> dict[str, Any]:
+    """The assistant_thread_started event (docs.slack.dev/reference/events/assistant_thread_started)."""
+    return {
+        "type": "assistant_thread_started",
+        "assistant_thread": {
+            "user_id": user,
+            "context": {"channel_id": viewing, "team_id": TEAM, "enterprise_id": None},
+            "channel_id": channel,
+            "thread_ts": thread_ts,
+        },
+        "event_ts": f"{time.time():.6f}",
+    }
+
+
+def assistant_root(user: str, thread_ts: str) -> dict[str, Any]:
+    """The root message Slack creates for an assistant thread (subtype assistant_app_thread)."""
+    return {
+        "type": "message",
+        "subtype": "assistant_app_thread",
+        "user": user,
+        "text": "New chat",
+        "team": TEAM,
+        "ts": thread_ts,
+        "thread_ts": thread_ts,
+        "assistant_app_thread": {"title": "New chat", "title_blocks": [], "artifacts": []},
     }

@@ -1,0 +1,159 @@
+"""The owner's buttons that need no model: Send now, Undo, Edit (the modal and its submission), on the card
+and on the App Home tab.
+
+Each becomes one `Control` for the workflow, which checks that the clicking user owns the email and is the
+authority on what happens; its message_id comes from the click (`action_ts`), so Slack delivering a click
+again changes nothing twice. An unreachable engine is said to the user and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
+from bot.slack.card import EDIT_ACTION, SEND_NOW_ACTION, UNDO_ACTION
+from bot.slack.home import OPEN_THREAD_ACTION, HomeRefresher
+from bot.slack.modal import EDIT_CALLBACK, TO, Opened, edit_modal, field_errors, read_edit
+from workflows.decisions import Policy, edit_errors
+from workflows.model import Control, ControlKind, EmailStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+UNREACHABLE = "I could not reach the email service just now, so nothing changed. Please try again in a moment."
+NOT_YOURS = "Only the person who started this email can change it."
+
+
+class Replies:
+    """Answers the user who clicked: ephemerally beside the card, or on their Home tab (which has no channel)."""
+
+    def __init__(self, engine: EmailEngine, client: AsyncWebClient, home: HomeRefresher):
+        self._engine = engine
+        self._client = client
+        self._home = home
+
+    async def tell(self, body: dict[str, Any], text: str) -> None:
+        user = body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id")
+        if channel:
+            await self._client.chat_postEphemeral(channel=channel, user=user, text=text)
+        else:
+            await self._home.publish(user, notice=text)
+
+    async def finished(self, email_id: str) -> str:
+        try:
+            view = await self._engine.describe(email_id)
+        except EmailNotFound:
+            return "I can't find this email any more."
+        return f"This email is already {view.status.value}; nothing changed."
+
+
+class OwnerControls:
+    def __init__(self, engine: EmailEngine, client: AsyncWebClient, replies: Replies, policy: Policy):
+        self._engine = engine
+        self._client = client
+        self._replies = replies
+        self._policy = policy
+
+    def register(self, app: AsyncApp) -> None:
+        app.action(SEND_NOW_ACTION)(self.on_send_now)
+        app.action(UNDO_ACTION)(self.on_undo)
+        app.action(EDIT_ACTION)(self.on_edit)
+        app.action(OPEN_THREAD_ACTION)(self.on_link)
+        app.view(EDIT_CALLBACK)(self.on_edit_submitted)
+
+    async def on_link(self, ack: AsyncAck) -> None:
+        await ack()  # a link button: Slack opens the link and still sends the click
+
+    async def on_send_now(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await self._control(body, action, "send_now")
+
+    async def on_undo(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        await self._control(body, action, "undo")
+
+    async def _control(self, body: dict[str, Any], action: dict[str, Any], kind: ControlKind) -> None:
+        user, email_id = body["user"]["id"], str(action["value"])
+        control = Control(kind=kind, actor=user, message_id=f"{kind}:{action.get('action_ts')}")
+        try:
+            result = await self._engine.control(email_id, control)
+        except (EmailClosed, EmailNotFound):
+            await self._replies.tell(body, await self._replies.finished(email_id))
+            return
+        except (EngineBusy, EngineUnavailable):
+            await self._replies.tell(body, UNREACHABLE)
+            return
+        if not result.ok:
+            await self._replies.tell(body, f"Nothing changed: {result.detail}.")
+
+    # --- the edit modal -----------------------------------------------------------------
+
+    async def on_edit(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Opens the modal with the email as it stands: views.open must use the click's trigger_id within 3 s,
+        so this is one describe and one Web API call."""
+        await ack()
+        user, email_id = body["user"]["id"], str(action["value"])
+        try:
+            view = await self._engine.describe(email_id)
+        except EmailNotFound:
+            await self._replies.tell(body, await self._replies.finished(email_id))
+            return
+        except (EngineBusy, EngineUnavailable):
+            await self._replies.tell(body, UNREACHABLE)
+            return
+        if view.owner and view.owner != user:
+            await self._replies.tell(body, NOT_YOURS)
+            return
+        if view.status.is_final or view.status == EmailStatus.SENDING:
+            await self._replies.tell(body, f"This email is already {view.status.value}; it can't be edited.")
+            return
+        try:
+            await self._client.views_open(trigger_id=body["trigger_id"], view=edit_modal(email_id, view))
+        except SlackApiError as error:  # e.g. expired_trigger_id: the click is older than 3 s
+            log.warning("views.open failed for %s: %s", email_id, error.response.get("error"))
+            await self._replies.tell(body, "The editor could not open in time. Please click Edit again.")
+
+    async def on_edit_submitted(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """Field errors are answered in the modal (response_action errors, within Slack's 3 s); a valid edit
+        goes to the workflow as one control, and the modal closes once the workflow has taken it."""
+        user = body["user"]["id"]
+        try:
+            opened = Opened.load(str(view.get("private_metadata") or ""))
+        except (ValueError, KeyError):
+            await ack()
+            return  # not a modal this app opened
+        kept_body = None
+        if opened.keep_body:
+            try:
+                kept_body = (await self._engine.describe(opened.email_id)).body
+            except (EmailNotFound, EngineBusy, EngineUnavailable):
+                await ack(response_action="errors", errors={TO: UNREACHABLE})
+                return
+        edit, errors = read_edit((view.get("state") or {}).get("values") or {}, opened, kept_body)
+        if edit is not None and not errors:
+            errors = edit_errors(edit, timezone=opened.timezone, now=utcnow(), policy=self._policy)
+        if edit is None or errors:
+            await ack(response_action="errors", errors=field_errors(errors, opened.keep_body))
+            return
+        # One modal, one content: a double submit is one edit; a corrected one after a refusal is another.
+        digest = hashlib.sha256(f"{view.get('id')}:{edit.model_dump_json()}".encode()).hexdigest()[:24]
+        control = Control(kind="edit", edit=edit, actor=user, message_id=f"edit:{digest}")
+        problem = ""
+        try:
+            result = await self._engine.control(opened.email_id, control)
+            if not result.ok:
+                problem = f"Nothing changed: {result.detail}."
+        except (EmailClosed, EmailNotFound):
+            problem = await self._replies.finished(opened.email_id)
+        except (EngineBusy, EngineUnavailable):
+            problem = UNREACHABLE
+        if problem:
+            await ack(response_action="errors", errors={TO: problem})
+            return
+        await ack()  # closes the modal; the card shows the new revision

@@ -1,0 +1,207 @@
+"""App Home: the user's emails, kept up to date.
+
+Published when the user opens the tab, and again whenever one of their emails changes: the workflow's card
+step calls the notifier's `settled`, which hands the change to `HomeRefresher.changed` here. The listing
+comes from the engine's search by owner (Temporal visibility, a moment behind the workflows), each email
+described for its current state; the email that just changed is merged in, so a new one shows at once.
+Publishes are coalesced per user, at most one per `interval` seconds, so a busy email cannot flood
+views.publish (Slack allows about 10 per user per minute before answering 429s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.engine import EmailEngine, EngineBusy, EngineUnavailable
+from bot.slack.card import LABELS, UNDO_ACTION, button, can_send_now, cancel_button, undo_text
+from bot.slack.card import SEND_NOW_ACTION as SEND_NOW
+from bot.slack.markup import escape
+from workflows.model import EmailStatus, EmailView, utcnow
+
+log = logging.getLogger(__name__)
+
+OPEN_THREAD_ACTION = "open_thread"  # a link button: Slack still sends the click, which is only acked
+GOING_MAX, WAITING_MAX, RECENT_MAX = 15, 15, 5  # 2 blocks each: well under a view's 100
+START_HINT = (
+    "Send me a DM (one thread, one email), open a chat with me from the assistant icon, or use "
+    "`/schedule-email` anywhere."
+)
+
+Listed = tuple[str, EmailView]
+
+
+def _line(view: EmailView, now: datetime) -> str:
+    subject = escape(view.subject) or "_New email_"
+    to = escape(", ".join(view.to)) or "_no recipient yet_"
+    if view.status == EmailStatus.SENT:
+        return f"*{subject}*  to {to}\n{LABELS[view.status]}" + (
+            f" · {view.send_at_local}" if view.send_at_local else ""
+        )
+    if view.status == EmailStatus.CANCELED:
+        return f"*{subject}*  to {to}\n{LABELS[view.status]}"
+    plan = undo_text(view, now) if view.undo_until is not None else escape(view.plan)
+    return f"*{subject}*  to {to}\n{LABELS[view.status]} · {plan}"
+
+
+def _email_blocks(email_id: str, view: EmailView, link: str | None, now: datetime) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": _line(view, now)}}]
+    elements: list[dict[str, Any]] = []
+    if not view.status.is_final and view.status != EmailStatus.SENDING:
+        if view.undo_until is not None:
+            elements.append(button(UNDO_ACTION, "Undo", email_id, "primary"))
+        if can_send_now(view):
+            elements.append(button(SEND_NOW, "Send now", email_id, "primary"))
+        elements.append(cancel_button(email_id))
+    if link:
+        elements.append({**button(OPEN_THREAD_ACTION, "Open thread", email_id), "url": link})
+    if elements:
+        blocks.append({"type": "actions", "block_id": f"home-{email_id}"[:255], "elements": elements})
+    return blocks
+
+
+def _section(
+    title: str, emails: Sequence[Listed], limit: int, links: dict[str, str], now: datetime
+) -> list[dict[str, Any]]:
+    if not emails:
+        return []
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title}}]
+    for email_id, view in emails[:limit]:
+        blocks.extend(_email_blocks(email_id, view, links.get(email_id), now))
+    if len(emails) > limit:
+        more = len(emails) - limit
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"…and {more} more."}]})
+    return blocks
+
+
+def home_view(
+    emails: Sequence[Listed], links: dict[str, str] | None = None, notice: str = "", now: datetime | None = None
+) -> dict[str, Any]:
+    """The Home tab: what goes out (soonest first), what waits for the user, the last few finished. `now`
+    counts the seconds left of an undo window."""
+    links, now = links or {}, now or utcnow()
+    going = sorted(
+        ((i, v) for i, v in emails if v.will_send and not v.status.is_final),
+        key=lambda item: item[1].send_at or now,
+    )
+    waiting = [(i, v) for i, v in emails if not v.will_send and not v.status.is_final]
+    recent = [(i, v) for i, v in emails if v.status.is_final]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "Your emails"}}]
+    if notice:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f":warning: {escape(notice)}"}]})
+    zone = next((v.timezone for _, v in emails), "")
+    intro = START_HINT + (f" Times are in your time zone ({escape(zone)})." if zone else "")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": intro}]})
+    if not emails:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "No emails yet. Tell me what to write, e.g. "
+                    "_thank Bob (bob@example.com) for the demo, in Spanish, send tomorrow at 9am_.",
+                },
+            }
+        )
+    blocks += _section("Going out", going, GOING_MAX, links, now)
+    blocks += _section("Waiting for you", waiting, WAITING_MAX, links, now)
+    blocks += _section("Recently sent or canceled", recent, RECENT_MAX, links, now)
+    return {"type": "home", "blocks": blocks}
+
+
+def merged(listed: Sequence[Listed], fresh: dict[str, EmailView]) -> list[Listed]:
+    """The search's results (each described just now) plus the emails that just changed and that the search
+    does not find yet (visibility lags), newest first."""
+    found = {email_id for email_id, _ in listed}
+    return [*((i, v) for i, v in fresh.items() if i not in found), *listed]
+
+
+class HomeRefresher:
+    """Publishes users' Home tabs, on open and on change, coalescing changes per user (one publish per
+    `interval` at most). Runs on the app's event loop; `changed_threadsafe` is for the card step's thread."""
+
+    def __init__(self, engine: EmailEngine, client: AsyncWebClient, interval: float = 1.0, limit: int = 30):
+        self._engine = engine
+        self._client = client
+        self._interval = interval
+        self._limit = limit
+        self._loop = asyncio.get_running_loop()
+        self._pending: dict[str, dict[str, EmailView]] = {}
+        self._last: dict[str, float] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._links: dict[tuple[str, str], str] = {}  # (channel, thread ts) -> permalink; they never change
+
+    def changed_threadsafe(self, owner: str, email_id: str, view: EmailView) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closing: the app is stopping
+            self._loop.call_soon_threadsafe(self.changed, owner, email_id, view)
+
+    def changed(self, owner: str, email_id: str, view: EmailView) -> None:
+        self._pending.setdefault(owner, {})[email_id] = view
+        if owner not in self._tasks:
+            self._tasks[owner] = asyncio.create_task(self._drain(owner))
+
+    async def publish(self, user: str, notice: str = "") -> None:
+        """Now, whatever the throttle says (the user opened the tab, or must be told something)."""
+        await self._publish(user, self._pending.pop(user, {}), notice)
+
+    async def _drain(self, user: str) -> None:
+        try:
+            while self._pending.get(user):
+                wait = self._last.get(user, float("-inf")) + self._interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # changes meanwhile join this publish
+                try:
+                    await self._publish(user, self._pending.pop(user, {}))
+                except Exception:  # e.g. Slack out of reach: the next change or opening the tab publishes again
+                    log.exception("App Home of %s not refreshed", user)
+        finally:
+            self._tasks.pop(user, None)
+
+    async def _publish(self, user: str, fresh: dict[str, EmailView], notice: str = "") -> None:
+        lock = self._locks.setdefault(user, asyncio.Lock())
+        async with lock:  # one at a time per user, so an older listing never lands after a newer one
+            self._last[user] = time.monotonic()
+            try:
+                emails = merged(await self._engine.emails_of(user, self._limit), fresh)
+            except (EngineBusy, EngineUnavailable) as error:
+                log.warning("App Home of %s not refreshed: %s", user, error)
+                return
+            view = home_view(emails, await self._permalinks(emails), notice)
+            try:
+                await self._client.views_publish(user_id=user, view=view)
+            except SlackApiError as error:
+                log.warning("views.publish failed for %s: %s", user, error.response.get("error"))
+        if len(self._last) > 10_000:  # forget users idle for longer than the throttle cares about
+            horizon = time.monotonic() - self._interval
+            self._last = {u: t for u, t in self._last.items() if t > horizon}
+            self._locks = {u: lk for u, lk in self._locks.items() if lk.locked() or u in self._last}
+
+    async def _permalinks(self, emails: Sequence[Listed]) -> dict[str, str]:
+        threads = {
+            email_id: (view.card.channel, view.card.thread_ts)
+            for email_id, view in emails
+            if view.card is not None and view.card.thread_ts
+        }
+        missing = list(dict.fromkeys(thread for thread in threads.values() if thread not in self._links))
+        found = await asyncio.gather(*(self._permalink(*thread) for thread in missing))
+        for thread, link in zip(missing, found, strict=True):
+            if link:
+                self._links[thread] = link
+        return {email_id: self._links[thread] for email_id, thread in threads.items() if thread in self._links}
+
+    async def _permalink(self, channel: str, thread_ts: str) -> str:
+        try:
+            answer = await self._client.chat_getPermalink(channel=channel, message_ts=thread_ts)
+        except SlackApiError as error:
+            log.warning("chat.getPermalink failed for %s: %s", thread_ts, error.response.get("error"))
+            return ""
+        return str(answer.get("permalink") or "")

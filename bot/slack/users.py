@@ -1,0 +1,86 @@
+"""Who a Slack user is, for their emails: time zone, name and address from users.info, cached."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from workflows.model import StartInput
+from workflows.recipients import RecipientError, normalize
+from workflows.sendtime import is_valid_timezone
+
+log = logging.getLogger(__name__)
+
+
+def _one_address(text: str) -> bool:
+    try:
+        normalize([text])
+    except RecipientError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Profile:
+    zone: str
+    name: str
+    real_name: str = ""  # for From: "Alice Example (via email-agent)"
+    email: str = ""  # profile.email (scope users:read.email): replies to the emails they ask for go there
+
+
+@dataclass
+class UserCache:
+    """users.info is rate-limited (tier 4); a user's zone and name rarely change, so one call serves both."""
+
+    client: AsyncWebClient
+    ttl_seconds: int
+    _entries: dict[str, tuple[Profile, float]] = field(default_factory=dict)
+
+    async def zone_of(self, user: str) -> str:
+        profile = await self._profile(user)
+        return profile.zone if profile else "UTC"
+
+    async def name_of(self, user: str) -> str:
+        profile = await self._profile(user)
+        return profile.name if profile else ""
+
+    async def start_of(self, user: str, **fields: Any) -> StartInput:
+        """What a new email of this user starts with: their zone, their name and address for the sender."""
+        profile = await self._profile(user)
+        if profile is None:
+            return StartInput(timezone="UTC", owner=user, **fields)
+        return StartInput(
+            timezone=profile.zone,
+            owner=user,
+            owner_name=profile.real_name or profile.name or None,
+            owner_email=profile.email or None,
+            **fields,
+        )
+
+    async def _profile(self, user: str) -> Profile | None:
+        cached = self._entries.get(user)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            info = (await self.client.users_info(user=user))["user"]
+        except SlackApiError as error:
+            log.warning("users.info failed for %s: %s; using UTC", user, error.response.get("error"))
+            return None  # not cached: try again next time
+        zone = str(info.get("tz") or "UTC")
+        details = info.get("profile") or {}
+        name = details.get("display_name") or details.get("real_name") or info.get("real_name") or info.get("name")
+        real_name = details.get("real_name") or info.get("real_name") or ""
+        email = str(details.get("email") or "")
+        profile = Profile(
+            zone=zone if is_valid_timezone(zone) else "UTC",
+            name=str(name or ""),
+            real_name=str(real_name),
+            email=email if _one_address(email) else "",
+        )
+        self._entries[user] = (profile, time.monotonic() + self.ttl_seconds)
+        return profile

@@ -1,0 +1,261 @@
+"""The Slack surfaces as Block Kit: the card, the edit modal and App Home, within Slack's documented limits,
+and the README's examples (docs/*-example.json) rendered here so they cannot drift from the code.
+
+`UPDATE_EXAMPLES=1 pytest tests/test_block_kit.py` (or `make examples`) writes the files again."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.slack.card import CANCEL_ACTION, SEND_NOW_ACTION, UNDO_ACTION, fallback_text, render
+from bot.slack.home import OPEN_THREAD_ACTION, home_view, merged
+from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO, Opened, edit_modal, field_errors, read_edit
+from settings import REPO_ROOT
+from workflows.decisions import Policy, edit_errors
+from workflows.model import CardRef, EmailStatus, EmailView
+
+NOW = datetime(2026, 11, 26, 16, 59, 52, tzinfo=UTC)  # 8:59:52 AM in Los Angeles
+ZONE = "America/Los_Angeles"
+
+
+def view(**changes: Any) -> EmailView:
+    base: dict[str, Any] = {
+        "status": EmailStatus.SCHEDULED,
+        "to": ["bob@example.com"],
+        "unconfirmed": [],
+        "subject": "¡Gracias por la demo!",
+        "body": "Hola Bob,\n\nMuchas gracias por la demo de ayer.\n\nAna",
+        "send_at": datetime(2026, 11, 27, 17, 0, tzinfo=UTC),
+        "send_at_local": "Fri 27 Nov 2026, 9:00 AM PST",
+        "will_send": True,
+        "plan": "Sends Fri 27 Nov 2026, 9:00 AM PST.",
+        "timezone": ZONE,
+        "owner": "U0ANA",
+        "draft": "",
+        "last_reply": "Scheduled for Fri 27 Nov 2026, 9:00 AM PST.",
+        "last_error": "",
+        "pending_requests": 0,
+        "send_attempts": 0,
+        "revision": 2,
+        "sent_message_id": "",
+        "conversation": [],
+        "card": CardRef(channel="D0ANA", thread_ts="1764176392.000100", ts="1764176393.000200"),
+    }
+    return EmailView(**{**base, **changes})
+
+
+def undoing() -> EmailView:
+    until = NOW + timedelta(seconds=8)
+    return view(
+        send_at=until,
+        send_at_local="Thu 26 Nov 2026, 9:00 AM PST",
+        undo_until=until,
+        plan="Sends Thu 26 Nov 2026, 9:00 AM PST.",
+        last_reply="Sending now. Sending in 10 seconds (you can undo until then).",
+    )
+
+
+def confirming() -> EmailView:
+    return view(
+        status=EmailStatus.WAITING,
+        to=["bob@example.com"],
+        unconfirmed=["accountant@numbers.example"],
+        will_send=False,
+        plan="On hold (was planned for Fri 27 Nov 2026, 9:00 AM PST): answer the question above and I will "
+        "schedule it.",
+        last_reply="New recipient: accountant@numbers.example. It is not in your own messages, so I will not "
+        "write to it until you confirm it (or remove it) on the card.",
+        last_error="New recipient: accountant@numbers.example.",
+    )
+
+
+# --- Slack's limits (docs.slack.dev/reference/block-kit) ---------------------------------------------------
+
+TEXT_LIMITS = {"section": 3000, "header": 150, "context": 3000}
+
+
+def check_limits(blocks: list[dict[str, Any]], max_blocks: int) -> None:
+    assert 0 < len(blocks) <= max_blocks, f"{len(blocks)} blocks"
+    block_ids = [b["block_id"] for b in blocks if "block_id" in b]
+    assert len(block_ids) == len(set(block_ids)), "block ids unique"
+    for block in blocks:
+        assert len(block.get("block_id", "")) <= 255
+        kind = block["type"]
+        if "text" in block:
+            assert len(block["text"]["text"]) <= TEXT_LIMITS[kind], kind
+        for field in block.get("fields", []):
+            assert len(field["text"]) <= 2000
+        assert len(block.get("fields", [])) <= 10
+        if kind == "context":
+            assert len(block["elements"]) <= 10
+        if kind == "actions":
+            assert len(block["elements"]) <= 25
+            ids = [e["action_id"] for e in block["elements"]]
+            assert len(ids) == len(set(ids)), "action ids unique within a block"
+            for element in block["elements"]:
+                assert len(element["text"]["text"]) <= 75 and len(element.get("value", "")) <= 2000
+                assert len(element["action_id"]) <= 255 and len(element.get("url", "")) <= 3000
+        if kind == "input":
+            assert len(block["label"]["text"]) <= 2000 and len(block.get("hint", {}).get("text", "")) <= 2000
+            element = block["element"]
+            if element["type"] == "plain_text_input":
+                assert element["max_length"] <= 3000
+                assert len(element.get("initial_value", "")) <= element["max_length"]
+
+
+def check_modal(modal: dict[str, Any]) -> None:
+    check_limits(modal["blocks"], 100)
+    for key in ("title", "submit", "close"):
+        assert len(modal[key]["text"]) <= 24, key
+    assert len(modal["private_metadata"]) <= 3000 and len(modal["callback_id"]) <= 255
+
+
+# --- the examples ------------------------------------------------------------------------------------------
+
+
+def examples() -> dict[str, Any]:
+    scheduled, waiting = undoing(), confirming()
+    home = home_view(
+        [
+            ("slack-T0-D0ANA-1764176392.000100", scheduled),
+            ("slack-T0-D0ANA-1764170000.000100", view(subject="Lunch on Friday?", to=["carl@example.com"])),
+            ("slack-T0-D0ANA-1764160000.000100", waiting.model_copy(update={"subject": "Quarterly numbers"})),
+            (
+                "slack-T0-D0ANA-1764150000.000100",
+                view(status=EmailStatus.SENT, will_send=False, plan="Sent.", subject="Welcome aboard"),
+            ),
+        ],
+        links={"slack-T0-D0ANA-1764176392.000100": "https://example.slack.com/archives/D0ANA/p1764176392000100"},
+        now=NOW,
+    )
+    return {
+        "card-example.json": {"text": fallback_text(scheduled), "blocks": render("slack-T0-D0ANA-1", scheduled, NOW)},
+        "card-confirm-example.json": {"text": fallback_text(waiting), "blocks": render("slack-T0-D0ANA-2", waiting)},
+        "modal-example.json": edit_modal("slack-T0-D0ANA-1", view()),
+        "home-example.json": home,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(examples()))
+def test_examples_in_docs_are_what_the_code_renders(name: str) -> None:
+    rendered = examples()[name]
+    if name.startswith("card"):
+        check_limits(rendered["blocks"], 50)
+    elif name.startswith("modal"):
+        check_modal(rendered)
+    else:
+        check_limits(rendered["blocks"], 100)
+    path = REPO_ROOT / "docs" / name
+    text = json.dumps(rendered, indent=2, ensure_ascii=False) + "\n"
+    if os.environ.get("UPDATE_EXAMPLES") == "1":
+        path.write_text(text)
+    assert path.exists() and path.read_text() == text, f"docs/{name} is stale: UPDATE_EXAMPLES=1 regenerates it"
+
+
+# --- the modal ---------------------------------------------------------------------------------------------
+
+
+def submitted(to: str, subject: str, body: str, when: datetime | None) -> dict[str, Any]:
+    """state.values as Slack sends them in view_submission."""
+    return {
+        TO: {"value": {"type": "plain_text_input", "value": to}},
+        SUBJECT: {"value": {"type": "plain_text_input", "value": subject}},
+        BODY: {"value": {"type": "plain_text_input", "value": body}},
+        SEND_AT: {"value": {"type": "datetimepicker", "selected_date_time": int(when.timestamp()) if when else None}},
+    }
+
+
+def test_the_modal_is_filled_with_the_email_and_its_send_time() -> None:
+    modal = edit_modal("wf-1", view())
+    check_modal(modal)
+    inputs = {b["block_id"]: b["element"] for b in modal["blocks"] if b["type"] == "input"}
+    assert inputs[TO]["initial_value"] == "bob@example.com" and inputs[BODY]["multiline"] is True
+    assert inputs[SEND_AT]["initial_date_time"] == int(datetime(2026, 11, 27, 17, 0, tzinfo=UTC).timestamp())
+    assert Opened.load(modal["private_metadata"]) == Opened("wf-1", ZONE, keep_body=False)
+    on_hold = edit_modal("wf-1", view(will_send=False))
+    assert "initial_date_time" not in next(b for b in on_hold["blocks"] if b["block_id"] == SEND_AT)["element"]
+
+
+def test_a_body_longer_than_a_slack_field_is_kept_not_cut() -> None:
+    modal = edit_modal("wf-1", view(body="x" * 3001))
+    check_modal(modal)
+    assert BODY not in [b.get("block_id") for b in modal["blocks"]]
+    opened = Opened.load(modal["private_metadata"])
+    edit, errors = read_edit(submitted("bob@example.com", "S", "", None), opened, body="x" * 3001)
+    assert edit is not None and edit.body == "x" * 3001 and not errors
+
+
+def test_the_picked_instant_becomes_the_wall_clock_time_in_the_emails_zone() -> None:
+    when = datetime(2026, 12, 1, 9, 30, tzinfo=ZoneInfo(ZONE))
+    edit, errors = read_edit(
+        submitted("a@x.example, b@y.example;\nc@z.example", " Hi ", "Body", when), Opened("wf", ZONE, False)
+    )
+    assert not errors and edit is not None
+    assert edit.to == ["a@x.example", "b@y.example", "c@z.example"] and edit.send_at_local == "2026-12-01T09:30"
+    edit, _ = read_edit(submitted("a@x.example", "S", "B", None), Opened("wf", ZONE, False))
+    assert edit is not None and edit.send_at_local is None, "empty picker: not scheduled"
+
+
+def test_bad_fields_are_answered_beside_their_blocks() -> None:
+    edit, _ = read_edit(
+        submitted("not an address", "", "B", datetime(2020, 1, 1, tzinfo=UTC)), Opened("wf", ZONE, False)
+    )
+    assert edit is not None
+    errors = field_errors(edit_errors(edit, timezone=ZONE, now=NOW, policy=Policy()), keep_body=False)
+    assert set(errors) == {TO, SUBJECT, SEND_AT}
+    assert "in the past" in errors[SEND_AT]
+    limited = Policy(allowed_domains=("example.com",), max_body_chars=100)
+    edit, _ = read_edit(submitted("eve@evil.example", "S", "x" * 101, None), Opened("wf", ZONE, False))
+    assert edit is not None
+    assert set(edit_errors(edit, timezone=ZONE, now=NOW, policy=limited)) == {TO, BODY}
+
+
+# --- App Home ----------------------------------------------------------------------------------------------
+
+
+def section_of(home: dict[str, Any], email_subject: str) -> str:
+    """The header of the section an email is listed in."""
+    current = ""
+    for block in home["blocks"]:
+        if block["type"] == "header":
+            current = block["text"]["text"]
+        elif block["type"] == "section" and email_subject in block["text"]["text"]:
+            return current
+    raise AssertionError(f"{email_subject} not listed")
+
+
+def test_home_lists_emails_by_what_happens_next_with_their_buttons() -> None:
+    home = examples()["home-example.json"]
+    check_limits(home["blocks"], 100)
+    assert section_of(home, "¡Gracias") == "Going out" and section_of(home, "Lunch on Friday?") == "Going out"
+    assert section_of(home, "Quarterly numbers") == "Waiting for you"
+    assert section_of(home, "Welcome aboard") == "Recently sent or canceled"
+    going = [b for b in home["blocks"] if b["type"] == "section"]
+    assert "¡Gracias" in going[0]["text"]["text"], "soonest first"
+    actions = {b["block_id"]: [e["action_id"] for e in b["elements"]] for b in home["blocks"] if b["type"] == "actions"}
+    assert actions["home-slack-T0-D0ANA-1764176392.000100"] == [UNDO_ACTION, CANCEL_ACTION, OPEN_THREAD_ACTION]
+    assert actions["home-slack-T0-D0ANA-1764170000.000100"] == [SEND_NOW_ACTION, CANCEL_ACTION]
+    assert "home-slack-T0-D0ANA-1764150000.000100" not in actions, "nothing to do on a sent email without a link"
+    assert "(America/Los_Angeles)" in json.dumps(home)
+
+
+def test_home_stays_within_slacks_limits_with_many_emails_and_says_how_many_more() -> None:
+    many = [(f"wf-{i}", view(subject=f"S{i}")) for i in range(40)] + [
+        (f"done-{i}", view(status=EmailStatus.CANCELED, will_send=False, subject=f"D{i}")) for i in range(40)
+    ]
+    home = home_view(many, now=NOW)
+    check_limits(home["blocks"], 100)
+    assert "…and 25 more." in json.dumps(home, ensure_ascii=False)
+
+
+def test_home_empty_state_and_a_new_email_the_search_does_not_find_yet() -> None:
+    assert "No emails yet" in json.dumps(home_view([]))
+    listed = [("old", view(subject="Old"))]
+    assert [i for i, _ in merged(listed, {"new": view(subject="New"), "old": view(subject="Stale")})] == ["new", "old"]
+    assert merged(listed, {"old": view(subject="Stale")})[0][1].subject == "Old", "the listing's describe is fresher"
