@@ -158,7 +158,16 @@ async def wait_status(api: Api, wid: str, *statuses: str, timeout: float = 120) 
     raise RuntimeError(f"{wid} never reached {statuses}")
 
 
-async def one_email(api: Api, wid: str, text: str) -> None:
+async def one_email(api: Api, wid: str, text: str, one_call: bool = False) -> None:
+    """Start then ask (two calls, as every version can), or `one_call`: the start carries the request."""
+    if one_call:
+        for attempt in range(100):
+            status, answer = await api.call("POST", f"/api/emails/{wid}", {"text": text, "message_id": "m1"})
+            if status < 500:
+                assert status in (200, 201) and answer["request"]["accepted"], answer
+                return
+            await asyncio.sleep(0.05 * (attempt + 1))
+        raise RuntimeError(f"{wid}: the start was never accepted")
     for attempt in range(100):
         status, _ = await api.call("POST", f"/api/emails/{wid}", {})
         if status < 500:
@@ -185,9 +194,31 @@ async def slack_email(e: Embedded, session: aiohttp.ClientSession, api: Api, use
     return wid
 
 
+async def takes_one_call(api: Api, run: str) -> bool:
+    """Whether this version's start carries a first request (older ones refuse the field with 422)."""
+    status, _ = await api.call("POST", f"/api/emails/cost-{run}-probe", {"text": "hello", "message_id": "m1"})
+    return status == 201
+
+
+async def latency(api: Api, run: str, one_call: bool, n: int = 40) -> list[float]:
+    """request -> scheduled, one email at a time: from the request's call (the start's, if it carries it)."""
+    tag = "lat1" if one_call else "lat"
+    latencies: list[float] = []
+    for i in range(n):
+        wid = f"cost-{run}-{tag}-{i}"
+        if not one_call:
+            await api.call("POST", f"/api/emails/{wid}", {})
+        t0 = time.perf_counter()
+        await one_email(api, wid, f"to: l{i}@example.com; subject: L; body: Latency; send in 3600 seconds", one_call)
+        await wait_status(api, wid, "scheduled")
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return latencies
+
+
 async def samples(e: Embedded, session: aiohttp.ClientSession, api: Api, run: str) -> dict[str, Any]:
     """History of scheduled and sent emails, the ledger's share, and request -> scheduled one at a time."""
     temporal = await TemporalClient.connect(e.temporal_host_port)
+    one_call = await takes_one_call(api, run)
     scheduled, sent = f"cost-{run}-scheduled", f"cost-{run}-sent"
     await one_email(api, scheduled, "to: s@example.com; subject: S; body: Scheduled; send in 3600 seconds")
     await wait_status(api, scheduled, "scheduled")
@@ -206,15 +237,18 @@ async def samples(e: Embedded, session: aiohttp.ClientSession, api: Api, run: st
         e, session, api, "UCOSTSLACK", "to: v@example.com; subject: V; body: Card; send in 1 seconds"
     )
     await asyncio.sleep(1)
-    latencies: list[float] = []
-    for i in range(40):
-        wid = f"cost-{run}-lat-{i}"
-        await api.call("POST", f"/api/emails/{wid}", {})
-        t0 = time.perf_counter()
-        await one_email(api, wid, f"to: l{i}@example.com; subject: L; body: Latency; send in 3600 seconds")
-        await wait_status(api, wid, "scheduled")
-        latencies.append((time.perf_counter() - t0) * 1000)
-    return {
+    one_call_figures: dict[str, Any] = {}
+    if one_call:
+        sent1 = f"cost-{run}-sent1"
+        await one_email(api, sent1, "to: w@example.com; subject: W; body: Sent; send in 1 seconds", one_call=True)
+        await wait_status(api, sent1, "sent")
+        await asyncio.sleep(1)
+        one_call_figures = {
+            "history_sent_one_call": await history_counts(temporal, sent1),
+            "request_to_scheduled_one_call": summary(await latency(api, run, one_call=True)),
+        }
+    latencies = await latency(api, run, one_call=False)
+    return one_call_figures | {
         "history_scheduled": await history_counts(temporal, scheduled),
         "history_sent": await history_counts(temporal, sent),
         "history_sent_slack": await history_counts(temporal, slack_sent),
@@ -265,14 +299,23 @@ async def describe_cost(e: Embedded, api: Api, wids: list[str], n: int = 400) ->
 
 
 async def saturate(
-    e: Embedded, api: Api, run: str, n: int, clients: int, *, sent: bool, per_describe: dict[str, float] | None = None
+    e: Embedded,
+    api: Api,
+    run: str,
+    n: int,
+    clients: int,
+    *,
+    sent: bool,
+    per_describe: dict[str, float] | None = None,
+    one_call: bool = False,
 ) -> dict[str, Any]:
-    """n emails from `clients` concurrent clients until all are scheduled (or sent, due a second after)."""
+    """n emails from `clients` concurrent clients until all are scheduled (or sent, due a second after);
+    `one_call`: each start carries its request."""
     pids = engine_pids(e)
     temporal = await TemporalClient.connect(e.temporal_host_port)
     ledger_before = sum((await ledger_events(temporal)).values()) if sent else 0
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    tag = "sent" if sent else "sat"
+    tag = ("sent" if sent else "sat") + ("1" if one_call else "")
     wids = [f"cost-{run}-{tag}-{i}" for i in range(n)]
     due = "send in 1 seconds" if sent else "send in 3600 seconds"
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -282,7 +325,7 @@ async def saturate(
     async def client() -> None:
         while not queue.empty():
             i = queue.get_nowait()
-            await one_email(api, wids[i], f"to: x{i}@example.com; subject: X; body: Load; {due}")
+            await one_email(api, wids[i], f"to: x{i}@example.com; subject: X; body: Load; {due}", one_call)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
@@ -359,6 +402,10 @@ async def measure(variant: Variant, n: int, clients: int, round_no: int) -> dict
             result["saturation"] = await saturate(e, api, run, n, clients, sent=False)
             per_describe = {k: float(v) for k, v in result["saturation"]["cpu_ms_per_describe"].items()}
             result["saturation_sent"] = await saturate(e, api, run, n, clients, sent=True, per_describe=per_describe)
+            if "history_sent_one_call" in result:
+                result["saturation_one_call"] = await saturate(
+                    e, api, run, n, clients, sent=False, per_describe=per_describe, one_call=True
+                )
         result["bytes"] = await bytes_per_state_call(e, run)
     shutil.rmtree(state, ignore_errors=True)
     return result
@@ -371,7 +418,18 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     def each(phase: str, key: str) -> list[Any]:
         return [r[phase][key] for r in rounds]
 
+    one_call: dict[str, Any] = {}
+    if "history_sent_one_call" in first:
+        one_call = {
+            "history_sent": first["history_sent_one_call"],
+            "request_to_scheduled_p50_ms": [r["request_to_scheduled_one_call"]["p50_ms"] for r in rounds],
+            "request_to_scheduled_p99_ms": [r["request_to_scheduled_one_call"]["p99_ms"] for r in rounds],
+            "scheduled_emails_per_s": each("saturation_one_call", "emails_per_s"),
+            "scheduled_net_engine_cpu_ms_per_email": each("saturation_one_call", "net_engine_cpu_ms_per_email"),
+            "scheduled_net_cpu_ms_per_email": each("saturation_one_call", "net_cpu_ms_per_email"),
+        }
     return {
+        "one_call": one_call or None,
         "history_scheduled": {k: v for k, v in first["history_scheduled"].items() if k != "sequence"},
         "history_sent": {k: v for k, v in first["history_sent"].items() if k != "sequence"},
         "history_sent_slack": {k: v for k, v in first["history_sent_slack"].items() if k != "sequence"},

@@ -6,6 +6,7 @@ import hmac
 import json
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, f
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
 from bot.openapi import ApiModels, openapi_document
 from bot.tokens import MAX_USER_LENGTH, TokenSigner
-from workflows.model import CancelInput, Control, ControlKind, DraftInput, EmailEdit, EmailView, StartInput, UserRequest
+from workflows.model import (
+    CancelInput,
+    Control,
+    ControlKind,
+    DraftInput,
+    EmailEdit,
+    EmailView,
+    RequestResult,
+    StartInput,
+    UserRequest,
+)
 from workflows.recipients import RecipientError, normalize
 from workflows.sendtime import is_valid_timezone
 
@@ -54,6 +65,16 @@ class StartBody(BaseModel):
     )
     owner_email: str | None = Field(
         None, max_length=254, pattern=OWNER_EMAIL, description="Replies go here (Reply-To). A plain address."
+    )
+    text: str | None = Field(
+        None,
+        min_length=1,
+        max_length=8000,
+        description="The first request, carried by the start itself: one call (and fewer engine steps) instead of "
+        "a start then a message. If the email already exists, it is sent to it as a message.",
+    )
+    message_id: str | None = Field(
+        None, max_length=200, description="The first request's id; give one so that a retried call is taken once."
     )
 
     @field_validator("owner_email")
@@ -248,20 +269,36 @@ def ok(model: BaseModel, status: int = 200) -> web.Response:
 class StartResult(BaseModel):
     id: str
     created: bool = Field(description="False: it already existed (ids are never reused).")
+    request: RequestResult | None = Field(None, description="What became of `text`, when one was given.")
 
 
 async def start_email(request: web.Request) -> web.Response:
     caller = require_token(request)
     wid = email_id(request)
     body = await body_of(request, StartBody, optional=True)
+    owner = caller.actor(body.owner)  # a user token's emails are always its user's
+    first = None
+    if body.text is not None:
+        # The id is fixed before the start, so the start and a fall-back message can never make two requests.
+        first = UserRequest(text=body.text, message_id=body.message_id or f"auto:{uuid.uuid4()}", actor=owner)
     start = StartInput(
         timezone=body.timezone,
-        owner=caller.actor(body.owner),  # a user token's emails are always its user's
+        owner=owner,
         owner_name=body.owner_name,
         owner_email=body.owner_email,
+        first_request=first,
     )
-    created = await request.app[ENGINE_KEY].start(wid, start)
-    return ok(StartResult(id=wid, created=created), status=201 if created else 200)
+    engine = request.app[ENGINE_KEY]
+    created = await engine.start(wid, start)
+    result = None
+    if first is not None:
+        if created:
+            result = RequestResult(accepted=True, detail="received with the start")
+        else:  # it existed (a retried call, or an email started before): the text goes to it as a message
+            result = await engine.request(wid, first)
+            if not result.accepted:
+                raise refused(result.refusal, result.detail)
+    return ok(StartResult(id=wid, created=created, request=result), status=201 if created else 200)
 
 
 async def describe_email(request: web.Request) -> web.Response:

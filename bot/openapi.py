@@ -132,12 +132,13 @@ def openapi_document(models: ApiModels) -> dict[str, Any]:
                 "parameters": [id_param],
                 "post": {
                     "operationId": "startEmail",
-                    "summary": "Start an email (idempotent)",
+                    "summary": "Start an email (idempotent), optionally with its first request",
                     "requestBody": {"required": False, **_json(_ref(start))},
                     "responses": {
                         "201": {"description": "Created", **_json(_ref(started)), "links": _LINKS},
                         "200": {"description": "Already existed", **_json(_ref(started)), "links": _LINKS},
-                        **_errors(400, 401, 403, 413, 422, 503),
+                        # 409: only with `text`, on an email that already existed and takes no more requests.
+                        **_errors(400, 401, 403, 409, 413, 422, 503),
                     },
                 },
                 "get": {

@@ -196,3 +196,24 @@ async def test_a_retried_request_after_the_end_is_recognised(api: Api, smtp_sink
     assert (status, body["accepted"], body["duplicate"]) == (202, True, True), body
     status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "a new one", "message_id": "k2"})
     assert status == 409 and body["error"]["code"] == "closed"
+
+
+async def test_start_carrying_the_first_request_is_one_call_and_a_retry_is_taken_once(
+    api: Api, smtp_sink: SmtpSink
+) -> None:
+    wid = unique("one-call")
+    text = "to: olga@example.com; subject: One call; body: Started and asked at once; send in 2 seconds"
+    status, body = await api.call("POST", f"/api/emails/{wid}", {"text": text, "message_id": "first"})
+    assert status == 201 and body["created"] is True and body["request"]["accepted"] is True, body
+    # The client lost the answer and tries again: the same request, recognised by its id.
+    status, body = await api.call("POST", f"/api/emails/{wid}", {"text": text, "message_id": "first"})
+    assert status == 200 and body["created"] is False, body
+    assert body["request"]["accepted"] is True and body["request"]["duplicate"] is True, body
+    view = await api.wait_for(wid, "sent", timeout=30)
+    assert view["subject"] == "One call" and view["to"] == ["olga@example.com"]
+    await wait_for_mail(smtp_sink, "olga@example.com")
+    await asyncio.sleep(2)
+    assert len(smtp_sink.to("olga@example.com")) == 1, "a retried start-with-text sent twice"
+    # On an email that has ended, the text is refused as a message would be, with the same code.
+    status, body = await api.call("POST", f"/api/emails/{wid}", {"text": "send it again", "message_id": "later"})
+    assert status == 409 and body["error"]["code"] == "closed", body
