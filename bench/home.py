@@ -56,6 +56,7 @@ def lists_canceled(call: Call, subject: str) -> bool:
 
 async def round_trip(slack: Slack, fake: FakeSlack, user: str, i: int) -> tuple[float, float]:
     subject = f"Home {i}"
+    await slack.open_home(user)  # the tab is kept live only for users who look at it
     channel, ts = await slack.dm(user, f"to: h{i}@example.com; subject: {subject}; body: B; tomorrow at 9am")
     card = await slack.card(channel, ts)
     await slack.wait_card(channel, card, "Scheduled")

@@ -291,16 +291,17 @@ if __name__ == "__main__":
     parser.add_argument("--conversations", default="10,50")
     parser.add_argument("--conversation-seconds", type=float, default=30)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10/s for 3 s, 5 conversations for 5 s")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
     if args.quick:
         args.rates, args.seconds, args.conversations, args.conversation_seconds = "10", 3, "5", 5
     output = asyncio.run(
         main(
-            [int(r) for r in args.rates.split(",")],
+            [int(r) for r in args.rates.split(",") if r],
             args.seconds,
-            [int(c) for c in args.conversations.split(",")],
+            [int(c) for c in args.conversations.split(",") if c],
             args.conversation_seconds,
         )
     )
-    RESULTS.write_text(json.dumps(output, indent=2) + "\n")
+    args.out.write_text(json.dumps(output, indent=2) + "\n")
     print(json.dumps({k: v for k, v in output.items() if k in ("rates", "conversations", "check")}, indent=2))

@@ -365,7 +365,7 @@ def build_slack_app(
 
     async def on_home_opened(event: dict[str, Any]) -> None:
         if event.get("tab") == "home":
-            await home.publish(str(event["user"]))
+            await home.opened(str(event["user"]))
 
     app.event("app_home_opened")(on_home_opened)
     return SlackEdge(app, home)

@@ -1,7 +1,10 @@
 """App Home: the user's emails, kept up to date.
 
-Published when the user opens the tab, and again whenever one of their emails changes: the workflow's card
-step calls the notifier's `settled`, which hands the change to `HomeRefresher.changed` here. The listing
+Published when the user opens the tab, and again whenever one of their emails changes while they may be
+looking (they opened the tab in the last `watch_hours`, as seen by this process): the workflow's card step
+calls the notifier's `settled`, which hands the change to `HomeRefresher.changed` here. A user who never
+opens the tab costs nothing (a refresh is a search and a describe per listed email); opening it always
+publishes it fresh. The listing
 comes from the engine's search by owner (Temporal visibility, a moment behind the workflows), each email
 described for its current state; the email that just changed is merged in, so a new one shows at once.
 Publishes are coalesced per user, at most one per `interval` seconds, so a busy email cannot flood
@@ -128,8 +131,17 @@ class HomeRefresher:
     """Publishes users' Home tabs, on open and on change, coalescing changes per user (one publish per
     `interval` at most). Runs on the app's event loop; `changed_threadsafe` is for the card step's thread."""
 
-    def __init__(self, engine: EmailEngine, client: AsyncWebClient, interval: float = 1.0, limit: int = 30):
+    def __init__(
+        self,
+        engine: EmailEngine,
+        client: AsyncWebClient,
+        interval: float = 1.0,
+        limit: int = 30,
+        watch_hours: float = 24.0,
+    ):
         self._engine = engine
+        self._watch_s = watch_hours * 3600
+        self._opened: dict[str, float] = {}  # user -> when they last opened the tab (monotonic)
         self._client = client
         self._interval = interval
         self._limit = limit
@@ -145,9 +157,19 @@ class HomeRefresher:
             self._loop.call_soon_threadsafe(self.changed, owner, email_id, view)
 
     def changed(self, owner: str, email_id: str, view: EmailView) -> None:
+        if time.monotonic() - self._opened.get(owner, float("-inf")) > self._watch_s:
+            return  # not looking: the next opening lists it
         self._pending.setdefault(owner, {})[email_id] = view
         if owner not in self._tasks:
             self._tasks[owner] = asyncio.create_task(self._drain(owner))
+
+    async def opened(self, user: str) -> None:
+        """The user opened the tab: publish it now, and keep it live on changes for a while."""
+        now = time.monotonic()
+        self._opened[user] = now
+        if len(self._opened) > 10_000:
+            self._opened = {u: t for u, t in self._opened.items() if now - t <= self._watch_s}
+        await self.publish(user)
 
     async def publish(self, user: str, notice: str = "") -> None:
         """Now, whatever the throttle says (the user opened the tab, or must be told something)."""

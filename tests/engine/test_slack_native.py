@@ -339,3 +339,14 @@ async def test_an_assistant_thread_is_one_email_with_status_and_title_and_dms_st
     assert "Nothing is scheduled" in answers[0].args["text"]
     status, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, channel, asking)}")
     assert status == 404
+
+
+async def test_app_home_costs_nothing_for_a_user_who_never_opens_it(slack: SlackCards) -> None:
+    user = user_id("nohome")
+    subject = f"Unwatched {user}"
+    channel, ts = await slack.dm(user, f"to: h@example.com; subject: {subject}; body: B; tomorrow at 9am")
+    await slack.wait_card(channel, await slack.card(channel, ts), "Scheduled")
+    await asyncio.sleep(1.5)  # past the refresher's throttle: a refresh would have been published by now
+    assert slack.fake.of("views.publish", user_id=user) == [], "published the Home tab of a user not looking"
+    await slack.open_home(user)
+    await wait_home(slack.fake, user, lambda s: s.get(subject) == "Going out")
