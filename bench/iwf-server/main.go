@@ -1,6 +1,6 @@
 // The iWF server (github.com/indeedeng/iwf v1.19.3, cmd/server) with its Temporal worker's sticky workflow
-// cache sized by IWF_STICKY_CACHE_SIZE: iWF itself only sets it in its tests, and the Temporal Go SDK
-// default is 10,000 workflows. Everything else is iWF's own CLI, unchanged.
+// cache sized by IWF_STICKY_CACHE_SIZE: iWF itself only sets it to 0 (its sticky-cache-disabled mode, for
+// tests), and the Temporal Go SDK default is 10,000 workflows. Everything else is iWF's own CLI, unchanged.
 package main
 
 import (

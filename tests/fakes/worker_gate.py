@@ -67,6 +67,7 @@ class Passed:
     name: str
     body_bytes: int
     data_attribute_bytes: int
+    workflow_id: str = ""
 
 
 @dataclass
@@ -117,6 +118,7 @@ class WorkerGate:
                 str(body.get("workflowStateId") or body.get("rpcName") or ""),
                 len(raw),
                 len(json.dumps(attributes)),
+                str((body.get("context") or {}).get("workflowId") or ""),
             )
         )
         for hold in list(self.holds):
