@@ -26,9 +26,11 @@ IWF_SEARCH_ATTRIBUTES = {
 DYNAMIC_CONFIG = {
     "frontend.enableUpdateWorkflowExecution": "true",
     "frontend.enableUpdateWorkflowExecutionAsyncAccepted": "true",
-    # One partition per task queue: partitions spread matching over hosts, and the dev server is one host.
-    # With the default four, a workflow task could wait about 5 s in a partition no poller was on under
-    # load (bench/slack_load.py, 50 conversations: DM -> card p99 5.7 s with four, 1.9 s with one).
+}
+# The dev server only: one partition per task queue. Partitions spread matching over hosts, and the dev
+# server is one host; with the default four, a workflow task could wait about 5 s in a partition no poller
+# was on under load (bench/slack_load.py, 50 conversations: DM -> card p99 5.7 s with four, 1.9 s with one).
+DEV_DYNAMIC_CONFIG = {
     "matching.numTaskqueueReadPartitions": "1",
     "matching.numTaskqueueWritePartitions": "1",
 }
@@ -76,7 +78,7 @@ def dev_server(state_dir: Path, host_port: str = "localhost:7233") -> ManagedPro
     ]
     for name, kind in IWF_SEARCH_ATTRIBUTES.items():
         argv += ["--search-attribute", f"{name}={kind}"]
-    for key, value in DYNAMIC_CONFIG.items():
+    for key, value in (DYNAMIC_CONFIG | DEV_DYNAMIC_CONFIG).items():
         argv += ["--dynamic-config-value", f"{key}={value}"]
     return ManagedProcess(
         name="temporal",

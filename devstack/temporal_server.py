@@ -135,7 +135,9 @@ def config_text(*, ports: Ports, shards: int, dynamic_config_path: str, log_leve
 
 
 def dynamic_config_text() -> str:
-    """The dev server's dynamic config (devstack.temporal: update enabled for iWF's locked RPCs), one source."""
+    """The dev server's shared dynamic config (devstack.temporal: update enabled for iWF's locked RPCs), one
+    source; its values are booleans."""
+    assert all(value in ("true", "false") for value in temporal.DYNAMIC_CONFIG.values())
     values = {key: value == "true" for key, value in temporal.DYNAMIC_CONFIG.items()}
     return json.dumps({key: [{"value": value}] for key, value in values.items()}, indent=2) + "\n"
 
