@@ -285,16 +285,7 @@ class SlackBot:
             return  # not a value this app made
         kind = "confirm_recipient" if action["action_id"] == CONFIRM_RECIPIENT_ACTION else "remove_recipient"
         control = Control(kind=kind, address=address, actor=user, message_id=f"{kind}:{action.get('action_ts')}")
-        try:
-            result = await self._engine.control(email_id, control)
-        except (EmailClosed, EmailNotFound):
-            await self._replies.tell(body, await self._replies.finished(email_id))
-            return
-        except (EngineBusy, EngineUnavailable):
-            await self._replies.tell(body, UNREACHABLE)
-            return
-        if not result.ok:
-            await self._replies.tell(body, f"Nothing changed: {result.detail}.")
+        await self._replies.control(body, email_id, control)
 
     async def on_apply_edit(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()

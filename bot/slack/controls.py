@@ -52,6 +52,19 @@ class Replies:
             return "I can't find this email any more."
         return f"This email is already {view.status.value}; nothing changed."
 
+    async def control(self, body: dict[str, Any], email_id: str, control: Control) -> None:
+        """An owner's control from a click, with the clicker told when nothing changed and why."""
+        try:
+            result = await self._engine.control(email_id, control)
+        except (EmailClosed, EmailNotFound):
+            await self.tell(body, await self.finished(email_id))
+            return
+        except (EngineBusy, EngineUnavailable):
+            await self.tell(body, UNREACHABLE)
+            return
+        if not result.ok:
+            await self.tell(body, f"Nothing changed: {result.detail}.")
+
 
 class OwnerControls:
     def __init__(self, engine: EmailEngine, client: AsyncWebClient, replies: Replies, policy: Policy):
@@ -81,16 +94,7 @@ class OwnerControls:
     async def _control(self, body: dict[str, Any], action: dict[str, Any], kind: ControlKind) -> None:
         user, email_id = body["user"]["id"], str(action["value"])
         control = Control(kind=kind, actor=user, message_id=f"{kind}:{action.get('action_ts')}")
-        try:
-            result = await self._engine.control(email_id, control)
-        except (EmailClosed, EmailNotFound):
-            await self._replies.tell(body, await self._replies.finished(email_id))
-            return
-        except (EngineBusy, EngineUnavailable):
-            await self._replies.tell(body, UNREACHABLE)
-            return
-        if not result.ok:
-            await self._replies.tell(body, f"Nothing changed: {result.detail}.")
+        await self._replies.control(body, email_id, control)
 
     # --- the edit modal -----------------------------------------------------------------
 
