@@ -51,7 +51,7 @@ import aiohttp
 import psutil
 from temporalio.client import Client as TemporalClient
 
-from bench.harness import Embedded, embedded
+from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary
 from bot.slack.app import thread_email_id
 from settings import REPO_ROOT
@@ -511,8 +511,5 @@ if __name__ == "__main__":
     if args.quick:
         args.rounds, args.n, args.clients = 1, 30, 10
     output = asyncio.run(main(args.baseline, args.rounds, args.n, args.clients, current=not args.no_current))
-    # A smoke run's numbers never replace the committed ones.
-    out = Path(tempfile.gettempdir()) / RESULTS.name if args.quick else RESULTS
-    out.write_text(json.dumps(output, indent=2) + "\n")
-    print(f"written to {out}")
+    write_results(RESULTS, output, args.quick)
     print(json.dumps(output["variants"], indent=2))

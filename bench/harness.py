@@ -5,11 +5,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
 
@@ -130,3 +133,12 @@ async def production(
         await fake_slack.stop()
         await fake_ai.stop()
         controller.stop()
+
+
+def write_results(path: Path, output: dict[str, Any], quick: bool = False) -> Path:
+    """The results file, or for a smoke run (`--quick`) a copy in the temp dir: its numbers never replace
+    the committed ones."""
+    out = Path(tempfile.gettempdir()) / path.name if quick else path
+    out.write_text(json.dumps(output, indent=2) + "\n")
+    print(f"written to {out}")
+    return out

@@ -38,7 +38,7 @@ import aiohttp
 import psutil
 
 from bench.cost import cpu_seconds
-from bench.harness import Embedded, embedded
+from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary
 from bench.scale import pool, with_retries
 from tests.harness import Api
@@ -251,8 +251,5 @@ if __name__ == "__main__":
     if args.quick:
         args.n, args.variants = 500, "default"
     output = asyncio.run(main(args.n, args.variants.split(","), args.gomemlimit, args.cache_size))
-    # A smoke run's numbers never replace the committed ones.
-    out = Path(tempfile.gettempdir()) / RESULTS.name if args.quick else RESULTS
-    out.write_text(json.dumps(output, indent=2) + "\n")
-    print(f"written to {out}")
+    write_results(RESULTS, output, args.quick)
     print(json.dumps([{k: v for k, v in r.items() if k != "rss_samples"} for r in output["variants"]], indent=2))

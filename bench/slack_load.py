@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 
 from bench.cost import cpu_seconds
-from bench.harness import Embedded, embedded
+from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary
 from bench.scale import with_retries
 from bot.slack.app import thread_email_id
@@ -326,10 +326,8 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10/s for 3 s, 5 conversations for 5 s")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     args = parser.parse_args()
-    if args.quick:  # a smoke run's numbers never replace the committed ones
+    if args.quick:
         args.rates, args.seconds, args.conversations, args.conversation_seconds = "10", 3, "5", 5
-        if args.out == RESULTS:
-            args.out = Path(tempfile.gettempdir()) / RESULTS.name
     output = asyncio.run(
         main(
             [int(r) for r in args.rates.split(",") if r],
@@ -338,5 +336,5 @@ if __name__ == "__main__":
             args.conversation_seconds,
         )
     )
-    args.out.write_text(json.dumps(output, indent=2) + "\n")
+    write_results(args.out, output, args.quick)
     print(json.dumps({k: v for k, v in output.items() if k in ("rates", "conversations", "check")}, indent=2))

@@ -63,8 +63,8 @@ from iwf.workflow_options import WorkflowOptions
 from iwf.workflow_state import WorkflowState
 from temporalio.client import Client as TemporalClient
 
-from bench.cost import cpu_seconds, engine_pids, history_counts, ledger_events
-from bench.harness import Embedded, embedded
+from bench.cost import cpu_seconds, engine_pids, history_counts, ledger_events, one_email
+from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary
 from bot.worker_app import worker_app
 from tests.harness import Api, free_port
@@ -232,13 +232,7 @@ def ours(api: Api) -> Kind:
 
     async def ask(wid: str, seconds: int) -> None:
         text = f"to: f@example.com; subject: F; body: Floor; send in {seconds} seconds"
-        for attempt in range(100):
-            status, answer = await api.call("POST", f"/api/emails/{wid}/messages", {"text": text, "message_id": "m1"})
-            if status < 500:
-                assert status == 202, answer
-                return
-            await asyncio.sleep(0.05 * (attempt + 1))
-        raise RuntimeError(f"{wid}: the request was never accepted")
+        await one_email(api, wid, text, started=True)
 
     async def status(wid: str) -> str:
         code, view = await api.call("GET", f"/api/emails/{wid}")
@@ -429,8 +423,5 @@ if __name__ == "__main__":
     if args.quick:
         args.rounds, args.n, args.clients, args.latency_n = 1, 30, 10, 10
     output = asyncio.run(main(args.rounds, args.n, args.clients, args.latency_n))
-    # A smoke run's numbers never replace the committed ones.
-    out = Path(tempfile.gettempdir()) / RESULTS.name if args.quick else RESULTS
-    out.write_text(json.dumps(output, indent=2) + "\n")
-    print(f"written to {out}")
+    write_results(RESULTS, output, args.quick)
     print(json.dumps(output["kinds"], indent=2))
