@@ -418,7 +418,7 @@ class Slack(SlackCards):
     def __init__(self, session: aiohttp.ClientSession, app: AppProcess, fake: FakeSlack):
         super().__init__(fake)
         self.session, self.url = session, f"{app.base_url}/slack/events"
-        self._deliveries = 0
+        self._signed: set[tuple[int, str]] = set()  # (timestamp, body) already delivered
 
     async def post(
         self, body: str, content_type: str, headers: dict[str, str] | None = None, signed: dict[str, str] | None = None
@@ -439,9 +439,13 @@ class Slack(SlackCards):
     async def interactive(self, payload: dict[str, Any], answers: bool = False) -> dict[str, Any] | None:
         """POSTed form-encoded as `payload`, like every interaction; the answer is the response body."""
         body = urlencode({"payload": json.dumps(payload)})
-        # Each delivery signed at its own second, so delivering one payload again is not taken for a replay.
-        self._deliveries += 1
-        signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - self._deliveries % 240)
+        # Each delivery of one payload signed at a second of its own, as Slack's are, so delivering it again is
+        # not taken for a replay (a clock-based offset could land two deliveries on the same second).
+        timestamp = int(time.time())
+        while (timestamp, body) in self._signed:
+            timestamp -= 1
+        self._signed.add((timestamp, body))
+        signed = sign(SLACK_SIGNING_SECRET, body, timestamp=timestamp)
         status, text = await self.post(body, "application/x-www-form-urlencoded", signed=signed)
         assert status == 200, (status, text)
         return json.loads(text) if text.strip() else None
