@@ -1,0 +1,103 @@
+"""Turning an `OutgoingEmail` into a real message and handing it to a mail server (or the outbox).
+
+The workflow decides *when* an email goes out and whether to try again; this package only sends,
+synchronously, and says in plain words why it could not (`errors`). `message` builds what goes on
+the wire, `smtp` and `outbox` deliver it, and this module picks the mailer the settings ask for.
+"""
+
+from __future__ import annotations
+
+from email.headerregistry import Address
+from typing import TYPE_CHECKING, Protocol
+
+from workflows.mailer.errors import (
+    AmbiguousSendError,
+    InvalidEmailError,
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+)
+from workflows.mailer.message import OutgoingEmail, build_message, parse_sender
+from workflows.mailer.outbox import OutboxMailer
+from workflows.mailer.smtp import DEFAULT_FROM_ADDRESS, DEFAULT_PORTS, SmtpMailer
+
+if TYPE_CHECKING:
+    from settings import Settings
+
+__all__ = [
+    "DEFAULT_FROM_ADDRESS",
+    "AmbiguousSendError",
+    "InvalidEmailError",
+    "Mailer",
+    "OutboxMailer",
+    "OutgoingEmail",
+    "PermanentSendError",
+    "SendError",
+    "SmtpMailer",
+    "TransientSendError",
+    "build_message",
+    "mailer_from_settings",
+    "parse_sender",
+    "sender_address",
+]
+
+GMAIL_SMTP_HOST = "smtp.gmail.com"
+GMAIL_SMTP_PORT = 465
+
+
+class Mailer(Protocol):
+    """Something that delivers an email now, or raises a `SendError` saying why not."""
+
+    @property
+    def description(self) -> str:
+        """Where mail goes, for logs and status messages (never contains secrets)."""
+        ...
+
+    def send(self, email: OutgoingEmail) -> str:
+        """Deliver `email`; returns a short description of where it went."""
+        ...
+
+    def was_delivered(self, message_id: str) -> bool | None:
+        """Whether the message with this id reached its destination; None when that cannot be told."""
+        ...
+
+
+def sender_address(settings: Settings) -> Address:
+    """MAIL_FROM, else an SMTP login that is an address, else the Google account, else a local default.
+
+    The workflow takes its Message-ID domain from the same value (`.domain`), so the two never disagree.
+    """
+    if settings.mail_from:
+        return parse_sender(settings.mail_from)
+    if settings.smtp_username and "@" in settings.smtp_username:  # "apikey"-style logins are no address
+        return parse_sender(settings.smtp_username)
+    return parse_sender(settings.google_email_address or DEFAULT_FROM_ADDRESS)
+
+
+def mailer_from_settings(settings: Settings) -> Mailer:
+    """An explicit SMTP server wins, then the Google account, else the outbox, so a half-configured
+    install writes files instead of failing every send."""
+    from_address = str(sender_address(settings))
+    if settings.smtp_host:
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        return SmtpMailer(
+            settings.smtp_host,
+            settings.smtp_port or DEFAULT_PORTS[settings.smtp_security],
+            settings.smtp_security,
+            settings.smtp_username or None,
+            password or None,
+            from_address,
+            settings.smtp_timeout_seconds,
+        )
+    if settings.google_email_address and settings.google_email_app_password:
+        return SmtpMailer(
+            GMAIL_SMTP_HOST,
+            GMAIL_SMTP_PORT,
+            "ssl",
+            settings.google_email_address,
+            settings.google_email_app_password.get_secret_value(),
+            from_address,
+            settings.smtp_timeout_seconds,
+            credentials_hint="check GOOGLE_EMAIL_ADDRESS and GOOGLE_EMAIL_APP_PASSWORD (an app password)",
+        )
+    return OutboxMailer(settings.effective_outbox_dir, from_address)

@@ -1,0 +1,34 @@
+"""Why a send failed, in words that can be shown to the person who asked for the email.
+
+The workflow's retry decision is the class: `PermanentSendError` means trying again cannot help,
+`TransientSendError` means it might, `AmbiguousSendError` means the message may already be delivered.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AmbiguousSendError", "InvalidEmailError", "PermanentSendError", "SendError", "TransientSendError"]
+
+
+class SendError(Exception):
+    """Sending failed; `reason` is safe to show to the person who asked for the email."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PermanentSendError(SendError):
+    """Trying again with the same email and settings will fail the same way."""
+
+
+class TransientSendError(SendError):
+    """The server or network may recover; worth retrying with backoff."""
+
+
+class AmbiguousSendError(SendError):
+    """The message was handed over but the server's answer never came (disconnect or time-out after DATA):
+    it may have been delivered. Sending it again blindly could deliver it twice."""
+
+
+class InvalidEmailError(PermanentSendError, ValueError):
+    """The email itself can never be sent as given (bad address, header injection, ...)."""
