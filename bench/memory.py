@@ -9,7 +9,7 @@ stack, N emails scheduled a day ahead through the HTTP API (16 clients), samplin
 
 - `default`: the iWF server as devstack runs it;
 - `gomemlimit`: GOMEMLIMIT (Go's soft heap limit) in its environment;
-- `cache`: the sticky cache capped (IWF_STICKY_CACHE_SIZE) by bench/iwf-server, a ten-line main around
+- `cache`: the sticky cache capped (IWF_STICKY_CACHE_SIZE) by deploy/iwf-server, a ten-line main around
   iWF's own CLI that calls the SDK's worker.SetStickyWorkflowCacheSize (built with `go build` when asked).
 
 Then the price of a workflow that is not in the cache (its history is replayed before it answers): describe
@@ -44,11 +44,11 @@ from bench.scale import pool, with_retries
 from tests.harness import Api
 
 RESULTS = Path(__file__).with_name("memory-results.json")
-WRAPPER = Path(__file__).with_name("iwf-server")  # the sources of the cache-capping main
+WRAPPER = Path(__file__).parents[1] / "deploy" / "iwf-server"  # the cache-capping main the iwf image runs
 
 
 def build_wrapper(into: Path) -> Path:
-    """`go build` of bench/iwf-server (needs github.com/indeedeng/iwf v1.19.3 from the Go proxy or cache)."""
+    """`go build` of deploy/iwf-server (needs github.com/indeedeng/iwf v1.19.3 from the Go proxy or cache)."""
     target = into / "iwf-server-cache"
     newest = max(source.stat().st_mtime for source in WRAPPER.iterdir())
     if not target.exists() or target.stat().st_mtime < newest:
@@ -221,7 +221,7 @@ async def variant(name: str, n: int, env: dict[str, str], binary: Path | None) -
 async def main(n: int, names: list[str], gomemlimit: str, cache_size: int) -> dict[str, Any]:
     capped: Path | None = None
     if "cache" in names:
-        given = os.environ.get("IWF_CACHE_SERVER_BIN")  # a build of bench/iwf-server made beforehand
+        given = os.environ.get("IWF_CACHE_SERVER_BIN")  # a build of deploy/iwf-server made beforehand
         capped = Path(given) if given else build_wrapper(Path(tempfile.gettempdir()) / "email-agent-iwf-cache")
     variants: dict[str, tuple[dict[str, str], Path | None]] = {
         "default": ({}, None),

@@ -33,14 +33,17 @@ RUN --mount=type=bind,from=go,target=/usr/local/go \
     go install "go.temporal.io/server/cmd/server@${TEMPORAL_VERSION}" \
  && go install "go.temporal.io/server/cmd/tools/sql@${TEMPORAL_VERSION}"
 
+# iWF's own CLI (github.com/indeedeng/iwf v1.19.3, pinned by deploy/iwf-server/go.mod and go.sum) in a
+# ten-line main that sizes its Temporal worker's sticky cache from IWF_STICKY_CACHE_SIZE.
 FROM go-build AS iwf-build
-ARG IWF_VERSION=v1.19.3
 ARG SSL_CERT_FILE
+COPY deploy/iwf-server /src/iwf-server
+WORKDIR /src/iwf-server
 RUN --mount=type=bind,from=go,target=/usr/local/go \
     --mount=type=bind,from=goproxy,target=/goproxy \
     --mount=type=cache,target=/root/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    go install "github.com/indeedeng/iwf/cmd/server@${IWF_VERSION}"
+    go build -trimpath -o /out/server .
 
 # Temporal server and its SQL tool (schemas embedded); the config comes from a ConfigMap.
 FROM debian:bookworm-slim AS temporal
@@ -57,9 +60,12 @@ EXPOSE 7233
 ENTRYPOINT ["temporal-server"]
 CMD ["--config-file", "/etc/temporal/config.yaml", "--allow-no-auth", "start"]
 
-# iWF server, its output filtered to what an operator reads (devstack/iwf-quiet).
+# iWF server, its output filtered to what an operator reads (devstack/iwf-quiet). Its sticky cache holds
+# 2,000 workflows (about 400 MB RSS) instead of the Temporal SDK's 10,000 (1.5 GB with 10,000 waiting
+# emails): docs/benchmarks.md, "Memory of the iWF server". Set IWF_STICKY_CACHE_SIZE to change it.
 FROM debian:bookworm-slim AS iwf
-ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    IWF_STICKY_CACHE_SIZE=2000
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

@@ -28,6 +28,8 @@ Obj = dict[str, Any]
 OUT = Path(__file__).with_name("k8s") / "email-agent.yaml"
 SECRET = "email-agent"  # noqa: S105 - the Secret's name
 NAMESPACE = "default"  # Temporal's namespace
+# The iWF image's own default (deploy/engine.Dockerfile), written out so an operator sees where to tune it.
+IWF_STICKY_CACHE_SIZE = 2000
 K8S_TEMPORAL_PORTS = temporal_server.Ports(7233, 6933, 7243, 7234, 6934, 7235, 6935, 7239, 6939)
 IMAGES = {
     "app": "localhost/email-agent:latest",
@@ -132,11 +134,15 @@ def _iwf_container(config_map: str, port: int) -> tuple[Obj, Obj]:
         "image": IMAGES["iwf"],
         "args": ["--config", "/etc/iwf/config.yaml", "start"],
         # Filled into the config's placeholder by the image's entrypoint (devstack/iwf-quiet).
-        "env": [_secret_env("WORKER_SECRET", "worker-secret")],
+        "env": [
+            _secret_env("WORKER_SECRET", "worker-secret"),
+            # Workflows its Temporal worker keeps cached (~180 KB each): what bounds its memory.
+            {"name": "IWF_STICKY_CACHE_SIZE", "value": str(IWF_STICKY_CACHE_SIZE)},
+        ],
         "volumeMounts": [{"name": "config", "mountPath": "/etc/iwf"}],
         "readinessProbe": _http_probe(port, "/info/healthcheck", 5),
         "livenessProbe": _http_probe(port, "/info/healthcheck"),
-        "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}},
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
     }
     return container, {"name": "config", "configMap": {"name": config_map}}
 

@@ -43,3 +43,16 @@ def test_secrets_come_from_the_secret_and_are_not_in_any_config() -> None:
     assert password["valueFrom"]["secretKeyRef"]["key"] == "postgres-password"
     config = objects[("ConfigMap", "temporal-config")]["data"]["config.yaml"]
     assert 'env "TEMPORAL_POSTGRES_PASSWORD"' in config
+
+
+def test_the_iwf_servers_memory_is_bounded_by_their_sticky_cache() -> None:
+    """The iWF image runs deploy/iwf-server, which reads IWF_STICKY_CACHE_SIZE; without the cap its RSS
+    grows with the open emails (1.5 GB at 10,000) and the memory limit would kill it."""
+    iwf = _by_kind_and_name()[("Deployment", "iwf")]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in iwf["env"]}
+    assert env["IWF_STICKY_CACHE_SIZE"]["value"] == "2000"
+    assert iwf["resources"]["limits"]["memory"] == "1Gi"
+    dockerfile = (manifests.OUT.parents[1] / "engine.Dockerfile").read_text()
+    iwf_build = dockerfile.split("AS iwf-build", 1)[1].split("FROM ", 1)[0]
+    assert "COPY deploy/iwf-server" in iwf_build and "go build" in iwf_build
+    assert "IWF_STICKY_CACHE_SIZE=2000" in dockerfile.split("AS iwf\n", 1)[1].split("FROM ", 1)[0]
