@@ -14,6 +14,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -139,6 +140,41 @@ async def test_a_double_click_on_cancel_answers_both_clicks(
         status, text = await clicking
         assert status == 200, text
         await _wait_ephemeral(fake_slack, user, "already canceled")
+
+
+@pytest.mark.parametrize("scheduled", [True, False], ids=["scheduled", "draft"])
+async def test_a_message_and_a_control_queued_together_are_both_taken_up(
+    gated: tuple[AppProcess, WorkerGate], gated_api: Api, scheduled: bool
+) -> None:
+    """A message and an owner's edit both arrive while the model works on an earlier message. The next wait
+    ends with both channels holding data, and iWF hands the step both values at once: each must be taken
+    up (one now, the other put back), none dropped with `pending_requests` stuck at 1."""
+    _, gate = gated
+    wid = unique("two-queued")
+    await gated_api.start(wid)
+    when = "; tomorrow at 9am" if scheduled else ""
+    await gated_api.say(wid, f"to: tq@example.com; subject: First; body: One{when}")
+    before = await gated_api.wait_for(wid, "scheduled" if scheduled else "waiting")
+    composing = gate.hold(state_call(STATE_EXECUTE, wid, "ComposeState"))
+    await gated_api.say(wid, "subject: Held")
+    await composing.wait_arrived()
+    await gated_api.say(wid, "subject: Queued")
+    later = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT09:30") if scheduled else None
+    edit = {"to": ["tq@example.com"], "subject": "Edited", "body": "Two", "send_at_local": later}
+    status, body = await gated_api.call("POST", f"/api/emails/{wid}/edit", edit)
+    assert status == 202, body
+    queued = await gated_api.describe(wid)
+    assert queued["pending_requests"] == 2, queued
+    composing.release()
+    view = await gated_api.wait_for(wid, "scheduled" if scheduled else "waiting")
+    assert view["pending_requests"] == 0, view
+    assert "subject: Queued" in [t["text"] for t in view["conversation"]]
+    assert view["revision"] == before["revision"] + 3, "the held message, the queued one and the edit"
+    # Where both arrive at once, a waiting draft takes the decision first and a scheduled email the words.
+    assert (view["subject"], view["body"]) == (("Edited", "Two") if scheduled else ("Queued", "Two"))
+    if scheduled:
+        assert view["send_at"].startswith(later[:10]), view
+    await gated_api.call("POST", f"/api/emails/{wid}/cancel")
 
 
 async def test_a_request_held_as_the_timer_fires_with_local_activities(

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from iwf.command_results import CommandResults
+from iwf.communication import Communication
 from iwf.iwf_api.models import ChannelRequestStatus, PersistenceLoadingPolicy, PersistenceLoadingType
 from iwf.state_decision import StateDecision
 from iwf.state_movement import StateMovement
@@ -97,6 +98,15 @@ def received(results: CommandResults, channel: str) -> Any:
         if result.channel_name == channel and result.status == ChannelRequestStatus.RECEIVED:
             return result.value
     return None
+
+
+def put_back(communication: Communication, channel: str, value: Any) -> None:
+    """Return a value this step took out of its channel but does not handle, for the next wait to take.
+
+    iWF ends a wait on any one command but hands the step every channel that had data by then, each value
+    already taken out: a request and a control queued while the model worked arrive together. A step
+    handles one of them; the other goes back (still counted in `pending`), so neither is lost."""
+    communication.publish_to_internal_channel(channel, value)
 
 
 def accept_request(record: Record, raw: str) -> None:

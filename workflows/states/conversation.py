@@ -46,6 +46,7 @@ from workflows.states.common import (
     go,
     load,
     policy,
+    put_back,
     received,
     take_control,
 )
@@ -115,9 +116,11 @@ class AgentState(WorkflowState[None]):
         if received(command_results, CH_CANCEL) is not None or record.cancel_requested:
             return cancel(record)
         control = received(command_results, CH_CONTROL)
-        if control is not None:
-            return take_control(record, control, self._services)
         request = received(command_results, CH_USER_INPUT)
+        if control is not None:
+            if request is not None:  # both arrived in one wait: the words are read after the decision
+                put_back(communication, CH_USER_INPUT, request)
+            return take_control(record, control, self._services)
         if request is not None:
             accept_request(record, request)
             return go(record, ComposeState)

@@ -56,6 +56,7 @@ from workflows.states.common import (
     finish,
     go,
     load,
+    put_back,
     received,
     take_control,
 )
@@ -103,10 +104,12 @@ class ScheduleState(WorkflowState[None]):
         if received(command_results, CH_CANCEL) is not None or record.cancel_requested:
             return cancel(record)
         request = received(command_results, CH_USER_INPUT)
+        control = received(command_results, CH_CONTROL)
         if request is not None:
+            if control is not None:  # both arrived in one wait: the decision is taken after the words
+                put_back(communication, CH_CONTROL, control)
             accept_request(record, request)
             return go(record, conversation.ComposeState)
-        control = received(command_results, CH_CONTROL)
         if control is not None:
             return take_control(record, control, self._services)
         if record.pending:
