@@ -32,6 +32,7 @@ from bot.api_bodies import (
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
 from bot.openapi import ApiModels, openapi_document
 from bot.tokens import MAX_USER_LENGTH, TokenSigner
+from workflows.ledger import LEDGER_PREFIX
 from workflows.model import (
     CancelInput,
     Control,
@@ -135,6 +136,8 @@ def email_id(request: web.Request) -> str:
     value = request.match_info["email_id"]
     if not EMAIL_ID.match(value):
         raise ApiError(400, "bad_id", "ids are 1-200 characters of letters, digits, '.', '_', ':' and '-'")
+    if value.startswith(LEDGER_PREFIX):  # predictable: an email there would block its owner's sends
+        raise ApiError(400, "bad_id", f"ids beginning with '{LEDGER_PREFIX}' are reserved for delivery ledgers")
     return value
 
 

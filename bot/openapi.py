@@ -113,6 +113,7 @@ def openapi_document(models: ApiModels) -> dict[str, Any]:
         "in": "path",
         "required": True,
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"},
+        "description": "The email's id, chosen by the client; ids beginning with 'ledger-' are reserved (400).",
     }
     common = _errors(400, 401, 404, 503)
     return {

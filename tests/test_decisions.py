@@ -11,7 +11,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from workflows.agent import AgentReply
-from workflows.decisions import Outcome, apply_reply
+from workflows.decisions import Outcome, apply_reply, hold
 from workflows.model import EmailDraft
 
 LA = "America/Los_Angeles"
@@ -257,6 +257,15 @@ def test_hold_clears_the_time() -> None:
     assert outcome.email.send_at is None
     assert outcome.email.revision == email.revision
     assert outcome.email.to == email.to
+
+
+def test_an_undone_email_is_not_armed_again_by_a_message_without_a_time() -> None:
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    soon = scheduled_email().model_copy(update={"send_at": now + timedelta(seconds=8), "undo_until": now})
+    held = hold(soon).email
+    assert (held.scheduled, held.send_at, held.undo_until) == (False, None, None)
+    outcome = apply_reply(reply(action="draft", subject="Better words"), held, timezone="UTC", now=now)
+    assert outcome.next == "wait" and outcome.email.send_at is None and not outcome.email.scheduled
 
 
 def test_hold_wins_over_a_time_in_the_same_reply() -> None:

@@ -143,7 +143,8 @@ def hold(email: EmailDraft) -> Outcome:
     """The owner's Undo: a scheduled email is put on hold (never sent until they say when)."""
     if not email.scheduled:
         return Outcome(email=email, next="wait", reply="It is not scheduled: there is nothing to undo.")
-    held = email.model_copy(update={"scheduled": False, "undo_until": None})
+    # The time goes too: a later message without one must not arm the old time again.
+    held = email.model_copy(update={"scheduled": False, "send_at": None, "undo_until": None})
     return Outcome(
         email=held, next="wait", reply="Undone: it is on hold and will not be sent. Press Send now or tell me when."
     )

@@ -82,12 +82,15 @@ def ledger_scope(worker_url: str) -> str:
     return hashlib.sha256(worker_url.encode()).hexdigest()[:8]
 
 
+LEDGER_PREFIX = "ledger-"  # a reserved id prefix: no email may take a ledger's id (and so block its claims)
+
+
 def ledger_id(scope: str, owner: str | None, email_id: str, local_day: str) -> str:
     if owner:
         who = hashlib.sha256(owner.encode()).hexdigest()[:20]
     else:
         who = f"shared{int(hashlib.sha256(email_id.encode()).hexdigest(), 16) % SHARED_SHARDS}"
-    return f"ledger-{scope}-{who}-{local_day}"
+    return f"{LEDGER_PREFIX}{scope}-{who}-{local_day}"
 
 
 def local_day(now: datetime, timezone: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest
 from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
 from slack_sdk.errors import SlackApiError
@@ -35,7 +35,7 @@ from bot.slack.card import (
 from bot.slack.controls import UNREACHABLE, OwnerControls, Replies
 from bot.slack.home import HomeRefresher
 from bot.slack.markup import escape, mentioned_users, to_plain
-from bot.slack.users import UserCache
+from bot.slack.users import ProfileUnavailable, UserCache
 from workflows.decisions import Policy
 from workflows.model import CancelInput, CardRef, Control, DraftInput, RequestResult, UserRequest
 
@@ -55,6 +55,28 @@ FILES_ONLY = (
     "I can only read the words of a message: files are not added to emails. "
     "Tell me in words what to write (and to whom)."
 )
+
+
+class RootUnavailable(Exception):
+    """conversations.replies failed: whose thread this is cannot be told, so the message waits for Slack to
+    deliver it again instead of being answered "no email here" and dropped."""
+
+
+NO_ROOT = (
+    "I could not look this thread up in Slack just now, so I did not take this message. "
+    "Please send it again in a minute."
+)
+NO_PROFILE = (
+    "I could not read your time zone from Slack just now, so I did not start this email (a guessed zone "
+    "would send it at the wrong hour). Please send it again in a minute."
+)
+LAST_SLACK_RETRY = 3  # Slack delivers an unanswered event at most three more times
+
+
+def slack_retry_num(request: AsyncBoltRequest) -> int:
+    """Which re-delivery this is (0: the first delivery); Socket Mode's envelopes carry it as the same header."""
+    values = request.headers.get("x-slack-retry-num") or []
+    return int(values[0]) if values and values[0].isdigit() else 0
 
 
 def files_not_attached(names: list[str]) -> str:
@@ -88,7 +110,7 @@ class SlackBot:
 
     # --- messages -----------------------------------------------------------------
 
-    async def on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+    async def on_message(self, event: dict[str, Any], body: dict[str, Any], request: AsyncBoltRequest) -> None:
         if event.get("channel_type") != "im":
             return
         subtype = event.get("subtype")
@@ -106,12 +128,19 @@ class SlackBot:
             if files:
                 await self._say(channel, thread_ts, FILES_ONLY)
             return
-        request = UserRequest(text=text, message_id=f"{channel}:{ts}", actor=user)
+        user_request = UserRequest(text=text, message_id=f"{channel}:{ts}", actor=user)
         result: RequestResult | None = None
-        if thread_ts == ts:
-            result = await self._start(team, channel, ts, request, assistant=False)
-        else:  # a reply, in a DM thread, a thread the bot opened, or an assistant chat
-            result = await self._reply(team, channel, thread_ts, request, event)
+        try:
+            if thread_ts == ts:
+                result = await self._start(team, channel, ts, user_request, assistant=False)
+            else:  # a reply, in a DM thread, a thread the bot opened, or an assistant chat
+                result = await self._reply(team, channel, thread_ts, user_request, event)
+        except (ProfileUnavailable, RootUnavailable) as error:
+            if slack_retry_num(request) < LAST_SLACK_RETRY:
+                raise  # no answer: Slack delivers the message again (in a minute, then five)
+            # Slack's last try: say so, never guess.
+            await self._say(channel, thread_ts, NO_PROFILE if isinstance(error, ProfileUnavailable) else NO_ROOT)
+            return
         if files and result and result.accepted and not result.duplicate:  # once, not again on Slack's retries
             await self._say(channel, thread_ts, files_not_attached(files))
 
@@ -198,9 +227,11 @@ class SlackBot:
             )
         except SlackApiError as error:
             log.warning("conversations.replies failed for %s: %s", thread_ts, error.response.get("error"))
-            return None
+            raise RootUnavailable(thread_ts) from error
         messages = replies.get("messages") or []
-        root = dict(messages[0]) if messages else {}
+        if not messages:
+            return None  # not visible (yet): asked again next time, never remembered as "nobody's"
+        root = dict(messages[0])
         self._roots[(channel, thread_ts)] = root
         while len(self._roots) > 10_000:
             self._roots.pop(next(iter(self._roots)))
@@ -253,7 +284,12 @@ class SlackBot:
         email_id = f"slack-{_ID_PART.sub('', team)}-cmd-{trigger}"
         request = UserRequest(text=text, message_id=f"cmd:{trigger}", actor=user)
         card = CardRef(channel=user, root_text=f":email: New email: {escape(text)}")
-        await self._engine.start(email_id, await self._users.start_of(user, card=card, first_request=request))
+        try:
+            start = await self._users.start_of(user, card=card, first_request=request)
+        except ProfileUnavailable:
+            await ack(response_type="ephemeral", text=NO_PROFILE)  # nothing started: the user runs it again
+            return
+        await self._engine.start(email_id, start)
         await ack(response_type="ephemeral", text="On it: I am opening a thread for this email in our DM.")
 
     # --- buttons --------------------------------------------------------------------

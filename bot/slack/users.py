@@ -33,6 +33,11 @@ class Profile:
     email: str = ""  # profile.email (scope users:read.email): replies to the emails they ask for go there
 
 
+class ProfileUnavailable(Exception):
+    """users.info failed for a user never seen before: starting their email in a guessed zone (UTC) would send
+    "tomorrow at 9am" at the wrong hour for good, so the start waits for Slack to deliver the message again."""
+
+
 @dataclass
 class UserCache:
     """users.info is rate-limited (tier 4); a user's zone and name rarely change, so one call serves both."""
@@ -50,10 +55,12 @@ class UserCache:
         return profile.name if profile else ""
 
     async def start_of(self, user: str, **fields: Any) -> StartInput:
-        """What a new email of this user starts with: their zone, their name and address for the sender."""
+        """What a new email of this user starts with: their zone, their name and address for the sender.
+
+        Raises ProfileUnavailable when Slack cannot say (the zone is fixed for the email's life)."""
         profile = await self._profile(user)
         if profile is None:
-            return StartInput(timezone="UTC", owner=user, **fields)
+            raise ProfileUnavailable(f"users.info failed for {user}, who is not cached")
         return StartInput(
             timezone=profile.zone,
             owner=user,
@@ -69,7 +76,11 @@ class UserCache:
         try:
             info = (await self.client.users_info(user=user))["user"]
         except SlackApiError as error:
-            log.warning("users.info failed for %s: %s; using UTC", user, error.response.get("error"))
+            reason = error.response.get("error")
+            if cached:  # expired, but a zone and a name a day old beat none
+                log.warning("users.info failed for %s: %s; using what it said before", user, reason)
+                return cached[0]
+            log.warning("users.info failed for %s: %s", user, reason)
             return None  # not cached: try again next time
         zone = str(info.get("tz") or "UTC")
         details = info.get("profile") or {}

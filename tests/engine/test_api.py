@@ -39,6 +39,10 @@ async def test_bad_input_gets_a_clear_4xx(api: Api) -> None:
     assert status == 422 and "IANA" in body["error"]["message"]
     status, body = await api.call("POST", "/api/emails/bad id!")
     assert status in (400, 404)
+    # Delivery ledgers' ids are predictable: no email may take one (it would block its owner's sends).
+    for method in ("POST", "GET"):
+        status, body = await api.call(method, "/api/emails/ledger-0a1b2c3d-owner-20261126")
+        assert (status, body["error"]["code"]) == (400, "bad_id") and "reserved" in body["error"]["message"]
     await api.start(wid)
     status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": ""})
     assert status == 422 and "text" in body["error"]["message"]

@@ -39,6 +39,10 @@ async def test_a_send_soon_waits_the_undo_window_and_undo_holds_it(undoable: Api
     assert status == 202 and body["ok"], body
     view = await api.wait_for(wid, "waiting")
     assert not view["will_send"] and view["undo_until"] is None and "Undone" in view["last_reply"]
+    # A message without a time does not arm it again: it stays on hold.
+    await api.say(wid, "subject: Better words")
+    view = await api.wait_for(wid, "waiting")
+    assert (view["subject"], view["will_send"], view["send_at"]) == ("Better words", False, None), view
     await asyncio.sleep(5)
     assert smtp_sink.to("un@example.com") == [], "held: nothing went out"
     status, body = await api.call("POST", f"/api/emails/{wid}/undo", {"message_id": "u1"})

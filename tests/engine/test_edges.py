@@ -245,6 +245,10 @@ async def test_a_connection_lost_after_data_is_unconfirmed_not_resent(api: Api, 
         smtp_sink.drop_after_data = False
     assert not view["will_send"] and "Delivery unknown" in view["plan"]
     assert "not sure" in view["last_reply"]
+    # A question about it is no order to send it again.
+    await api.say(wid, "did it go out?")
+    asked = await api.wait_for(wid, "unconfirmed", "waiting")
+    assert not asked["will_send"] and asked["send_at"] is None, asked
     await asyncio.sleep(3)
     assert len(smtp_sink.to("dr@example.com")) == 1, "not resent by itself"
     # The user decides: sent again, with the same Message-ID, only because they asked.

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.slack.app import FILES_ONLY, thread_email_id
+from bot.slack.app import FILES_ONLY, NO_PROFILE, thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import (
     TEAM,
@@ -21,6 +21,7 @@ from tests.fakes.slack_server import (
     command_body,
     event_body,
     file_object,
+    message_event,
     sign,
     slack_encode,
 )
@@ -302,6 +303,73 @@ async def test_slack_rate_limits_on_the_request_path_are_waited_out(slack: Slack
     channel, ts = await slack.dm(user, "hello")
     view = await api.wait_for(thread_email_id(TEAM, channel, ts), "waiting")
     assert view["timezone"] == "Asia/Tokyo", "the 429 was retried after Retry-After, not given up on"
+
+
+async def _deliver(slack: Slack, body: str, retry: int) -> int:
+    """One delivery of an event as Slack makes it: signed at its own second, retries numbered."""
+    headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_error"} if retry else {}
+    signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - 10 + retry)
+    status, _ = await slack.post(body, "application/json", headers, signed=signed)
+    return status
+
+
+async def test_without_the_users_zone_no_email_starts_and_slacks_redelivery_starts_it(slack: Slack, api: Api) -> None:
+    """users.info failing for a user never seen: starting in UTC would send "tomorrow at 9am" at the wrong hour
+    for good. The event is not acked (Slack delivers it again), and the next delivery starts it in their zone."""
+    user = user_id("nozone")
+    slack.fake.timezones[user] = "America/Los_Angeles"
+    slack.fake.rate_limit_next["users.info"] = 3  # the call and the client's two retries after Retry-After
+    channel, ts = f"D{user}", slack.fake.new_ts()
+    body = event_body(message_event(user, ts, "hello"), event_id=f"Ev{ts.replace('.', '')}")
+    email_id = thread_email_id(TEAM, channel, ts)
+    assert await _deliver(slack, body, retry=0) == 500
+    status, _ = await api.call("GET", f"/api/emails/{email_id}")
+    assert status == 404, "nothing started in a guessed zone"
+    assert await _deliver(slack, body, retry=1) == 200
+    view = await api.wait_for(email_id, "waiting")
+    assert view["timezone"] == "America/Los_Angeles"
+    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == ["hello"]
+
+
+async def test_on_slacks_last_delivery_without_the_users_zone_the_user_is_told(slack: Slack, api: Api) -> None:
+    user = user_id("nozone3")
+    slack.fake.rate_limit_next["users.info"] = 3
+    channel, ts = f"D{user}", slack.fake.new_ts()
+    body = event_body(message_event(user, ts, "hello"), event_id=f"Ev{ts.replace('.', '')}")
+    assert await _deliver(slack, body, retry=3) == 200
+    [said] = slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
+    assert said.args["text"] == NO_PROFILE
+    status, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, channel, ts)}")
+    assert status == 404
+
+
+async def test_a_chats_first_message_waits_for_slack_when_its_thread_cannot_be_looked_up(
+    slack: Slack, api: Api
+) -> None:
+    """conversations.replies failing on an assistant chat's first message: not answered "no email here" and
+    dropped, but left unacked; Slack's next delivery starts the email."""
+    user = user_id("noroot")
+    channel, thread = await slack.start_assistant_thread(user)
+    slack.fake.rate_limit_next["conversations.replies"] = 3
+    ts = slack.fake.new_ts()
+    event = message_event(user, ts, "to: root@example.com; subject: Rooted; body: Hi", thread_ts=thread)
+    body = event_body(event, event_id=f"Ev{ts.replace('.', '')}")
+    assert await _deliver(slack, body, retry=0) == 500
+    said = [c.args["text"] for c in slack.fake.of("chat.postMessage", channel=channel, thread_ts=thread)]
+    assert not [text for text in said if "don't have an email" in text], said
+    assert await _deliver(slack, body, retry=1) == 200
+    view = await api.wait_for(thread_email_id(TEAM, channel, thread), "waiting")
+    assert view["card"]["assistant"] is True and view["subject"] == "Rooted"
+
+
+async def test_a_slash_command_without_the_users_zone_says_so_and_starts_nothing(slack: Slack) -> None:
+    user = user_id("cmdzone")
+    slack.fake.rate_limit_next["users.info"] = 3
+    body = command_body("to: z@example.com; subject: Z; body: Z; tomorrow at 9am", user, slack.fake.response_url(user))
+    status, text = await slack.post(body, "application/x-www-form-urlencoded")
+    assert status == 200 and json.loads(text) == {"response_type": "ephemeral", "text": NO_PROFILE}
+    await asyncio.sleep(2)
+    assert slack.fake.of("chat.postMessage", channel=user) == [], "no thread opened: nothing was started"
 
 
 # --- Slack's encoding and message subtypes (issue 9, item 5) ------------------------------------------

@@ -215,7 +215,8 @@ def _apply(
         return finish(record, outcome.where)
     if isinstance(outcome, AmbiguousSendError):
         record.status = EmailStatus.UNCONFIRMED
-        record.email = email.model_copy(update={"scheduled": False})
+        # No time kept: it goes out again only when the user gives one (a question is no resend order).
+        record.email = email.model_copy(update={"scheduled": False, "send_at": None, "undo_until": None})
         record.tell(
             f"I am not sure the email went out: {outcome.reason}. It may have been delivered. "
             "Check with the recipient, or ask me to send it again (the copy carries the same Message-ID, "
