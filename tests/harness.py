@@ -108,6 +108,13 @@ class SmtpSink:
     data_arrived: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     fault: Callable[[Any], str | None] | None = None
+    refuse_recipients: dict[str, str] = field(default_factory=dict)  # address -> the RCPT reply, e.g. "550 ..."
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if address in self.refuse_recipients:
+            return self.refuse_recipients[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         fault = self.fault(envelope) if self.fault else None

@@ -24,6 +24,7 @@ from workflows.mailer import (
     InvalidEmailError,
     OutboxMailer,
     OutgoingEmail,
+    PartlyDeliveredError,
     PermanentSendError,
     SendError,
     SmtpMailer,
@@ -301,12 +302,13 @@ def test_refused_recipient_is_permanent_but_greylisting_is_transient(start_serve
         plain_mailer(port).send(make_email(to=["grey@x.com"]))
 
 
-def test_partly_refused_recipients_are_not_retried(start_server: StartServer) -> None:
+def test_partly_refused_recipients_are_a_partial_delivery_not_a_failure(start_server: StartServer) -> None:
     handler = RecordingHandler(rcpt_replies={"gone@x.com": "550 5.1.1 no such user"})
     port = start_server(handler)
-    with pytest.raises(PermanentSendError) as caught:
+    with pytest.raises(PartlyDeliveredError) as caught:
         plain_mailer(port).send(make_email(to=["ana@example.com", "gone@x.com"]))
-    assert "ana@example.com" in caught.value.reason and "gone@x.com" in caught.value.reason
+    assert caught.value.delivered_to == ["ana@example.com"]
+    assert "gone@x.com" in caught.value.reason and "550" in caught.value.reason
     [envelope] = handler.envelopes  # the others got it, so a retry would send it twice
     assert envelope.rcpt_tos == ["ana@example.com"]
 

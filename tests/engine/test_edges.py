@@ -234,6 +234,25 @@ async def test_a_model_failure_leaves_a_scheduled_email_scheduled(api: Api, smtp
     assert len(await wait_for_mail(smtp_sink, "rl@example.com")) == 1
 
 
+async def test_a_recipient_refused_by_the_mail_server_leaves_the_email_sent_to_the_others(
+    api: Api, smtp_sink: SmtpSink
+) -> None:
+    """550 for one of two recipients: the server took the message for the other, so the email is sent (once),
+    the refused address is named, and nothing offers to send it to everyone again."""
+    wid = unique("partly")
+    await api.start(wid)
+    smtp_sink.refuse_recipients["gone@example.com"] = "550 5.1.1 no such user"
+    try:
+        await api.say(wid, "to: got@example.com, gone@example.com; subject: Half; body: Hi; send in 1 seconds")
+        view = await api.wait_for(wid, "sent", timeout=30)
+    finally:
+        smtp_sink.refuse_recipients.clear()
+    [mail] = await wait_for_mail(smtp_sink, "got@example.com")
+    assert mail.rcpt_tos == ["got@example.com"]
+    assert "gone@example.com" in view["last_error"] and "550" in view["last_error"]
+    assert "did not get it" in view["last_reply"] and view["sent_message_id"] == mail.message["Message-ID"]
+
+
 async def test_a_connection_lost_after_data_is_unconfirmed_not_resent(api: Api, smtp_sink: SmtpSink) -> None:
     wid = unique("dropped")
     await api.start(wid)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from workflows.mailer.errors import (
     AmbiguousSendError,
     InvalidEmailError,
+    PartlyDeliveredError,
     PermanentSendError,
     SendError,
     TransientSendError,
@@ -31,6 +32,7 @@ __all__ = [
     "Mailer",
     "OutboxMailer",
     "OutgoingEmail",
+    "PartlyDeliveredError",
     "PermanentSendError",
     "SendError",
     "SmtpMailer",

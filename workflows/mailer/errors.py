@@ -6,7 +6,14 @@ The workflow's retry decision is the class: `PermanentSendError` means trying ag
 
 from __future__ import annotations
 
-__all__ = ["AmbiguousSendError", "InvalidEmailError", "PermanentSendError", "SendError", "TransientSendError"]
+__all__ = [
+    "AmbiguousSendError",
+    "InvalidEmailError",
+    "PartlyDeliveredError",
+    "PermanentSendError",
+    "SendError",
+    "TransientSendError",
+]
 
 
 class SendError(Exception):
@@ -32,3 +39,12 @@ class AmbiguousSendError(SendError):
 
 class InvalidEmailError(PermanentSendError, ValueError):
     """The email itself can never be sent as given (bad address, header injection, ...)."""
+
+
+class PartlyDeliveredError(SendError):
+    """The server took the message for some recipients and refused the others: it *was* sent (to
+    `delivered_to`), so it must never be sent again as a whole; `reason` names the refused addresses."""
+
+    def __init__(self, reason: str, delivered_to: list[str]) -> None:
+        super().__init__(reason)
+        self.delivered_to = delivered_to

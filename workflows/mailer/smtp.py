@@ -9,7 +9,13 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Any, Literal
 
-from workflows.mailer.errors import AmbiguousSendError, PermanentSendError, SendError, TransientSendError
+from workflows.mailer.errors import (
+    AmbiguousSendError,
+    PartlyDeliveredError,
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+)
 from workflows.mailer.message import OutgoingEmail, build_message
 
 __all__ = ["DEFAULT_FROM_ADDRESS", "DEFAULT_PORTS", "Security", "SmtpMailer"]
@@ -140,12 +146,9 @@ class SmtpMailer:
             refused = smtp.send_message(msg)
             delivered = True
             if refused:
-                taken = [a for a in getaddresses(msg.get_all("To", [])) if a[1] not in refused]
+                taken = [a[1] for a in getaddresses(msg.get_all("To", [])) if a[1] not in refused]
                 details = "; ".join(f"{rcpt} ({_server_text(*answer)})" for rcpt, answer in refused.items())
-                raise PermanentSendError(
-                    f"the email went to {', '.join(a[1] for a in taken)}, but the mail server at "
-                    f"{self._where} refused {details}"
-                )
+                raise PartlyDeliveredError(f"the mail server at {self._where} refused {details}", taken)
         finally:
             if delivered:
                 try:

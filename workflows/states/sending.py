@@ -28,7 +28,14 @@ from iwf.workflow_state_options import WorkflowStateOptions
 
 from workflows.deliveries import Delivered, Outcome
 from workflows.ledger import ledger_id, local_day
-from workflows.mailer import AmbiguousSendError, OutgoingEmail, PermanentSendError, SendError, TransientSendError
+from workflows.mailer import (
+    AmbiguousSendError,
+    OutgoingEmail,
+    PartlyDeliveredError,
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+)
 from workflows.model import DeliveryIntent, EmailDraft, EmailStatus
 from workflows.record import (
     CH_CANCEL,
@@ -213,6 +220,15 @@ def _apply(
         record.status = EmailStatus.SENT
         record.tell(f"Sent to {', '.join(email.to)}.")
         return finish(record, outcome.where)
+    if isinstance(outcome, PartlyDeliveredError):  # sent: a retry would send it to everyone again
+        record.set(DA_SENT_MESSAGE_ID, intent.message_id)
+        record.status = EmailStatus.SENT
+        record.tell(
+            f"Sent to {', '.join(outcome.delivered_to)}, but {outcome.reason}: they did not get it. "
+            "Start a new email to them if you want to try another address.",
+            outcome.reason,
+        )
+        return finish(record, "partly delivered")
     if isinstance(outcome, AmbiguousSendError):
         record.status = EmailStatus.UNCONFIRMED
         # No time kept: it goes out again only when the user gives one (a question is no resend order).
