@@ -19,6 +19,7 @@ from workflows.mailer import AmbiguousSendError, OutgoingEmail, TransientSendErr
 from workflows.model import DeliveryIntent, EmailDraft, EmailStatus, Turn
 from workflows.record import CH_CANCEL, CH_USER_INPUT, Record
 from workflows.states import (
+    AgentState,
     CancelByRequestState,
     ComposeState,
     DeliverState,
@@ -332,3 +333,15 @@ def test_the_registry_joins_a_concurrent_hand_over() -> None:
     first.join(5)
     second.join(5)
     assert len(calls) == 1 and len(outcomes) == 2 and outcomes[0] == outcomes[1]
+
+
+def test_an_idle_email_whose_delivery_is_unknown_never_closes_as_nothing_sent() -> None:
+    attributes = scheduled(status=EmailStatus.UNCONFIRMED.value, pending=0)
+    state = AgentState(services(RecordingMailer(), draft_ttl_seconds=86400))
+    decision = state.execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert Record(attributes).status == EmailStatus.UNCONFIRMED and "still unknown" in attributes["last_reply"]
+    assert "nothing was sent" not in attributes["last_reply"]
+    assert decision.next_states[0].state_id == "_SYS_GRACEFUL_COMPLETING_WORKFLOW"
+    draft = scheduled(status=EmailStatus.WAITING.value, pending=0)
+    state.execute(CTX, None, results(), draft, None)  # type: ignore[arg-type]
+    assert Record(draft).status == EmailStatus.CANCELED and "nothing was sent" in draft["last_reply"]

@@ -127,6 +127,12 @@ class AgentState(WorkflowState[None]):
         if record.pending:  # accepted as the idle timer fired: it is in its channel, take it up
             return go(record, AgentState)
         idle = _duration(self._services.draft_ttl_seconds)
+        if record.status == EmailStatus.UNCONFIRMED:  # it may have gone out: never say "nothing was sent"
+            record.tell(
+                f"Closed after {idle} without activity. Whether the email went out is still unknown: check with "
+                "the recipient. Start a new email any time."
+            )
+            return finish(record, "expired")
         record.status = EmailStatus.CANCELED
         record.tell(f"Closed after {idle} without activity; nothing was sent. Start a new email any time.")
         return finish(record, "expired")
