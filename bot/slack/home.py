@@ -32,6 +32,7 @@ from workflows.model import EmailStatus, EmailView, utcnow
 
 log = logging.getLogger(__name__)
 
+MAX_LINKS = 10_000  # thread permalinks remembered (they never change); about 1.5 MB at most
 OPEN_THREAD_ACTION = "open_thread"  # a link button: Slack still sends the click, which is only acked
 GOING_MAX, WAITING_MAX, RECENT_MAX = 15, 15, 5  # 2 blocks each: well under a view's 100
 START_HINT = (
@@ -218,7 +219,10 @@ class HomeRefresher:
         for thread, link in zip(missing, found, strict=True):
             if link:
                 self._links[thread] = link
-        return {email_id: self._links[thread] for email_id, thread in threads.items() if thread in self._links}
+        links = {email_id: self._links[thread] for email_id, thread in threads.items() if thread in self._links}
+        while len(self._links) > MAX_LINKS:  # oldest first; a link dropped is looked up again when listed
+            self._links.pop(next(iter(self._links)))
+        return links
 
     async def _permalink(self, channel: str, thread_ts: str) -> str:
         try:
