@@ -19,6 +19,7 @@ from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO, Opened, edit_modal, fiel
 from settings import REPO_ROOT
 from workflows.decisions import Policy, edit_errors
 from workflows.model import CardRef, EmailStatus, EmailView
+from workflows.sendtime import resolve
 
 NOW = datetime(2026, 11, 26, 16, 59, 52, tzinfo=UTC)  # 8:59:52 AM in Los Angeles
 ZONE = "America/Los_Angeles"
@@ -197,9 +198,20 @@ def test_the_picked_instant_becomes_the_wall_clock_time_in_the_emails_zone() -> 
         submitted("a@x.example, b@y.example;\nc@z.example", " Hi ", "Body", when), Opened("wf", ZONE, False)
     )
     assert not errors and edit is not None
-    assert edit.to == ["a@x.example", "b@y.example", "c@z.example"] and edit.send_at_local == "2026-12-01T09:30"
+    assert edit.to == ["a@x.example", "b@y.example", "c@z.example"]
+    assert edit.send_at_local is not None and edit.send_at_local.startswith("2026-12-01T09:30")
+    assert resolve(edit.send_at_local, ZONE, NOW) == when.astimezone(UTC)
     edit, _ = read_edit(submitted("a@x.example", "S", "B", None), Opened("wf", ZONE, False))
     assert edit is not None and edit.send_at_local is None, "empty picker: not scheduled"
+
+
+def test_the_second_130_am_of_the_night_clocks_go_back_is_the_one_picked() -> None:
+    """America/Los_Angeles, 2026-11-01: 1:30 AM happens at 08:30 UTC (PDT) and again at 09:30 UTC (PST)."""
+    second = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+    edit, errors = read_edit(submitted("a@x.example", "S", "B", second), Opened("wf", "America/Los_Angeles", False))
+    assert not errors and edit is not None and edit.send_at_local is not None
+    before = datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
+    assert resolve(edit.send_at_local, "America/Los_Angeles", before) == second
 
 
 def test_bad_fields_are_answered_beside_their_blocks() -> None:

@@ -145,7 +145,9 @@ class EmailEdit(BaseModel):
     subject: str = Field("", max_length=998)
     body: str = Field("", max_length=100_000)
     send_at_local: str | None = Field(
-        None, description="Wall-clock time in the email's zone, 'YYYY-MM-DDTHH:MM'; none: not scheduled."
+        None,
+        description="Wall-clock time in the email's zone, 'YYYY-MM-DDTHH:MM' (an explicit offset such as "
+        "'-08:00' is taken as given); none: not scheduled.",
     )
 
 

@@ -129,14 +129,16 @@ def read_edit(
     values: dict[str, Any], opened: Opened, body: str | None = None
 ) -> tuple[EmailEdit | None, dict[str, str]]:
     """The submitted state as an EmailEdit, or the errors of fields that cannot even be read. The picker's
-    instant becomes the wall-clock time in the email's zone, which is what an edit names. `body`: the kept
+    instant becomes the wall-clock time in the email's zone, with that zone's offset at that instant. `body`: the kept
     body, when the modal had no body field."""
     to = [part.strip() for part in _SEPARATORS.split(str(_value(values, TO).get("value") or "")) if part.strip()]
     chosen = _value(values, SEND_AT).get("selected_date_time")
     send_at_local = None
     if chosen is not None:
         zone = ZoneInfo(opened.timezone if is_valid_timezone(opened.timezone) else "UTC")
-        send_at_local = datetime.fromtimestamp(int(chosen), zone).strftime("%Y-%m-%dT%H:%M")
+        # With its offset: in the hour clocks go back, 1:30 happens twice and the wall clock alone cannot
+        # say which one was picked (resolve takes an explicit offset as given).
+        send_at_local = datetime.fromtimestamp(int(chosen), zone).isoformat(timespec="minutes")
     try:
         edit = EmailEdit(
             to=to,
