@@ -65,7 +65,7 @@ def worker_app(registry: Registry, secret: str | None, max_threads: int = 64) ->
                 except Exception as error:
                     # The text goes back to iWF, which records it in the workflow history and retries.
                     log.exception("worker call %s failed", request.path)
-                    raise _WorkerFailure(WorkerService.handle_worker_error(error)) from error
+                    raise _WorkerFailure(type(error).__name__, WorkerService.handle_worker_error(error)) from error
 
             async def compute() -> dict[str, Any]:
                 return await asyncio.get_running_loop().run_in_executor(pool, work)
@@ -74,7 +74,9 @@ def worker_app(registry: Registry, secret: str | None, max_threads: int = 64) ->
             try:
                 return web.json_response(await answers.answer(key, compute))
             except _WorkerFailure as failure:
-                return web.Response(status=500, text=str(failure))
+                # iWF's WorkerErrorResponse: with an errorType, iWF tells an RPC's own failure (a bug: the
+                # client gets it as such) from a worker it could not reach (the engine is unavailable).
+                return web.json_response({"detail": failure.detail, "errorType": failure.error_type}, status=500)
 
         return handler
 
@@ -103,4 +105,6 @@ def worker_app(registry: Registry, secret: str | None, max_threads: int = 64) ->
 
 
 class _WorkerFailure(Exception):
-    pass
+    def __init__(self, error_type: str, detail: str) -> None:
+        super().__init__(detail)
+        self.error_type, self.detail = error_type, detail

@@ -279,6 +279,22 @@ async def test_a_forged_rpc_call_changes_nothing(app_process: AppProcess, api: A
     assert view["conversation"] == [] and view["pending_requests"] == 0
 
 
+async def test_a_failing_rpc_is_answered_as_iwfs_worker_error(app_process: AppProcess) -> None:
+    """In iWF's WorkerErrorResponse shape, with an errorType, so the engine reports an RPC's own failure as
+    such instead of as a worker it could not reach (which the API would answer 503, engine unavailable)."""
+    body = {
+        "context": {"workflowId": unique("no-rpc"), "workflowRunId": "run", "workflowStartedTimestamp": 0},
+        "workflowType": "EmailAgentWorkflow",
+        "rpcName": "no_such_rpc",
+        "dataAttributes": [],
+    }
+    url = f"http://127.0.0.1:{app_process.env['WORKER_PORT']}/api/v1/workflowWorker/rpc"
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as response:
+        assert response.status == 500
+        answer = await response.json()
+    assert answer["errorType"] and "no_such_rpc" in answer["detail"], answer
+
+
 async def test_the_slack_email_of_a_thread_is_readable_only_by_its_owner(slack: Slack, api: Api) -> None:
     user = f"UOWN{unique('o')[-8:]}"
     channel, ts = await slack.dm(user, "to: q@example.com; subject: Mine; body: Private")
