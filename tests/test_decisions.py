@@ -268,6 +268,16 @@ def test_an_undone_email_is_not_armed_again_by_a_message_without_a_time() -> Non
     assert outcome.next == "wait" and outcome.email.send_at is None and not outcome.email.scheduled
 
 
+def test_a_time_the_model_gives_at_another_offset_is_asked_about_not_sent_hours_off() -> None:
+    """LA user, "tomorrow at 9": a "Z" tacked on would mean 1:00 AM for them."""
+    outcome = apply(reply(action="schedule", send_at_local="2026-11-26T09:00:00Z", **complete()))
+    assert outcome.next == "wait" and outcome.email.send_at is None
+    assert "1:00 AM" in outcome.problem and "your own time" in outcome.reply
+    for text in ("2026-11-26T09:00:00-08:00", "2026-11-26T09:00:00"):  # their own offset, or none
+        scheduled = apply(reply(action="schedule", send_at_local=text, **complete()))
+        assert scheduled.next == "schedule" and scheduled.email.send_at == TOMORROW_9_PST, text
+
+
 def test_hold_wins_over_a_time_in_the_same_reply() -> None:
     outcome = apply(reply(action="hold", send_at_local="2026-11-26T09:00"), scheduled_email())
     assert outcome.next == "wait"

@@ -15,7 +15,7 @@ from typing import Literal
 from workflows.agent import AgentReply
 from workflows.model import EmailDraft, EmailEdit
 from workflows.recipients import MAX_RECIPIENTS, RecipientError, domain_of, normalize
-from workflows.sendtime import NOW_GRACE, SendTimeError, format_local, resolve
+from workflows.sendtime import NOW_GRACE, SendTimeError, format_local, resolve, resolve_proposed
 
 Next = Literal["wait", "schedule", "cancel"]
 
@@ -91,7 +91,7 @@ def apply_reply(
         send_at = None
     elif reply.send_at_local:
         try:
-            send_at = resolve(reply.send_at_local, timezone, now)
+            send_at = resolve_proposed(reply.send_at_local, timezone, now)
         except SendTimeError as error:
             problems.append(str(error))
             send_at = None

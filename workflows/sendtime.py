@@ -60,6 +60,27 @@ def resolve(local_text: str, timezone: str, now: datetime, grace: timedelta = NO
     return max(instant, now)
 
 
+def resolve_proposed(local_text: str, timezone: str, now: datetime) -> datetime:
+    """The model's time, which the contract says is a wall-clock time in the user's zone. An offset it adds
+    anyway (often a "Z") is its own arithmetic: taken only when it is the user's zone's offset at that time,
+    else the user is asked, since "9am" read at the wrong offset would go out hours off without a word."""
+    tz = zone(timezone)
+    try:
+        parsed = datetime.fromisoformat(local_text.strip())
+    except ValueError:
+        return resolve(local_text, timezone, now)  # its own message
+    offset = parsed.utcoffset()
+    if offset is not None:
+        wall = parsed.replace(tzinfo=None)
+        if offset not in {wall.replace(tzinfo=tz, fold=fold).utcoffset() for fold in (0, 1)}:
+            at = format_local(parsed.astimezone(UTC), timezone)
+            raise SendTimeError(
+                f"the time came as {wall:%Y-%m-%d %H:%M} at UTC{parsed:%z}, which is {at} for you. When should "
+                "I send it, in your own time?"
+            )
+    return resolve(local_text, timezone, now)
+
+
 def format_local(instant: datetime, timezone: str) -> str:
     """How a time is shown to the user: their zone, 12-hour clock, zone abbreviation."""
     local = instant.astimezone(zone(timezone))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -150,6 +151,20 @@ async def test_past_time_is_questioned_not_scheduled(api: Api) -> None:
     view = await api.wait_for(wid, "waiting")
     assert view["send_at"] is None
     assert "in the past" in view["last_reply"] and "When should I send it?" in view["last_reply"]
+
+
+async def test_a_model_time_at_another_offset_is_questioned_not_sent_hours_off(api: Api) -> None:
+    """The model is asked for the user's wall clock; a "Z" it adds anyway would make 9 AM in Los Angeles 1 AM."""
+    wid = unique("zulu")
+    await api.start(wid, timezone="America/Los_Angeles")
+    day = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
+    await api.say(wid, f"to: zed@example.com; subject: Zulu; body: Hi; send at {day}T09:00:00Z")
+    view = await api.wait_for(wid, "waiting")
+    assert view["send_at"] is None and not view["will_send"]
+    assert "1:00 AM" in view["last_reply"] and "in your own time" in view["last_reply"]
+    await api.say(wid, f"send at {day}T09:00:00-08:00")  # the user's own offset: taken as given
+    view = await api.wait_for(wid, "scheduled")
+    assert view["send_at"] == f"{day}T17:00:00Z"
 
 
 async def test_invalid_recipient_is_refused_in_code(api: Api) -> None:
