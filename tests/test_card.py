@@ -70,6 +70,12 @@ def test_send_now_only_for_a_complete_email_with_nothing_open() -> None:
     assert SEND_NOW_ACTION in action_ids(render("wf-1", view(status=EmailStatus.FAILED)))
 
 
+def test_delivery_unknown_offers_send_again() -> None:
+    blocks = render("wf-1", view(status=EmailStatus.UNCONFIRMED, will_send=False, plan="Delivery unknown."))
+    buttons = {e["action_id"]: e for b in blocks if b["type"] == "actions" for e in b["elements"]}
+    assert buttons[SEND_NOW_ACTION]["text"]["text"] == "Send again"
+
+
 def test_final_and_sending_cards_have_no_buttons() -> None:
     for status in (EmailStatus.SENT, EmailStatus.CANCELED, EmailStatus.SENDING):
         assert action_ids(render("wf-1", view(status=status))) == [], status

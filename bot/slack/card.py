@@ -130,10 +130,15 @@ def undo_text(view: EmailView, now: datetime) -> str:
     return f"Sending in {left} s (until {until}) — Undo puts it on hold."
 
 
+def send_now_label(view: EmailView) -> str:
+    """After a delivery that may or may not have arrived, sending is sending *again* (same Message-ID)."""
+    return "Send again" if view.status == EmailStatus.UNCONFIRMED else "Send now"
+
+
 def can_send_now(view: EmailView) -> bool:
     """Complete, nothing open, and not already going out within the undo window."""
     return (
-        view.status in (EmailStatus.WAITING, EmailStatus.SCHEDULED, EmailStatus.FAILED)
+        view.status in (EmailStatus.WAITING, EmailStatus.SCHEDULED, EmailStatus.FAILED, EmailStatus.UNCONFIRMED)
         and bool(view.to and view.subject and view.body)
         and not view.unconfirmed
         and view.undo_until is None
@@ -214,7 +219,7 @@ def _actions(email_id: str, view: EmailView) -> list[dict[str, Any]]:
     if view.undo_until is not None:
         elements.append(button(UNDO_ACTION, "Undo", email_id, "primary"))
     if can_send_now(view):
-        elements.append(button(SEND_NOW_ACTION, "Send now", email_id, "primary"))
+        elements.append(button(SEND_NOW_ACTION, send_now_label(view), email_id, "primary"))
     if view.draft:
         elements.append(button(APPLY_EDIT_ACTION, "Use my edit", email_id))
     elements.append(button(EDIT_ACTION, "Edit", email_id))

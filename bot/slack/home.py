@@ -25,7 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailEngine, EngineBusy, EngineUnavailable
-from bot.slack.card import LABELS, UNDO_ACTION, button, can_send_now, cancel_button, undo_text
+from bot.slack.card import LABELS, UNDO_ACTION, button, can_send_now, cancel_button, send_now_label, undo_text
 from bot.slack.card import SEND_NOW_ACTION as SEND_NOW
 from bot.slack.markup import escape
 from workflows.model import EmailStatus, EmailView, utcnow
@@ -63,7 +63,7 @@ def _email_blocks(email_id: str, view: EmailView, link: str | None, now: datetim
         if view.undo_until is not None:
             elements.append(button(UNDO_ACTION, "Undo", email_id, "primary"))
         if can_send_now(view):
-            elements.append(button(SEND_NOW, "Send now", email_id, "primary"))
+            elements.append(button(SEND_NOW, send_now_label(view), email_id, "primary"))
         elements.append(cancel_button(email_id))
     if link:
         elements.append({**button(OPEN_THREAD_ACTION, "Open thread", email_id), "url": link})

@@ -270,8 +270,9 @@ async def test_a_connection_lost_after_data_is_unconfirmed_not_resent(api: Api, 
     assert not asked["will_send"] and asked["send_at"] is None, asked
     await asyncio.sleep(3)
     assert len(smtp_sink.to("dr@example.com")) == 1, "not resent by itself"
-    # The user decides: sent again, with the same Message-ID, only because they asked.
-    await api.say(wid, "send in 1 seconds")
+    # The user decides (the card's "Send again" is Send now): sent again, same Message-ID, only because asked.
+    status, body = await api.call("POST", f"/api/emails/{wid}/send-now", {"message_id": "again-1"})
+    assert status == 202 and body["ok"], body
     again = await api.wait_for(wid, "sent", timeout=30)
     mails = await wait_for_mail(smtp_sink, "dr@example.com", count=2)
     assert {m.message["Message-ID"] for m in mails} == {again["sent_message_id"]}
