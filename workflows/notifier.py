@@ -16,8 +16,9 @@ class CardNotifier(Protocol):
         """Opens the thread (posts `card.root_text` in `card.channel`); returns its (channel, ts)."""
         ...
 
-    def post(self, card: CardRef, email_id: str, view: EmailView) -> str:
-        """Posts the card in the thread and returns its message id (ts). Raises to be retried."""
+    def post(self, card: CardRef, email_id: str, view: EmailView, retry: bool = False) -> str:
+        """Posts the card in the thread and returns its message id (ts). Raises to be retried. `retry`: an
+        earlier attempt may have posted it already (its answer lost): use that card if it is there."""
         ...
 
     def update(self, card: CardRef, email_id: str, view: EmailView) -> None:

@@ -228,10 +228,10 @@ class SlackBot:
         except SlackApiError as error:
             log.warning("conversations.replies failed for %s: %s", thread_ts, error.response.get("error"))
             raise RootUnavailable(thread_ts) from error
-        messages = replies.get("messages") or []
-        if not messages:
+        found = [m for m in replies.get("messages") or [] if str(m.get("ts")) == thread_ts]
+        if not found:
             return None  # not visible (yet): asked again next time, never remembered as "nobody's"
-        root = dict(messages[0])
+        root = dict(found[0])
         self._roots[(channel, thread_ts)] = root
         while len(self._roots) > 10_000:
             self._roots.pop(next(iter(self._roots)))

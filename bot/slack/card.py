@@ -11,6 +11,7 @@ from workflows.model import EmailStatus, EmailView, utcnow
 from workflows.sendtime import is_valid_timezone, seconds_until
 
 EMAIL_THREAD_EVENT = "email_agent_thread"  # message metadata naming the email a thread belongs to
+EMAIL_CARD_EVENT = "email_agent_card"  # message metadata naming the email a card shows
 CANCEL_ACTION = "cancel_email"
 CONFIRM_RECIPIENT_ACTION = "confirm_recipient"
 REMOVE_RECIPIENT_ACTION = "remove_recipient"

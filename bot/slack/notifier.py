@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.slack.assistant import follow_thread
-from bot.slack.card import EMAIL_THREAD_EVENT, fallback_text, render
+from bot.slack.card import EMAIL_CARD_EVENT, EMAIL_THREAD_EVENT, fallback_text, render
 from workflows.model import CardRef, EmailView
 
 log = logging.getLogger(__name__)
@@ -38,15 +38,32 @@ class SlackCardNotifier:
         )
         return str(response["channel"]), str(response["ts"])
 
-    def post(self, card: CardRef, email_id: str, view: EmailView) -> str:
+    def post(self, card: CardRef, email_id: str, view: EmailView, retry: bool = False) -> str:
+        """On a retry the card may be there already (posted by an attempt whose answer was lost, perhaps in a
+        process that died): it is found by its metadata and brought up to date instead of posted twice."""
+        if retry and (found := self._card_in_thread(card, email_id)) is not None:
+            self.update(card.model_copy(update={"ts": found}), email_id, view)
+            return found
         response = self._client.chat_postMessage(
             channel=card.channel,
             thread_ts=card.thread_ts,
             text=fallback_text(view),
             blocks=render(email_id, view),
+            metadata={"event_type": EMAIL_CARD_EVENT, "event_payload": {"email_id": email_id}},
         )
         self._posted.email_id = email_id
         return str(response["ts"])
+
+    def _card_in_thread(self, card: CardRef, email_id: str) -> str | None:
+        replies = self._client.conversations_replies(
+            channel=card.channel, ts=str(card.thread_ts), include_all_metadata=True, limit=100
+        )
+        for message in replies.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == EMAIL_CARD_EVENT and payload.get("email_id") == email_id:
+                return str(message["ts"])
+        return None
 
     def update(self, card: CardRef, email_id: str, view: EmailView) -> None:
         self._client.chat_update(

@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import pytest
@@ -218,6 +219,58 @@ async def test_a_request_held_as_the_timer_fires_with_local_activities(
         assert status == 409 and body["error"]["code"] == "closed", body
         assert mail.message["Subject"] == "First words" and "subject: Last words" not in texts
     assert sent["pending_requests"] == 0
+
+
+async def test_a_card_posted_by_a_call_whose_answer_was_lost_is_not_posted_twice(
+    engine: Engine,
+    smtp_sink: SmtpSink,
+    fake_openai: FakeOpenAI,
+    fake_slack: FakeSlack,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The card step posts the card, its answer to iWF is lost, and the app dies before iWF retries: the retry
+    runs in a fresh process (nothing remembered) and finds the card in the thread by its metadata."""
+    state = tmp_path_factory.mktemp("lost-card")
+    port, worker_port = free_port(), free_port()
+    gate = WorkerGate(target=f"http://127.0.0.1:{worker_port}")
+    await gate.start()
+    env = app_env(
+        port,
+        engine.iwf_url,
+        engine.temporal_host_port,
+        state,
+        fake_openai.base_url,
+        smtp_sink.port,
+        slack_api_url=fake_slack.api_url,
+    ) | {"WORKER_PORT": str(worker_port), "WORKER_URL": gate.url, "ENGINE_LOCAL_ACTIVITIES": "false"}
+    app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
+    await asyncio.to_thread(app.start)
+    try:
+        async with aiohttp.ClientSession() as session:
+            slack = Slack(session, app, fake_slack)
+            user = f"ULOST{unique('c')[-8:]}"
+            prefix = f"slack-{TEAM}-D{user}-"
+
+            def first_card(path: str, body: dict[str, Any]) -> bool:
+                workflow = str((body.get("context") or {}).get("workflowId", ""))
+                notify = path == STATE_EXECUTE and body.get("workflowStateId") == "NotifyState"
+                return notify and workflow.startswith(prefix)
+
+            lost = gate.lose_answer(first_card)
+            channel, ts = await slack.dm(user, "to: lc@example.com; subject: Once; body: One card")
+            email_id = thread_email_id(TEAM, channel, ts)
+            await lost.wait_arrived()
+            await asyncio.to_thread(app.stop)  # the process that posted it is gone
+            await asyncio.to_thread(app.start)
+            api = Api(session, app.base_url)
+            await api.wait_for(email_id, "waiting")
+            card = await slack.card(channel, ts)
+            await slack.wait_card(channel, card, "Once")
+    finally:
+        app.stop()
+        await gate.stop()
+    posted = [c for c in fake_slack.of("chat.postMessage", channel=channel, thread_ts=ts) if c.args.get("blocks")]
+    assert len(posted) == 1, [c.args.get("text") for c in posted]
 
 
 async def test_a_model_failure_leaves_a_scheduled_email_scheduled(api: Api, smtp_sink: SmtpSink) -> None:

@@ -131,14 +131,28 @@ class FakeSlack:
             self.answered_ts[len(self.calls) - 1] = ts
             # Posting to a user id posts in the app's DM with them, as Slack does.
             channel = "D" + args["channel"] if str(args["channel"]).startswith("U") else args["channel"]
-            self.messages[(channel, ts)] = {"ts": ts, "text": args.get("text", ""), "metadata": args.get("metadata")}
+            self.messages[(channel, ts)] = {
+                "ts": ts,
+                "text": args.get("text", ""),
+                "metadata": args.get("metadata"),
+                "thread_ts": args.get("thread_ts"),
+            }
             return {"ok": True, "channel": channel, "ts": ts}
         if method == "conversations.replies":
-            root = self.messages.get((args["channel"], args["ts"]))
-            message = {k: v for k, v in (root or {}).items() if v is not None}
-            if message and args.get("include_all_metadata") not in ("true", "1", True):
-                message.pop("metadata", None)
-            return {"ok": True, "messages": [message] if message else [], "has_more": False}
+            # The thread's root, then its replies oldest first, as Slack answers (metadata only when asked).
+            channel, root_ts = args["channel"], str(args["ts"])
+            thread = [
+                message
+                for (where, ts), message in sorted(self.messages.items(), key=lambda item: float(item[0][1]))
+                if where == channel and (ts == root_ts or message.get("thread_ts") == root_ts)
+            ]
+            shown = []
+            for message in thread[: int(args.get("limit") or 1000)]:
+                copy = {k: v for k, v in message.items() if v is not None}
+                if args.get("include_all_metadata") not in ("true", "1", True):
+                    copy.pop("metadata", None)
+                shown.append(copy)
+            return {"ok": True, "messages": shown, "has_more": False}
         if method == "chat.update":
             return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
         if method == "chat.postEphemeral":

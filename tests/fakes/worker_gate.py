@@ -74,6 +74,7 @@ class Passed:
 class WorkerGate:
     target: str = ""  # the app's real worker, http://127.0.0.1:<WORKER_PORT>
     holds: list[Hold] = field(default_factory=list)
+    losses: list[Hold] = field(default_factory=list)
     passed: list[Passed] = field(default_factory=list)
     runner: web.AppRunner | None = None
     session: aiohttp.ClientSession | None = None
@@ -82,6 +83,14 @@ class WorkerGate:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def lose_answer(self, matches: Callable[[str, dict[str, Any]], bool]) -> Hold:
+        """Let the next matching callback reach the worker, then answer iWF 502 instead of the worker's answer
+        (as if the connection broke on the way back); `arrived` is set once that happened."""
+        lost = Hold(matches)
+        lost.released.set()
+        self.losses.append(lost)
+        return lost
 
     def hold(self, matches: Callable[[str, dict[str, Any]], bool]) -> Hold:
         """Hold the next callback that matches (once), until the returned Hold is released."""
@@ -132,4 +141,11 @@ class WorkerGate:
         # As sent, the worker secret header included (the worker refuses state calls without it).
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         async with self.session.post(self.target + request.path, data=raw, headers=headers) as answer:
-            return web.Response(status=answer.status, body=await answer.read(), content_type="application/json")
+            content = await answer.read()
+        for lost in list(self.losses):
+            if lost.matches(request.path, body):
+                self.losses.remove(lost)
+                lost.body = body
+                lost.arrived.set()
+                return web.Response(status=502, text="the answer was lost on the way back")
+        return web.Response(status=answer.status, body=content, content_type="application/json")

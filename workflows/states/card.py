@@ -65,7 +65,8 @@ class NotifyState(WorkflowState[str]):
             if card.ts:
                 notifier.update(card, ctx.workflow_id, view)
             else:
-                card = card.model_copy(update={"ts": notifier.post(card, ctx.workflow_id, view)})
+                retry = (ctx.attempt or 1) > 1
+                card = card.model_copy(update={"ts": notifier.post(card, ctx.workflow_id, view, retry=retry)})
                 record.card = card
             notifier.settled(card, ctx.workflow_id, view)
         if input:
