@@ -57,6 +57,13 @@ FILES_ONLY = (
 )
 
 
+COMMAND_REPEAT_SECONDS = 600
+COMMAND_REPEATED = (
+    "You sent me these same words a moment ago: that email is already under way in its thread in our DM. "
+    "Reply there to change it."
+)
+
+
 class RootUnavailable(Exception):
     """conversations.replies failed: whose thread this is cannot be told, so the message waits for Slack to
     deliver it again instead of being answered "no email here" and dropped."""
@@ -280,16 +287,21 @@ class SlackBot:
             await ack(response_type="ephemeral", text=USAGE)
             return
         user, team = command["user_id"], command["team_id"]
-        trigger = hashlib.sha256(str(command.get("trigger_id") or time.time_ns()).encode()).hexdigest()[:20]
-        email_id = f"slack-{_ID_PART.sub('', team)}-cmd-{trigger}"
-        request = UserRequest(text=text, message_id=f"cmd:{trigger}", actor=user)
+        # Slack never retries a command, but a user whose command timed out on Slack's side types it again:
+        # the same words from the same user within a few minutes name the same email, so that makes one.
+        window = int(time.time() // COMMAND_REPEAT_SECONDS)
+        key = hashlib.sha256(f"{team}\0{user}\0{text}\0{window}".encode()).hexdigest()[:20]
+        email_id = f"slack-{_ID_PART.sub('', team)}-cmd-{key}"
+        request = UserRequest(text=text, message_id=f"cmd:{key}", actor=user)
         card = CardRef(channel=user, root_text=f":email: New email: {escape(text)}")
         try:
             start = await self._users.start_of(user, card=card, first_request=request)
         except ProfileUnavailable:
             await ack(response_type="ephemeral", text=NO_PROFILE)  # nothing started: the user runs it again
             return
-        await self._engine.start(email_id, start)
+        if not await self._engine.start(email_id, start):
+            await ack(response_type="ephemeral", text=COMMAND_REPEATED)
+            return
         await ack(response_type="ephemeral", text="On it: I am opening a thread for this email in our DM.")
 
     # --- buttons --------------------------------------------------------------------

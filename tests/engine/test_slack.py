@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.slack.app import FILES_ONLY, NO_PROFILE, thread_email_id
+from bot.slack.app import COMMAND_REPEATED, FILES_ONLY, NO_PROFILE, thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import (
     TEAM,
@@ -65,6 +65,13 @@ async def test_schedule_email_command_acks_then_the_workflow_opens_the_thread(
     )
     status, text = await slack.post(body, "application/x-www-form-urlencoded")
     assert status == 200 and json.loads(text)["response_type"] == "ephemeral" and "On it" in text
+    # Typed again (its first answer timed out on Slack's side, say): a new invocation, the same email.
+    again = command_body(
+        "to: cara@example.com; subject: Hello; body: Hi Cara; send in 4 seconds", user, slack.fake.response_url(user)
+    )
+    assert again != body, "its own trigger_id"
+    status, text = await slack.post(again, "application/x-www-form-urlencoded")
+    assert status == 200 and json.loads(text) == {"response_type": "ephemeral", "text": COMMAND_REPEATED}
     # The workflow posts the thread's root in the DM (to the user's id), naming the email in its metadata.
     deadline = time.monotonic() + 20
     while not slack.fake.of("chat.postMessage", channel=user) and time.monotonic() < deadline:
