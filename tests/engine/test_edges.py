@@ -14,7 +14,9 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,6 +31,34 @@ from tests.harness import Api, AppProcess, Engine, Slack, SmtpSink, app_env, fre
 pytestmark = pytest.mark.engine
 
 
+@asynccontextmanager
+async def gated_app(
+    engine: Engine,
+    smtp_sink: SmtpSink,
+    fake_openai: FakeOpenAI,
+    state: Path,
+    fake_slack: FakeSlack | None = None,
+    local_activities: bool = False,
+) -> AsyncIterator[tuple[AppProcess, WorkerGate]]:
+    """An app of its own whose worker callbacks all pass through a gate the test controls."""
+    port, worker_port = free_port(), free_port()
+    gate = WorkerGate(target=f"http://127.0.0.1:{worker_port}")
+    await gate.start()
+    slack = {"slack_api_url": fake_slack.api_url} if fake_slack is not None else {}
+    env = app_env(
+        port, engine.iwf_url, engine.temporal_host_port, state, fake_openai.base_url, smtp_sink.port, **slack
+    ) | {"WORKER_PORT": str(worker_port), "WORKER_URL": gate.url}
+    if not local_activities:
+        env["ENGINE_LOCAL_ACTIVITIES"] = "false"
+    app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
+    await asyncio.to_thread(app.start)
+    try:
+        yield app, gate
+    finally:
+        app.stop()
+        await gate.stop()
+
+
 @pytest.fixture(scope="module")
 async def gated(
     engine: Engine,
@@ -37,25 +67,10 @@ async def gated(
     fake_slack: FakeSlack,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[AppProcess, WorkerGate]]:
-    """An app whose worker callbacks all pass through a gate the tests control."""
+    """The module's gated app (state calls as normal activities, Slack on)."""
     state = tmp_path_factory.mktemp("gated")
-    port, worker_port = free_port(), free_port()
-    gate = WorkerGate(target=f"http://127.0.0.1:{worker_port}")
-    await gate.start()
-    env = app_env(
-        port,
-        engine.iwf_url,
-        engine.temporal_host_port,
-        state,
-        fake_openai.base_url,
-        smtp_sink.port,
-        slack_api_url=fake_slack.api_url,
-    ) | {"WORKER_PORT": str(worker_port), "WORKER_URL": gate.url, "ENGINE_LOCAL_ACTIVITIES": "false"}
-    app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
-    await asyncio.to_thread(app.start)
-    yield app, gate
-    app.stop()
-    await gate.stop()
+    async with gated_app(engine, smtp_sink, fake_openai, state, fake_slack) as gated:
+        yield gated
 
 
 @pytest.fixture
@@ -185,14 +200,7 @@ async def test_a_request_held_as_the_timer_fires_with_local_activities(
     drops the request (the task fails and is replayed without it) and sends. The answer must say so: the
     request was not taken, and it is not in the email."""
     state = tmp_path_factory.mktemp("gated-local")
-    port, worker_port = free_port(), free_port()
-    gate = WorkerGate(target=f"http://127.0.0.1:{worker_port}")
-    await gate.start()
-    env = app_env(port, engine.iwf_url, engine.temporal_host_port, state, fake_openai.base_url, smtp_sink.port)
-    env |= {"WORKER_PORT": str(worker_port), "WORKER_URL": gate.url}
-    app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
-    await asyncio.to_thread(app.start)
-    try:
+    async with gated_app(engine, smtp_sink, fake_openai, state, local_activities=True) as (app, gate):
         async with aiohttp.ClientSession() as session:
             api = Api(session, app.base_url)
             wid = unique("last-moment-local")
@@ -208,9 +216,6 @@ async def test_a_request_held_as_the_timer_fires_with_local_activities(
             held.release()
             status, body = await posting
             sent = await api.wait_for(wid, "sent", timeout=40)
-    finally:
-        app.stop()
-        await gate.stop()
     [mail] = await wait_for_mail(smtp_sink, "lml@example.com")
     texts = [t["text"] for t in sent["conversation"]]
     if status == 202:  # accepted: then it must have been answered before sending
@@ -231,21 +236,7 @@ async def test_a_card_posted_by_a_call_whose_answer_was_lost_is_not_posted_twice
     """The card step posts the card, its answer to iWF is lost, and the app dies before iWF retries: the retry
     runs in a fresh process (nothing remembered) and finds the card in the thread by its metadata."""
     state = tmp_path_factory.mktemp("lost-card")
-    port, worker_port = free_port(), free_port()
-    gate = WorkerGate(target=f"http://127.0.0.1:{worker_port}")
-    await gate.start()
-    env = app_env(
-        port,
-        engine.iwf_url,
-        engine.temporal_host_port,
-        state,
-        fake_openai.base_url,
-        smtp_sink.port,
-        slack_api_url=fake_slack.api_url,
-    ) | {"WORKER_PORT": str(worker_port), "WORKER_URL": gate.url, "ENGINE_LOCAL_ACTIVITIES": "false"}
-    app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
-    await asyncio.to_thread(app.start)
-    try:
+    async with gated_app(engine, smtp_sink, fake_openai, state, fake_slack) as (app, gate):
         async with aiohttp.ClientSession() as session:
             slack = Slack(session, app, fake_slack)
             user = f"ULOST{unique('c')[-8:]}"
@@ -266,9 +257,6 @@ async def test_a_card_posted_by_a_call_whose_answer_was_lost_is_not_posted_twice
             await api.wait_for(email_id, "waiting")
             card = await slack.card(channel, ts)
             await slack.wait_card(channel, card, "Once")
-    finally:
-        app.stop()
-        await gate.stop()
     posted = [c for c in fake_slack.of("chat.postMessage", channel=channel, thread_ts=ts) if c.args.get("blocks")]
     assert len(posted) == 1, [c.args.get("text") for c in posted]
 
