@@ -4,6 +4,7 @@ the owner's own edit (one revision, validated in code), an idle draft closing, a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -95,7 +96,7 @@ async def test_the_owners_edit_is_one_revision_without_the_model(api: Api, smtp_
     await api.call("POST", f"/api/emails/{wid}/cancel")
 
 
-async def test_an_idle_draft_closes_and_says_so(app_process: AppProcess, tmp_path: Path) -> None:
+async def test_an_idle_draft_closes_and_says_so(app_process: AppProcess, tmp_path: Path, smtp_sink: SmtpSink) -> None:
     app = variant_of(app_process, tmp_path, DRAFT_TTL_DAYS="0.00004")  # about 3 seconds
     await asyncio.to_thread(app.start)
     try:
@@ -108,6 +109,24 @@ async def test_an_idle_draft_closes_and_says_so(app_process: AppProcess, tmp_pat
             view = await api.wait_for(wid, "canceled", timeout=30)
             assert "without activity" in view["last_reply"] and view["pending_requests"] == 0
             status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "hello?"})
+            assert status == 409 and body["error"]["code"] == "closed"
+            # An email whose delivery is unknown may have gone out: closing never says "nothing was sent".
+            unknown = unique("idle-unknown")
+            await api.start(unknown)
+            smtp_sink.drop_after_data = True
+            try:
+                await api.say(unknown, "to: iu@example.com; subject: Maybe; body: Out; send in 1 seconds")
+                await api.wait_for(unknown, "unconfirmed", timeout=30)
+            finally:
+                smtp_sink.drop_after_data = False
+            deadline = time.monotonic() + 30
+            view = await api.describe(unknown)
+            while "without activity" not in view["last_reply"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.3)
+                view = await api.describe(unknown)
+            assert view["status"] == "unconfirmed" and "still unknown" in view["last_reply"], view["last_reply"]
+            assert "nothing was sent" not in view["last_reply"]
+            status, body = await api.call("POST", f"/api/emails/{unknown}/messages", {"text": "hello?"})
             assert status == 409 and body["error"]["code"] == "closed"
     finally:
         app.stop()
