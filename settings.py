@@ -111,6 +111,24 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout_seconds: float = 30.0
+    imap_host: str | None = Field(
+        None,
+        description="The account's IMAP server, asked (Sent folder, by Message-ID) whether an email went out "
+        "when the SMTP answer was lost; imap.gmail.com for the Google account unless set.",
+    )
+    imap_port: int | None = Field(None, description="Default 993 for ssl, 143 otherwise.")
+    imap_security: Literal["ssl", "starttls", "none"] = "ssl"
+    imap_username: str | None = Field(None, description="Default the SMTP (or Google) login.")
+    imap_password: SecretStr | None = Field(None, description="Default the SMTP (or Google app) password.")
+    imap_sent_folder: str | None = Field(
+        None, description="The Sent folder's IMAP name; default the one the server marks \\Sent, else 'Sent'."
+    )
+    imap_settle_seconds: float = Field(
+        5.0, ge=0, description="Not found at once: asked again this much later before counting it as not sent."
+    )
+    sent_folder_check: bool = Field(
+        True, description="Off: an email whose SMTP answer was lost stays 'delivery unknown' without asking IMAP."
+    )
     mail_from: str | None = Field(None, description="From address; defaults to the SMTP or Google account.")
     outbox_dir: Path | None = Field(None, description="Where .eml files go when no SMTP is configured.")
     send_max_attempts: int = Field(5, description="Transient SMTP failures retried this many times in all.")

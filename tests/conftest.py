@@ -21,6 +21,7 @@ from settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
 from tests.harness import WORKER_SECRET, Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port
+from tests.imap_server import ImapServer
 
 # ENGINE_PROFILE=production runs the engine tests on the production shape (devstack.production): PostgreSQL,
 # the Temporal server, two iWF servers behind HAProxy. The default is the Temporal dev server.
@@ -91,6 +92,15 @@ def smtp_sink() -> Iterator[SmtpSink]:
     controller.start()
     yield sink
     controller.stop()
+
+
+@pytest.fixture(scope="session")
+def imap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImapServer]:
+    """The mail account's Sent folder, over real IMAP (pymap on loopback)."""
+    server = ImapServer()
+    server.start(tmp_path_factory.mktemp("imap") / "pymap.log")
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,11 @@ class SmtpSink:
 
     `fault`, if set, is asked about each message (its aiosmtpd envelope) before the switches above, from the
     sink's own thread, and may answer: an SMTP reply such as "451 4.3.0 try again" (the message is refused),
-    "drop" (as drop_after_data), "hold SECONDS" (taken, answered that much later), or None (no fault)."""
+    "drop" (as drop_after_data), "lose" (the connection breaks before the message is taken), "hold SECONDS"
+    (taken, answered that much later), or None (no fault).
+
+    `sent_folder`, if set, is handed every message the sink takes, as it takes it (before any drop or
+    hold): the account's Sent folder, which Gmail fills the same way."""
 
     port: int
     received: list[Received] = field(default_factory=list)
@@ -109,6 +113,7 @@ class SmtpSink:
     lock: threading.Lock = field(default_factory=threading.Lock)
     fault: Callable[[Any], str | None] | None = None
     refuse_recipients: dict[str, str] = field(default_factory=dict)  # address -> the RCPT reply, e.g. "550 ..."
+    sent_folder: Callable[[bytes], None] | None = None
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         if address in self.refuse_recipients:
@@ -119,6 +124,9 @@ class SmtpSink:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         fault = self.fault(envelope) if self.fault else None
         drop, hold = self.drop_after_data, 0.0
+        if fault == "lose":
+            server.transport.close()
+            return "421 closing"  # never reaches the sender, and nothing was taken
         if fault == "drop":
             drop = True
         elif fault and fault.startswith("hold "):
@@ -131,6 +139,8 @@ class SmtpSink:
         message = message_from_bytes(envelope.content.replace(b"\r\n", b"\n"), policy=policy.default)
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        if self.sent_folder is not None:
+            await asyncio.to_thread(self.sent_folder, envelope.content)
         self.data_arrived.set()
         if drop:
             server.transport.close()

@@ -20,6 +20,7 @@ from workflows.mailer import SendError
 @dataclass(frozen=True)
 class Delivered:
     where: str
+    note: str = ""  # for the user, when it was confirmed only afterwards (the server's answer was lost)
 
 
 Outcome = Delivered | SendError

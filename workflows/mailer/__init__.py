@@ -20,6 +20,7 @@ from workflows.mailer.errors import (
 )
 from workflows.mailer.message import OutgoingEmail, build_message, parse_sender
 from workflows.mailer.outbox import OutboxMailer
+from workflows.mailer.sent_folder import DEFAULT_IMAP_PORTS, GMAIL_IMAP_HOST, ImapSentFolder
 from workflows.mailer.smtp import DEFAULT_FROM_ADDRESS, DEFAULT_PORTS, SmtpMailer
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_FROM_ADDRESS",
     "AmbiguousSendError",
+    "ImapSentFolder",
     "InvalidEmailError",
     "Mailer",
     "OutboxMailer",
@@ -41,6 +43,7 @@ __all__ = [
     "mailer_from_settings",
     "parse_sender",
     "sender_address",
+    "sent_folder_from_settings",
 ]
 
 GMAIL_SMTP_HOST = "smtp.gmail.com"
@@ -76,6 +79,35 @@ def sender_address(settings: Settings) -> Address:
     return parse_sender(settings.google_email_address or DEFAULT_FROM_ADDRESS)
 
 
+def sent_folder_from_settings(settings: Settings) -> ImapSentFolder | None:
+    """The Sent folder to ask after a lost SMTP answer: IMAP_HOST, else Gmail's for the Google account."""
+    if not settings.sent_folder_check:
+        return None
+    host = settings.imap_host
+    if host is None and not settings.smtp_host and settings.google_email_address:
+        host = GMAIL_IMAP_HOST
+    if not host:
+        return None
+    if settings.smtp_host:
+        login, secret = settings.smtp_username, settings.smtp_password
+    else:
+        login, secret = settings.google_email_address, settings.google_email_app_password
+    username = settings.imap_username or login
+    password = settings.imap_password or secret
+    if not username or not password:
+        return None  # nothing to log in with: the folder cannot be asked
+    return ImapSentFolder(
+        host,
+        settings.imap_port or DEFAULT_IMAP_PORTS[settings.imap_security],
+        settings.imap_security,
+        username,
+        password.get_secret_value(),
+        settings.imap_sent_folder,
+        timeout=settings.smtp_timeout_seconds,
+        settle_seconds=settings.imap_settle_seconds,
+    )
+
+
 def mailer_from_settings(settings: Settings) -> Mailer:
     """An explicit SMTP server wins, then the Google account, else the outbox, so a half-configured
     install writes files instead of failing every send."""
@@ -90,6 +122,7 @@ def mailer_from_settings(settings: Settings) -> Mailer:
             password or None,
             from_address,
             settings.smtp_timeout_seconds,
+            sent_folder=sent_folder_from_settings(settings),
         )
     if settings.google_email_address and settings.google_email_app_password:
         return SmtpMailer(
@@ -101,5 +134,6 @@ def mailer_from_settings(settings: Settings) -> Mailer:
             from_address,
             settings.smtp_timeout_seconds,
             credentials_hint="check GOOGLE_EMAIL_ADDRESS and GOOGLE_EMAIL_APP_PASSWORD (an app password)",
+            sent_folder=sent_folder_from_settings(settings),
         )
     return OutboxMailer(settings.effective_outbox_dir, from_address)

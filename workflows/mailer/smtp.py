@@ -17,6 +17,7 @@ from workflows.mailer.errors import (
     TransientSendError,
 )
 from workflows.mailer.message import OutgoingEmail, build_message
+from workflows.mailer.sent_folder import ImapSentFolder
 
 __all__ = ["DEFAULT_FROM_ADDRESS", "DEFAULT_PORTS", "Security", "SmtpMailer"]
 
@@ -73,6 +74,7 @@ class SmtpMailer:
         timeout: float = 30.0,
         *,
         credentials_hint: str = "check SMTP_USERNAME and SMTP_PASSWORD",
+        sent_folder: ImapSentFolder | None = None,
     ) -> None:
         if security not in DEFAULT_PORTS:
             raise ValueError(f"unknown SMTP security {security!r}; use ssl, starttls or none")
@@ -84,6 +86,7 @@ class SmtpMailer:
         self.from_address = from_address
         self.timeout = timeout
         self.credentials_hint = credentials_hint
+        self.sent_folder = sent_folder
 
     def __repr__(self) -> str:  # the default would be harmless, but never risk printing the password
         return (
@@ -120,7 +123,8 @@ class SmtpMailer:
         return self._where
 
     def was_delivered(self, message_id: str) -> bool | None:
-        return None  # plain SMTP cannot be asked afterwards
+        """SMTP cannot be asked afterwards; the account's Sent folder can, when there is one to ask."""
+        return self.sent_folder.contains(message_id) if self.sent_folder else None
 
     def _connect(self) -> _SMTP | _SMTPSSL:
         if self.security == "ssl":

@@ -197,16 +197,19 @@ class DeliverState(WorkflowState[None]):
         if isinstance(outcome, AmbiguousSendError):
             checked = services.mailer.was_delivered(intent.message_id)
             if checked is not None:
-                confirmed = Delivered("confirmed by the mail server afterwards")
-                outcome = confirmed if checked else TransientSendError(outcome.reason)
+                confirmed = Delivered("confirmed by the mail account afterwards", _CONFIRMED_AFTERWARDS)
+                outcome = confirmed if checked else TransientSendError(f"{outcome.reason}, and it did not arrive")
         return _apply(record, email, intent, outcome, services)
+
+
+_CONFIRMED_AFTERWARDS = "(The mail server's answer got lost; I checked the account's sent mail and it is there.)"
 
 
 def _after_an_earlier_attempt(services: Services, message_id_: str) -> Outcome | None:
     """An earlier execution claimed this hand-over and its outcome is not known here: ask the mail server."""
     checked = services.mailer.was_delivered(message_id_)
     if checked is True:
-        return Delivered("delivered by an earlier attempt (confirmed by the mail server)")
+        return Delivered("delivered by an earlier attempt (confirmed by the mail account)", _CONFIRMED_AFTERWARDS)
     if checked is None:
         return AmbiguousSendError("an earlier attempt to send it was interrupted, and the mail server cannot be asked")
     return None  # the earlier attempt did not deliver it: send
@@ -218,7 +221,7 @@ def _apply(
     if isinstance(outcome, Delivered):
         record.set(DA_SENT_MESSAGE_ID, intent.message_id)
         record.status = EmailStatus.SENT
-        record.tell(f"Sent to {', '.join(email.to)}.")
+        record.tell(f"Sent to {', '.join(email.to)}." + (f" {outcome.note}" if outcome.note else ""))
         return finish(record, outcome.where)
     if isinstance(outcome, PartlyDeliveredError):  # sent: a retry would send it to everyone again
         record.set(DA_SENT_MESSAGE_ID, intent.message_id)

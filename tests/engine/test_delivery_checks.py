@@ -1,0 +1,133 @@
+"""A lost SMTP answer settled by the account's Sent folder, through the real engine: the sink files what it
+takes in a real IMAP server (pymap), as Gmail does, and the app asks it by Message-ID instead of telling the
+user "delivery unknown". Without a Sent folder to ask, the same faults stay "unconfirmed" (test_edges)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAI
+from tests.harness import Api, AppProcess, Engine, SmtpSink, app_env, free_port, unique, wait_for_mail
+from tests.imap_server import ImapServer
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+def checking_app(
+    engine: Engine,
+    smtp_sink: SmtpSink,
+    fake_openai: FakeOpenAI,
+    imap_server: ImapServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[AppProcess]:
+    """An app whose mail account has a Sent folder over IMAP (settle 1 s, so "not there" is quick)."""
+    state: Path = tmp_path_factory.mktemp("sent-folder")
+    port = free_port()
+    env = app_env(port, engine.iwf_url, engine.temporal_host_port, state, fake_openai.base_url, smtp_sink.port)
+    env |= {
+        "IMAP_HOST": "127.0.0.1",
+        "IMAP_PORT": str(imap_server.port),
+        "IMAP_SECURITY": "none",
+        "IMAP_USERNAME": imap_server.username,
+        "IMAP_PASSWORD": imap_server.password,
+        "IMAP_SENT_FOLDER": imap_server.folder,
+        "IMAP_SETTLE_SECONDS": "1",
+    }
+    app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
+    app.start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture
+async def checking_api(checking_app: AppProcess) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield Api(session, checking_app.base_url)
+
+
+@pytest.fixture
+def filing(smtp_sink: SmtpSink, imap_server: ImapServer) -> Iterator[SmtpSink]:
+    """The sink files every message it takes in the Sent folder, for this test only."""
+    smtp_sink.sent_folder = imap_server.file
+    yield smtp_sink
+    smtp_sink.sent_folder = None
+    smtp_sink.fault = None
+    smtp_sink.drop_after_data = False
+
+
+async def test_a_connection_lost_after_the_server_took_the_message_is_confirmed_in_the_sent_folder(
+    checking_api: Api, filing: SmtpSink, imap_server: ImapServer
+) -> None:
+    wid = unique("filed")
+    await checking_api.start(wid)
+    filing.drop_after_data = True
+    await checking_api.say(wid, "to: filed@example.com; subject: Taken; body: It arrived; send in 1 seconds")
+    view = await checking_api.wait_for(wid, "sent", "unconfirmed", timeout=40)
+    filing.drop_after_data = False
+    assert view["status"] == "sent", view
+    assert view["last_reply"].startswith("Sent to filed@example.com"), view["last_reply"]
+    assert "checked the account's sent mail" in view["last_reply"]
+    [mail] = await wait_for_mail(filing, "filed@example.com")
+    assert mail.message["Message-ID"] == view["sent_message_id"]
+    assert imap_server.message_ids().count(view["sent_message_id"]) == 1
+    await asyncio.sleep(3)
+    assert len(filing.to("filed@example.com")) == 1, "confirmed, so never sent again"
+
+
+async def test_a_connection_lost_before_the_server_took_the_message_is_sent_again(
+    checking_api: Api, filing: SmtpSink, imap_server: ImapServer
+) -> None:
+    """Not in the Sent folder, even after the settle: it did not go out, so it is retried like any transient
+    failure, with the same Message-ID, and arrives once."""
+    losses: list[str] = []
+
+    def lose_the_first(envelope: Any) -> str | None:
+        if "lost@example.com" in envelope.rcpt_tos and not losses:
+            losses.append("lost")
+            return "lose"
+        return None
+
+    filing.fault = lose_the_first
+    wid = unique("lost")
+    await checking_api.start(wid)
+    await checking_api.say(wid, "to: lost@example.com; subject: Again; body: Second try; send in 1 seconds")
+    view = await checking_api.wait_for(wid, "sent", "unconfirmed", "failed", timeout=60)
+    assert view["status"] == "sent", view
+    assert losses == ["lost"], "the first hand-over was lost"
+    [mail] = await wait_for_mail(filing, "lost@example.com")
+    assert mail.message["Message-ID"] == view["sent_message_id"]
+    assert imap_server.message_ids().count(view["sent_message_id"]) == 1
+    assert view["send_attempts"] == 1, "the lost hand-over counted as one failed attempt, then retried"
+
+
+async def test_the_app_killed_while_the_server_holds_its_answer_is_settled_by_the_sent_folder(
+    checking_api: Api, filing: SmtpSink, imap_server: ImapServer, checking_app: AppProcess
+) -> None:
+    """The delivering execution claimed the hand-over and died; the next one finds the earlier claim and,
+    instead of "delivery unknown", finds the message in the Sent folder: sent, once."""
+    wid = unique("killed-filed")
+    await checking_api.start(wid)
+    filing.hold_replies = threading.Event()
+    filing.data_arrived.clear()
+    try:
+        await checking_api.say(wid, "to: kf@example.com; subject: Once; body: Only once; send in 1 seconds")
+        assert await asyncio.to_thread(filing.data_arrived.wait, 30)
+        checking_app.kill()
+    finally:
+        filing.hold_replies.set()
+        filing.hold_replies = None
+    await asyncio.to_thread(checking_app.start)
+    view = await checking_api.wait_for(wid, "sent", "unconfirmed", timeout=120)
+    assert view["status"] == "sent", view
+    assert imap_server.message_ids().count(view["sent_message_id"]) == 1
+    assert "checked the account's sent mail" in view["last_reply"]
+    await asyncio.sleep(2)
+    assert len(filing.to("kf@example.com")) == 1
