@@ -62,6 +62,8 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
     registry = Registry()
     mailer = mailer or mailer_from_settings(settings)
     agent_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1) + 30
+    # One SMTP hand-over, then (its answer lost) up to two Sent-folder searches with the settle between.
+    check_budget = settings.smtp_timeout_seconds * 2 + settings.imap_settle_seconds if settings.sent_folder_check else 0
     services = Services(
         agent=Agent(
             openai_client(settings),
@@ -88,7 +90,7 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
         send_backoff_seconds=settings.send_backoff_seconds,
         send_backoff_max_seconds=settings.send_backoff_max_seconds,
         agent_timeout_seconds=int(agent_budget),
-        send_timeout_seconds=int(settings.smtp_timeout_seconds * 2 + 30),
+        send_timeout_seconds=int(settings.smtp_timeout_seconds * 2 + 30 + check_budget),
     )
     registry.add_workflow(EmailAgentWorkflow(services))
     registry.add_workflow(DeliveryLedgerWorkflow())
