@@ -18,7 +18,12 @@ unknown"), and nothing is silently unscheduled or left running.
 Faults are drawn from the seed and the place they happen (which email, its how-manyth model call or
 delivery), so a replay injects the same faults in the same places however the run's timing differs:
 the fake model answers 429, 500, garbage or too slowly; the SMTP sink answers 451 or 554, takes the
-message and drops the connection, or holds its answer (a slow server, so a kill can land mid-delivery).
+message and drops the connection, drops it before taking the message, or holds its answer (a slow server,
+so a kill can land mid-delivery).
+
+The mail account has a Sent folder (a real IMAP server, pymap, which the sink files every message it
+takes into, as Gmail does), so a lost answer is settled by asking it; `--no-sent-folder` runs the same
+plan against a plain SMTP account, where a lost answer is "delivery unknown".
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +51,7 @@ from bench.harness import embedded, production, production_state_in
 from bot.slack.app import thread_email_id
 from tests.fakes.slack_server import TEAM, event_body, sign
 from tests.harness import SLACK_SIGNING_SECRET, Api
+from tests.imap_server import ImapServer
 
 RESULTS = {
     "dev": Path(__file__).with_name("chaos-results.json"),
@@ -51,7 +59,7 @@ RESULTS = {
 }
 
 MODEL_FAULTS = ("429", "500", "garbage", "timeout")
-SMTP_FAULTS = ("451", "554", "drop")
+SMTP_FAULTS = ("451", "554", "drop", "lose")
 SMTP_REPLIES = {"451": "451 4.3.0 try again later (chaos)", "554": "554 5.7.1 message rejected (chaos)"}
 SLOW_SMTP_SECONDS = 2.0  # "slow": the sink holds its answer this long (the app's SMTP time-out is 5 s)
 MODEL_TIMEOUT_SECONDS = 3.0  # "timeout": the fake answers this late (the app gives up after 2 s)
@@ -75,6 +83,7 @@ class Config:
     max_said_again: int = 6  # per request: said again at most this many times after the assistant failed
     max_asked_again: int = 3  # per email: "send in N seconds" asked again at most this many times after `failed`
     profile: str = "dev"  # or "production": PostgreSQL crash-stops too, one app replica and one iWF die for good
+    sent_folder: bool = True  # the account's Sent folder answers over IMAP (Gmail's case); False: plain SMTP
 
 
 class Faults:
@@ -162,6 +171,7 @@ class Report:
     kills: dict[str, int]
     faults: dict[str, int]
     profile: str = "dev"
+    sent_folder: bool = True
     removed: list[str] = field(default_factory=list)  # replicas killed for good mid-run
     said_again: int = 0
     asked_again: int = 0
@@ -183,6 +193,7 @@ class Report:
     canceled: int = 0
     revised: int = 0
     delivered: int = 0
+    confirmed_afterwards: int = 0  # of the delivered: the answer was lost, the Sent folder settled it
 
     @property
     def ok(self) -> bool:
@@ -220,10 +231,15 @@ class Report:
             (f"kills: {' / '.join(self.kills)}", " / ".join(str(v) for v in self.kills.values())),
             ("killed for good", ", ".join(self.removed) or "-"),
             ("model faults: 429 / 500 / garbage / time-out", split("model", MODEL_FAULTS)),
-            ("SMTP faults: 451 / 554 / drop after DATA / slow", split("smtp", (*SMTP_FAULTS, "slow"))),
+            (
+                "SMTP faults: 451 / 554 / drop after DATA / lost before taken / slow",
+                split("smtp", (*SMTP_FAULTS, "slow")),
+            ),
+            ("Sent folder over IMAP", "yes" if self.sent_folder else "no (plain SMTP)"),
             ("said again after a model failure / asked again after failed", f"{self.said_again} / {self.asked_again}"),
             ("revised / canceled (understood)", f"{self.revised} / {self.canceled}"),
             ("delivered once", self.delivered),
+            ("of them, answer lost and found in the Sent folder", self.confirmed_afterwards),
             (
                 "delivery unknown, told: delivered / not delivered",
                 f"{len(self.unconfirmed_delivered)} / {len(self.unconfirmed_not_delivered)}",
@@ -272,6 +288,7 @@ class Chaos:
         self.removed: list[str] = []
         self.deliveries = 0
         self.t0 = 0.0
+        self.imap: ImapServer | None = None
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -279,12 +296,40 @@ class Chaos:
     async def run(self) -> Report:
         # SMTP 451s are retried by the workflow: keep enough attempts for the faults and the engine's sake.
         extra = {"SEND_MAX_ATTEMPTS": "10"}
+        async with self.sent_folder(extra):
+            return await self.run_on_engine(extra)
+
+    @asynccontextmanager
+    async def sent_folder(self, extra: dict[str, str]) -> AsyncIterator[None]:
+        """The account's Sent folder (pymap), when the run has one: the app is told where it is."""
+        if not self.config.sent_folder:
+            yield
+            return
+        imap = ImapServer()
+        await asyncio.to_thread(imap.start, self.state / "pymap.log")
+        self.imap = imap
+        extra |= {
+            "IMAP_HOST": "127.0.0.1",
+            "IMAP_PORT": str(imap.port),
+            "IMAP_SECURITY": "none",
+            "IMAP_USERNAME": imap.username,
+            "IMAP_PASSWORD": imap.password,
+            "IMAP_SENT_FOLDER": imap.folder,
+            "IMAP_SETTLE_SECONDS": "1",
+        }
+        try:
+            yield
+        finally:
+            imap.stop()
+
+    async def run_on_engine(self, extra: dict[str, str]) -> Report:
         if self.config.profile == "production":
             async with production(production_state_in(self.state), extra_env=extra) as p:
                 self.prod, self.sink, self.fake_slack, self.base_url = p.stack, p.sink, p.fake_slack, p.base_url
                 p.fake_ai.slow_seconds = MODEL_TIMEOUT_SECONDS
                 p.fake_ai.fault = self.faults.model
                 p.sink.fault = self.faults.smtp
+                p.sink.sent_folder = self.imap.file if self.imap else None
                 return await self.drive_all()
         async with embedded(self.state, extra) as e:
             self.stack, self.sink, self.app, self.fake_slack = e.stack, e.sink, e.app, e.fake_slack
@@ -292,6 +337,7 @@ class Chaos:
             e.fake_ai.slow_seconds = MODEL_TIMEOUT_SECONDS
             e.fake_ai.fault = self.faults.model
             e.sink.fault = self.faults.smtp
+            e.sink.sent_folder = self.imap.file if self.imap else None
             return await self.drive_all()
 
     async def drive_all(self) -> Report:
@@ -598,6 +644,7 @@ class Chaos:
             faults=dict(sorted(self.faults.counts.items())),
             faults_by_email={str(i): kinds for i, kinds in sorted(self.faults.by_email.items())},
             profile=self.config.profile,
+            sent_folder=self.config.sent_folder,
             removed=self.removed,
         )
         for email in emails:
@@ -640,6 +687,7 @@ class Chaos:
                     report.lost.append(f"{label}: delivered, but the user is told {status!r}")
                     continue
                 report.delivered += 1
+                report.confirmed_afterwards += "checked the account's sent mail" in view.get("last_reply", "")
                 if view.get("send_at"):
                     lateness = mails[0].at - datetime.fromisoformat(view["send_at"]).timestamp()
                     if lateness > report.max_lateness_s:
@@ -690,6 +738,9 @@ def main() -> None:
     parser.add_argument("--smtp-slow", type=float, default=defaults.smtp_slow_rate, help="share of deliveries")
     parser.add_argument("--keep-logs", action="store_true", help="keep the state dir and logs even if all is well")
     parser.add_argument("--profile", choices=["dev", "production"], default="dev")
+    parser.add_argument(
+        "--no-sent-folder", action="store_true", help="a plain SMTP account: no Sent folder to settle a lost answer"
+    )
     args = parser.parse_args()
     config = Config(
         profile=args.profile,
@@ -698,6 +749,7 @@ def main() -> None:
         model_fault_rate=args.model_faults,
         smtp_fault_rate=args.smtp_faults,
         smtp_slow_rate=args.smtp_slow,
+        sent_folder=not args.no_sent_folder,
     )
     if args.window or args.n > 60:
         span = args.window or max(60.0, args.n * 0.6)
