@@ -89,7 +89,7 @@ def services(mailer: RecordingMailer, ledger: MemoryLedger | None = None, **kwar
         agent=kwargs.pop("agent", None),
         mailer=mailer,
         ledger=ledger or MemoryLedger(),
-        clock=lambda: NOW,
+        clock=kwargs.pop("clock", lambda: NOW),
         **kwargs,
     )
 
@@ -182,7 +182,15 @@ def test_a_re_executed_delivery_in_another_process_does_not_resend_blindly() -> 
 
 
 def test_a_re_executed_delivery_asks_the_mail_server_when_it_can() -> None:
-    for delivered, sends, status in ((True, 0, EmailStatus.SENT), (False, 1, EmailStatus.SENT)):
+    """Found: sent by the earlier attempt. Not found: sent now, but only once the earlier attempt cannot be
+    under way any more (its claim older than a hand-over); a moment after the claim it may still deliver."""
+    claimed = datetime.now(UTC)
+    cases = [
+        (True, 0, claimed, EmailStatus.SENT),
+        (False, 1, claimed + timedelta(seconds=71), EmailStatus.SENT),
+        (False, 0, claimed + timedelta(seconds=5), EmailStatus.UNCONFIRMED),
+    ]
+    for delivered, sends, now, status in cases:
         ledger = MemoryLedger()
         attributes = scheduled()
         _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
@@ -190,8 +198,14 @@ def test_a_re_executed_delivery_asks_the_mail_server_when_it_can() -> None:
         assert intent is not None
         ledger.claim(intent, "Deliver-1:crashed-execution", 0)
         mailer = RecordingMailer(delivered=delivered)
-        DeliverState(services(mailer, ledger)).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
-        assert (len(mailer.sent), Record(attributes).status) == (sends, status), delivered
+        svc = services(mailer, ledger, handover_seconds=70, clock=lambda now=now: now)
+        DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+        record = Record(attributes)
+        assert (len(mailer.sent), record.status) == (sends, status), (delivered, now - claimed)
+        if delivered:
+            assert "checked the account's sent mail" in record.get_str("last_reply")
+        if status == EmailStatus.UNCONFIRMED:
+            assert "may still be under way" in record.get_str("last_error")
 
 
 def test_a_connection_lost_after_data_is_reported_not_retried() -> None:

@@ -91,6 +91,7 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
         send_backoff_max_seconds=settings.send_backoff_max_seconds,
         agent_timeout_seconds=int(agent_budget),
         send_timeout_seconds=int(settings.smtp_timeout_seconds * 2 + 30 + check_budget),
+        handover_seconds=int(settings.smtp_timeout_seconds * 2 + 10),
     )
     registry.add_workflow(EmailAgentWorkflow(services))
     registry.add_workflow(DeliveryLedgerWorkflow())

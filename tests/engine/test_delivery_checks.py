@@ -64,7 +64,7 @@ def filing(smtp_sink: SmtpSink, imap_server: ImapServer) -> Iterator[SmtpSink]:
 
 
 async def test_a_connection_lost_after_the_server_took_the_message_is_confirmed_in_the_sent_folder(
-    checking_api: Api, filing: SmtpSink, imap_server: ImapServer
+    checking_api: Api, filing: SmtpSink, imap_server: ImapServer, checking_app: AppProcess
 ) -> None:
     wid = unique("filed")
     await checking_api.start(wid)
@@ -80,6 +80,7 @@ async def test_a_connection_lost_after_the_server_took_the_message_is_confirmed_
     assert imap_server.message_ids().count(view["sent_message_id"]) == 1
     await asyncio.sleep(3)
     assert len(filing.to("filed@example.com")) == 1, "confirmed, so never sent again"
+    assert imap_server.password not in checking_app.log_path.read_text(), "the IMAP password is never logged"
 
 
 async def test_a_connection_lost_before_the_server_took_the_message_is_sent_again(

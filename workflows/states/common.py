@@ -90,6 +90,7 @@ class Services:
     send_backoff_max_seconds: int = 300
     agent_timeout_seconds: int = 240
     send_timeout_seconds: int = 90
+    handover_seconds: int = 70  # one SMTP hand-over has ended (done or timed out) within this
     clock: Callable[[], datetime] = field(default=utcnow)
 
 

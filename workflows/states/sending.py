@@ -14,7 +14,7 @@ neither can tell, it stops and tells the user "delivery unknown".
 # No `from __future__ import annotations`: the iWF SDK reads these classes' annotations at runtime.
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from iwf.command_request import CommandRequest, InternalChannelCommand, TimerCommand
 from iwf.command_results import CommandResults
@@ -175,14 +175,18 @@ class DeliverState(WorkflowState[None]):
         if intent is None:  # cannot happen: Schedule records the intent before moving here
             raise RuntimeError("no delivery intent recorded")
         key = f"{intent.message_id}#{intent.round}"
-        outcome = services.deliveries.known(key)
+        outcome = services.deliveries.known(key)  # a hand-over this process made: over, its outcome known
         if outcome is None:
             claim = services.ledger.claim(intent, f"{ctx.state_execution_id}:{uuid.uuid4()}", services.daily_send_limit)
             if claim.refused:
                 reason = f"the daily limit of {services.daily_send_limit} emails per person is reached"
                 return _failed(record, email, PermanentSendError(reason), services)
             if not claim.first:
-                outcome = services.deliveries.known(key) or _after_an_earlier_attempt(services, intent.message_id)
+                outcome = services.deliveries.known(key)
+                if outcome is None:  # another process's hand-over, maybe still under way
+                    earlier = _after_an_earlier_attempt(services, intent.message_id, claim.earlier_at)
+                    if earlier is not None:
+                        return _apply(record, email, intent, earlier, services)
         if outcome is None:
             profile = record.owner_profile
             outgoing = OutgoingEmail(
@@ -194,7 +198,7 @@ class DeliverState(WorkflowState[None]):
                 reply_to=profile.email,
             )
             outcome = services.deliveries.run(key, lambda: services.mailer.send(outgoing))
-        if isinstance(outcome, AmbiguousSendError):
+        if isinstance(outcome, AmbiguousSendError):  # this process's hand-over, over: the account can tell
             checked = services.mailer.was_delivered(intent.message_id)
             if checked is not None:
                 confirmed = Delivered("confirmed by the mail account afterwards", _CONFIRMED_AFTERWARDS)
@@ -205,14 +209,33 @@ class DeliverState(WorkflowState[None]):
 _CONFIRMED_AFTERWARDS = "(The mail server's answer got lost; I checked the account's sent mail and it is there.)"
 
 
-def _after_an_earlier_attempt(services: Services, message_id_: str) -> Outcome | None:
-    """An earlier execution claimed this hand-over and its outcome is not known here: ask the mail server."""
+def _after_an_earlier_attempt(services: Services, message_id_: str, earlier_at: str) -> Outcome | None:
+    """An earlier execution claimed this hand-over and its outcome is not known here: ask the mail account.
+
+    Found means sent. Not found proves nothing while that execution may still be talking to the mail server
+    (from another process: a local activity that gave up, a replica behind the load balancer), so "not
+    there" means "not sent" only once the earlier claim is older than a whole hand-over can take."""
     checked = services.mailer.was_delivered(message_id_)
     if checked is True:
         return Delivered("delivered by an earlier attempt (confirmed by the mail account)", _CONFIRMED_AFTERWARDS)
-    if checked is None:
-        return AmbiguousSendError("an earlier attempt to send it was interrupted, and the mail server cannot be asked")
-    return None  # the earlier attempt did not deliver it: send
+    if checked is False and _claim_age_seconds(services, earlier_at) >= services.handover_seconds:
+        return None  # the earlier attempt is over and did not deliver it: send
+    if checked is False:
+        return AmbiguousSendError(
+            "an earlier attempt to send it was interrupted moments ago and may still be under way; "
+            "it is not in the account's sent mail yet"
+        )
+    return AmbiguousSendError("an earlier attempt to send it was interrupted, and the mail server cannot be asked")
+
+
+def _claim_age_seconds(services: Services, earlier_at: str) -> float:
+    try:
+        claimed = datetime.fromisoformat(earlier_at)
+    except ValueError:
+        return 0.0  # unknown: as young as can be
+    if claimed.tzinfo is None:
+        claimed = claimed.replace(tzinfo=UTC)
+    return (services.clock() - claimed).total_seconds()
 
 
 def _apply(
@@ -296,5 +319,6 @@ class DeliveryCrashedState(WorkflowState[None]):
             claim = services.ledger.claim(intent, f"crashed:{uuid.uuid4()}", 0)
             if claim.first:
                 return _failed(record, email, PermanentSendError(reason), services)
-            outcome = _after_an_earlier_attempt(services, intent.message_id) or PermanentSendError(reason)
+            earlier = _after_an_earlier_attempt(services, intent.message_id, claim.earlier_at)
+            outcome = earlier or PermanentSendError(reason)
         return _apply(record, email, intent, outcome, services)
