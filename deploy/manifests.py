@@ -159,6 +159,7 @@ def _app_container(env: dict[str, str], port: int) -> Obj:
             _secret_env("SLACK_BOT_TOKEN", "slack-bot-token", optional=True),
             _secret_env("SLACK_SIGNING_SECRET", "slack-signing-secret", optional=True),
             _secret_env("SMTP_PASSWORD", "smtp-password", optional=True),
+            _secret_env("IMAP_PASSWORD", "imap-password", optional=True),
         ],
         "readinessProbe": _http_probe(port, "/healthz", 5),
         "livenessProbe": _http_probe(port, "/healthz"),
