@@ -13,7 +13,7 @@ from iwf.state_decision import StateDecision
 from iwf.workflow_context import WorkflowContext
 
 from workflows.agent import AgentReply, AgentUnavailableError
-from workflows.deliveries import DeliveryRegistry
+from workflows.deliveries import Delivered, DeliveryRegistry
 from workflows.ledger import ClaimRequest, ClaimResult, DeliveryLedgerWorkflow
 from workflows.mailer import AmbiguousSendError, OutgoingEmail, TransientSendError
 from workflows.model import DeliveryIntent, EmailDraft, EmailStatus, Turn
@@ -159,6 +159,43 @@ def test_a_re_executed_delivery_in_the_same_process_does_not_send_twice() -> Non
     DeliverState(svc).execute(CTX, None, results(), first, None)  # type: ignore[arg-type]
     # iWF runs the step again (a local activity gave up, a workflow task replayed): same input, new execution.
     DeliverState(svc).execute(CTX, None, results(), again, None)  # type: ignore[arg-type]
+    assert len(mailer.sent) == 1
+    assert Record(first).status == Record(again).status == EmailStatus.SENT
+
+
+def test_a_re_execution_while_the_first_is_still_claiming_waits_for_it() -> None:
+    """iWF re-runs the step in the same process while the first execution's claim is still on its way
+    (iWF restarted mid-call): the second must not find that claim, guess "maybe delivered", and say
+    "delivery unknown" while the first goes on to send. It waits for the first and shares its outcome."""
+    import threading
+
+    class SlowLedger(MemoryLedger):
+        def __init__(self) -> None:
+            super().__init__()
+            self.claimed, self.answer = threading.Event(), threading.Event()
+
+        def claim(self, intent: DeliveryIntent, execution: str, daily_limit: int) -> ClaimResult:
+            result = super().claim(intent, execution, daily_limit)  # recorded, durable
+            if not self.claimed.is_set():
+                self.claimed.set()
+                self.answer.wait(5)  # ... but its answer is late
+            return result
+
+    mailer, ledger = RecordingMailer(delivered=None), SlowLedger()
+    svc = services(mailer, ledger)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    first, again = Attributes(attributes), Attributes(attributes)
+    running = threading.Thread(target=lambda: DeliverState(svc).execute(CTX, None, results(), first, None))  # type: ignore[arg-type]
+    running.start()
+    assert ledger.claimed.wait(5)
+    second = threading.Thread(target=lambda: DeliverState(svc).execute(CTX, None, results(), again, None))  # type: ignore[arg-type]
+    second.start()
+    second.join(0.5)
+    assert second.is_alive(), "the second execution waits for the first"
+    ledger.answer.set()
+    running.join(5)
+    second.join(5)
     assert len(mailer.sent) == 1
     assert Record(first).status == Record(again).status == EmailStatus.SENT
 
@@ -331,10 +368,10 @@ def test_the_registry_joins_a_concurrent_hand_over() -> None:
     registry = DeliveryRegistry()
     gate, calls = threading.Event(), []
 
-    def deliver() -> str:
+    def deliver() -> Delivered:
         calls.append(1)
         gate.wait(5)
-        return "smtp"
+        return Delivered("smtp")
 
     outcomes: list[object] = []
     first = threading.Thread(target=lambda: outcomes.append(registry.run("k", deliver)))

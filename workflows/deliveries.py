@@ -39,8 +39,11 @@ class DeliveryRegistry:
             future = self._entries.get(key)
         return future.result(self._wait) if future is not None else None
 
-    def run(self, key: str, deliver: Callable[[], str]) -> Outcome:
-        """Hand over once per key: a concurrent or later call with the same key gets the first outcome."""
+    def run(self, key: str, hand_over: Callable[[], Outcome]) -> Outcome:
+        """Hand over once per key: a concurrent or later call with the same key gets the first outcome.
+
+        `hand_over` is the whole of it, the ledger claim included: an execution that joins here never
+        finds its sibling's claim half-way and has to guess whether that one got to the mail server."""
         with self._lock:
             future = self._entries.get(key)
             owner = future is None
@@ -52,7 +55,7 @@ class DeliveryRegistry:
         if not owner:
             return future.result(self._wait)
         try:
-            outcome: Outcome = Delivered(deliver())
+            outcome = hand_over()
         except SendError as error:
             outcome = error
         except BaseException as error:

@@ -6,9 +6,10 @@
 
 Exactly once, as far as it can be known: the hand-over is decided and recorded (DeliveryIntent) in a step
 that completes before the mail server is contacted; the delivering execution then claims it in the
-owner's delivery ledger before sending. An execution that finds an earlier execution's claim does not
-send blindly: it asks this process's registry, then the mail server (outbox, Sent folder), and if
-neither can tell, it stops and tells the user "delivery unknown".
+owner's delivery ledger before sending. Claim and send run once per hand-over in a process (its
+registry): a re-execution there waits for the first and shares its outcome. An execution that finds
+another process's claim does not send blindly: it asks the mail account (outbox, Sent folder), and if
+that cannot tell, it stops and tells the user "delivery unknown".
 """
 
 # No `from __future__ import annotations`: the iWF SDK reads these classes' annotations at runtime.
@@ -174,36 +175,40 @@ class DeliverState(WorkflowState[None]):
         email, intent = record.email, record.delivery
         if intent is None:  # cannot happen: Schedule records the intent before moving here
             raise RuntimeError("no delivery intent recorded")
+        profile = record.owner_profile
+        outgoing = OutgoingEmail(
+            message_id=intent.message_id,
+            to=email.to,
+            subject=email.subject,
+            body=email.body,
+            from_name=services.from_name_format.format(name=profile.name) if profile.name else None,
+            reply_to=profile.email,
+        )
+        execution = f"{ctx.state_execution_id}:{uuid.uuid4()}"
         key = f"{intent.message_id}#{intent.round}"
-        outcome = services.deliveries.known(key)  # a hand-over this process made: over, its outcome known
-        if outcome is None:
-            claim = services.ledger.claim(intent, f"{ctx.state_execution_id}:{uuid.uuid4()}", services.daily_send_limit)
-            if claim.refused:
-                reason = f"the daily limit of {services.daily_send_limit} emails per person is reached"
-                return _failed(record, email, PermanentSendError(reason), services)
-            if not claim.first:
-                outcome = services.deliveries.known(key)
-                if outcome is None:  # another process's hand-over, maybe still under way
-                    earlier = _after_an_earlier_attempt(services, intent.message_id, claim.earlier_at)
-                    if earlier is not None:
-                        return _apply(record, email, intent, earlier, services)
-        if outcome is None:
-            profile = record.owner_profile
-            outgoing = OutgoingEmail(
-                message_id=intent.message_id,
-                to=email.to,
-                subject=email.subject,
-                body=email.body,
-                from_name=services.from_name_format.format(name=profile.name) if profile.name else None,
-                reply_to=profile.email,
-            )
-            outcome = services.deliveries.run(key, lambda: services.mailer.send(outgoing))
-        if isinstance(outcome, AmbiguousSendError):  # this process's hand-over, over: the account can tell
-            checked = services.mailer.was_delivered(intent.message_id)
-            if checked is not None:
-                confirmed = Delivered("confirmed by the mail account afterwards", _CONFIRMED_AFTERWARDS)
-                outcome = confirmed if checked else TransientSendError(f"{outcome.reason}, and it did not arrive")
+        outcome = services.deliveries.run(key, lambda: _hand_over(services, intent, outgoing, execution))
         return _apply(record, email, intent, outcome, services)
+
+
+def _hand_over(services: Services, intent: DeliveryIntent, outgoing: OutgoingEmail, execution: str) -> Outcome:
+    """Claim the hand-over in the ledger, then give the email to the mail server, once per process (the
+    registry runs this): what comes back is what happened, as far as it can be known."""
+    claim = services.ledger.claim(intent, execution, services.daily_send_limit)
+    if claim.refused:
+        return PermanentSendError(f"the daily limit of {services.daily_send_limit} emails per person is reached")
+    if not claim.first:  # another process's hand-over, maybe still under way
+        earlier = _after_an_earlier_attempt(services, intent.message_id, claim.earlier_at)
+        if earlier is not None:
+            return earlier
+    try:
+        return Delivered(services.mailer.send(outgoing))
+    except AmbiguousSendError as lost:  # this hand-over is over, its answer lost: the account may tell
+        checked = services.mailer.was_delivered(intent.message_id)
+        if checked is None:
+            return lost
+        if checked:
+            return Delivered("confirmed by the mail account afterwards", _CONFIRMED_AFTERWARDS)
+        return TransientSendError(f"{lost.reason}, and it did not arrive")
 
 
 _CONFIRMED_AFTERWARDS = "(The mail server's answer got lost; I checked the account's sent mail and it is there.)"
