@@ -35,6 +35,7 @@ from bot.slack.card import (
 from bot.slack.controls import UNREACHABLE, OwnerControls, Replies
 from bot.slack.home import HomeRefresher
 from bot.slack.markup import escape, mentioned_users, to_plain
+from bot.slack.notes import ThreadNotes, Where
 from bot.slack.users import ProfileUnavailable, UserCache
 from workflows.decisions import Policy
 from workflows.model import CancelInput, CardRef, Control, DraftInput, RequestResult, UserRequest
@@ -69,6 +70,7 @@ class RootUnavailable(Exception):
     deliver it again instead of being answered "no email here" and dropped."""
 
 
+NO_EMAIL_HERE = "I don't have an email for this thread. Send me a new message to start one."
 NO_ROOT = (
     "I could not look this thread up in Slack just now, so I did not take this message. "
     "Please send it again in a minute."
@@ -103,6 +105,7 @@ class SlackBot:
         self._client = client
         self._users = users
         self._replies = replies
+        self._notes = ThreadNotes(client)
         self._threads: dict[tuple[str, str], str] = {}  # (channel, thread ts) -> email id, bot-opened threads
         self._roots: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, thread ts) -> its root message
 
@@ -128,58 +131,55 @@ class SlackBot:
         if subtype not in TAKEN_SUBTYPES or event.get("bot_id") or not event.get("user"):
             return  # joins, deletions, our own card, other bots: nothing to do
         channel, ts, user = event["channel"], event["ts"], event["user"]
-        thread_ts = str(event.get("thread_ts") or ts)
+        retry = slack_retry_num(request)
+        where = Where(channel, str(event.get("thread_ts") or ts), answering=str(ts), retry=retry)
         text = await self._plain(event.get("text"))
         files = [str(f.get("name") or f.get("title") or "a file") for f in event.get("files") or []]
         if not text:
             if files:
-                await self._say(channel, thread_ts, FILES_ONLY)
+                await self._notes.say(where, FILES_ONLY)
             return
         user_request = UserRequest(text=text, message_id=f"{channel}:{ts}", actor=user)
         result: RequestResult | None = None
         try:
-            if thread_ts == ts:
-                result = await self._start(team, channel, ts, user_request, assistant=False)
+            if where.thread_ts == ts:
+                result = await self._start(team, where, user_request, assistant=False)
             else:  # a reply, in a DM thread, a thread the bot opened, or an assistant chat
-                result = await self._reply(team, channel, thread_ts, user_request, event)
+                result = await self._reply(team, where, user_request, event)
         except (ProfileUnavailable, RootUnavailable) as error:
-            if slack_retry_num(request) < LAST_SLACK_RETRY:
+            if retry < LAST_SLACK_RETRY:
                 raise  # no answer: Slack delivers the message again (in a minute, then five)
             # Slack's last try: say so, never guess.
-            await self._say(channel, thread_ts, NO_PROFILE if isinstance(error, ProfileUnavailable) else NO_ROOT)
+            await self._notes.say(where, NO_PROFILE if isinstance(error, ProfileUnavailable) else NO_ROOT)
             return
         if files and result and result.accepted and not result.duplicate:  # once, not again on Slack's retries
-            await self._say(channel, thread_ts, files_not_attached(files))
+            await self._notes.say(where, files_not_attached(files))
 
-    async def _start(
-        self, team: str, channel: str, thread_ts: str, request: UserRequest, assistant: bool
-    ) -> RequestResult | None:
+    async def _start(self, team: str, where: Where, request: UserRequest, assistant: bool) -> RequestResult | None:
         """A new thread: one email, named by the thread, the request carried by its start. 'What have I
         scheduled?' as a thread's first words is answered from the listing instead."""
         user = str(request.actor)
         if is_listing_question(request.text):
             emails = await self._engine.emails_of(user)
-            await self._say(channel, thread_ts, scheduled_summary(emails))
+            await self._notes.say(where, scheduled_summary(emails))
             return None
-        card = CardRef(channel=channel, thread_ts=thread_ts, assistant=assistant)
+        card = CardRef(channel=where.channel, thread_ts=where.thread_ts, assistant=assistant)
         start = await self._users.start_of(user, card=card, first_request=request)
-        if await self._engine.start(thread_email_id(team, channel, thread_ts), start):
+        if await self._engine.start(thread_email_id(team, where.channel, where.thread_ts), start):
             return RequestResult(accepted=True, detail="received with the start")
         # A re-delivery of a thread's first message: de-duplicated by the request's id.
-        return await self._request(team, channel, thread_ts, request)
+        return await self._request(team, where, request)
 
     async def _reply(
-        self, team: str, channel: str, thread_ts: str, request: UserRequest, event: dict[str, Any]
+        self, team: str, where: Where, request: UserRequest, event: dict[str, Any]
     ) -> RequestResult | None:
         try:
-            return await self._request(team, channel, thread_ts, request, untracked=False)
+            return await self._request(team, where, request, untracked=False)
         except EmailNotFound:
             pass
-        if is_assistant_thread(event, await self._root_of(channel, thread_ts)):
-            return await self._start(team, channel, thread_ts, request, assistant=True)
-        await self._say(
-            channel, thread_ts, "I don't have an email for this thread. Send me a new message to start one."
-        )
+        if is_assistant_thread(event, await self._root_of(where.channel, where.thread_ts)):
+            return await self._start(team, where, request, assistant=True)
+        await self._notes.say(where, NO_EMAIL_HERE)
         return None
 
     async def _plain(self, text: object) -> str:
@@ -190,23 +190,23 @@ class SlackBot:
         return to_plain(encoded, names).strip()
 
     async def _request(
-        self, team: str, channel: str, thread_ts: str, request: UserRequest, untracked: bool = True
+        self, team: str, where: Where, request: UserRequest, untracked: bool = True
     ) -> RequestResult | None:
         """`untracked`: a thread with no email is answered so; else EmailNotFound is the caller's."""
         try:
-            result = await self._in_thread(team, channel, thread_ts, lambda e: self._engine.request(e, request))
+            result = await self._in_thread(
+                team, where.channel, where.thread_ts, lambda e: self._engine.request(e, request)
+            )
         except EmailNotFound:
             if not untracked:
                 raise
-            await self._say(
-                channel, thread_ts, "I don't have an email for this thread. Send me a new message to start one."
-            )
+            await self._notes.say(where, NO_EMAIL_HERE)
             return None
         except EmailClosed:
-            await self._say(channel, thread_ts, "This email is finished. Send me a new message to start another one.")
+            await self._notes.say(where, "This email is finished. Send me a new message to start another one.")
             return None
         if not result.accepted:
-            await self._say(channel, thread_ts, f"I can't take that now: {result.detail}.")
+            await self._notes.say(where, f"I can't take that now: {result.detail}.")
         return result
 
     async def _in_thread(self, team: str, channel: str, thread_ts: str, call: Callable[[str], Awaitable[T]]) -> T:
@@ -270,9 +270,6 @@ class SlackBot:
             await self._in_thread(team, event["channel"], thread_ts, lambda e: self._engine.save_draft(e, draft))
         except (EmailNotFound, EmailClosed):
             return  # an edit in an untracked or finished thread changes nothing
-
-    async def _say(self, channel: str, thread_ts: str, text: str) -> None:
-        await self._client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
 
     # --- slash command -------------------------------------------------------------
 
@@ -358,7 +355,7 @@ class SlackBot:
         digest = hashlib.sha256(view.draft.encode()).hexdigest()[:16]
         request = UserRequest(text=text, message_id=f"edit:{thread_ts}:{digest}", actor=user)
         try:
-            await self._request(str(body.get("team", {}).get("id") or ""), channel, thread_ts, request)
+            await self._request(str(body.get("team", {}).get("id") or ""), Where(channel, thread_ts), request)
         except (EngineBusy, EngineUnavailable):
             await self._replies.tell(body, UNREACHABLE)
 

@@ -16,6 +16,7 @@ from bot.slack.app import COMMAND_REPEATED, FILES_ONLY, NO_PROFILE, thread_email
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import (
     TEAM,
+    Call,
     FakeSlack,
     action_body,
     command_body,
@@ -318,6 +319,29 @@ async def _deliver(slack: Slack, body: str, retry: int) -> int:
     signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - 10 + retry)
     status, _ = await slack.post(body, "application/json", headers, signed=signed)
     return status
+
+
+async def test_a_note_is_posted_once_when_slack_delivers_the_message_again(slack: Slack) -> None:
+    """Slack re-delivers a message whose answer it did not get in time (the note had gone out): the
+    re-deliveries find the note in the thread by its metadata and do not post it again."""
+    user = user_id("renote")
+    channel, root, ts = f"D{user}", slack.fake.new_ts(), slack.fake.new_ts()
+    first = event_body(message_event(user, ts, "subject: Hello", thread_ts=root), event_id=f"Ev{ts.replace('.', '')}")
+    later = event_body(message_event(user, slack.fake.new_ts(), "again", thread_ts=root), event_id="EvLater1")
+
+    def notes() -> list[Call]:
+        return [c for c in slack.fake.of("chat.postMessage", channel=channel) if c.args.get("thread_ts") == root]
+
+    assert await _deliver(slack, first, retry=0) == 200
+    [note] = notes()
+    assert "don't have an email for this thread" in note.args["text"]
+    metadata = json.loads(note.args["metadata"]) if isinstance(note.args["metadata"], str) else note.args["metadata"]
+    assert metadata == {"event_type": "email_agent_note", "event_payload": {"answering": ts}}
+    for retry in (1, 2):
+        assert await _deliver(slack, first, retry=retry) == 200
+    assert len(notes()) == 1, "answered once, however often Slack delivers it"
+    assert await _deliver(slack, later, retry=0) == 200
+    assert len(notes()) == 2, "another message in the thread gets its own answer"
 
 
 async def test_without_the_users_zone_no_email_starts_and_slacks_redelivery_starts_it(slack: Slack, api: Api) -> None:

@@ -146,6 +146,9 @@ class FakeSlack:
                 for (where, ts), message in sorted(self.messages.items(), key=lambda item: float(item[0][1]))
                 if where == channel and (ts == root_ts or message.get("thread_ts") == root_ts)
             ]
+            if args.get("oldest"):  # only messages after it (at it too with `inclusive`), as documented
+                oldest, inclusive = float(args["oldest"]), args.get("inclusive") in ("true", "1", True)
+                thread = [m for m in thread if float(m["ts"]) > oldest or (inclusive and float(m["ts"]) == oldest)]
             shown = []
             for message in thread[: int(args.get("limit") or 1000)]:
                 copy = {k: v for k, v in message.items() if v is not None}
