@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from settings import Settings
 from workflows.mailer import (
+    AmbiguousSendError,
     InvalidEmailError,
     OutboxMailer,
     OutgoingEmail,
@@ -321,6 +323,45 @@ def test_server_that_says_nothing_times_out_as_transient() -> None:
         mailer = SmtpMailer("127.0.0.1", port, "none", from_address=SENDER, timeout=0.5)
         with pytest.raises(TransientSendError):
             mailer.send(make_email())
+
+
+class SlowHandler(RecordingHandler):
+    """Answers every step a little under the per-step time-out: each step is fine, the session is not."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def handle_MAIL(
+        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        await asyncio.sleep(self.delay)
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_session_is_cut_at_two_time_outs_however_slowly_each_step_answers(start_server: StartServer) -> None:
+    """smtplib's time-out is per step: a server answering each step in 0.8 s of a 1 s time-out would keep a
+    session going for ever. Cut at 2 s, in DATA: the server may have taken it, so the outcome is unknown."""
+    port = start_server(SlowHandler(delay=0.8))
+    mailer = SmtpMailer("127.0.0.1", port, "none", from_address=SENDER, timeout=1.0)
+    with pytest.raises(AmbiguousSendError, match="did not confirm it within 2s"):  # the watchdog's words
+        mailer.send(make_email())
+    before_data = start_server(SlowHandler(delay=0.7))
+    with pytest.raises(TransientSendError, match="did not finish within 2s"):
+        SmtpMailer("127.0.0.1", before_data, "none", from_address=SENDER, timeout=1.0).send(
+            make_email(to=["a@x.com", "b@x.com", "c@x.com"])
+        )
 
 
 def test_send_errors_are_one_family() -> None:

@@ -3,7 +3,10 @@ loopback), and which folder the settings choose."""
 
 from __future__ import annotations
 
+import imaplib
 import logging
+import socket
+import threading
 from email.message import EmailMessage
 from typing import Any
 
@@ -66,8 +69,9 @@ def test_the_sent_folder_is_found_by_its_name_when_none_is_configured(imap_serve
     with plain._session() as imap:
         imap.create('"Sent"')
     plain.file(_message("<plain.1@example.org>"))
+    imap_server.file(_message("<gmail.1@example.org>"))
     assert _folder(plain, folder=None).contains("<plain.1@example.org>") is True
-    assert _folder(plain, folder=None).contains("<found.1@example.org>") is False, "not the Gmail folder"
+    assert _folder(plain, folder=None).contains("<gmail.1@example.org>") is False, "not the Gmail folder"
 
 
 def test_gmail_s_list_answer_names_its_sent_folder() -> None:
@@ -98,6 +102,34 @@ def test_an_unreachable_server_or_a_refused_login_cannot_tell(
     assert "not-the-password-31d" not in caplog.text and "not-the-password-31d" not in repr(wrong)
     missing = _folder(imap_server, folder="No Such Folder")
     assert missing.contains("<login.1@example.org>") is None
+
+
+def test_a_search_that_misses_is_checked_against_the_newest_messages(
+    imap_server: ImapServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gmail's search index can lag behind the folder, and some servers do not search headers: "not there"
+    is only said after reading the newest messages' Message-IDs."""
+    imap_server.file(_message("<lagging.1@example.org>"))
+    monkeypatch.setattr(imaplib.IMAP4, "search", lambda self, *args: ("OK", [None]))  # no SEARCH answer
+    folder = _folder(imap_server)
+    assert folder.contains("<lagging.1@example.org>") is True
+    assert folder.contains("<lagging.2@example.org>") is False
+
+
+def test_trouble_of_any_kind_answers_cannot_tell(imap_server: ImapServer) -> None:
+    """`contains` never raises: a host name idna refuses, an impossible time-out, a server that hangs up."""
+    bad_host = ImapSentFolder("bad..host", 993, "ssl", "u", "p", "Sent", timeout=2, settle_seconds=0)
+    assert bad_host.contains("<x.1@example.org>") is None
+    assert _folder(imap_server, timeout=0).contains("<x.1@example.org>") is None
+    with socket.socket() as listener:  # accepts, then closes without a greeting
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        hangs_up = threading.Thread(target=lambda: listener.accept()[0].close())
+        hangs_up.start()
+        rude = ImapSentFolder("127.0.0.1", port, "none", "u", "p", "Sent", timeout=2, settle_seconds=0)
+        assert rude.contains("<x.1@example.org>") is None
+        hangs_up.join(5)
 
 
 def test_only_a_message_id_of_ours_is_searched(imap_server: ImapServer) -> None:

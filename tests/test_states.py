@@ -4,9 +4,11 @@ SMTP. The same paths run for real, through the engine, in tests/engine/."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from iwf.command_results import CommandResults, InternalChannelCommandResult, TimerCommandResult
 from iwf.iwf_api.models import ChannelRequestStatus, TimerStatus
 from iwf.state_decision import StateDecision
@@ -51,10 +53,15 @@ class Attributes(dict[str, Any]):
 class RecordingMailer:
     description = "recording"
 
-    def __init__(self, fail_with: Exception | None = None, delivered: bool | None = None) -> None:
+    def __init__(
+        self, fail_with: Exception | None = None, delivered: bool | None = None, then: bool | None = None
+    ) -> None:
+        """`delivered`: what the mail account answers; `then`: what it answers from the second question on."""
         self.sent: list[OutgoingEmail] = []
         self.fail_with = fail_with
         self.delivered = delivered
+        self.then = delivered if then is None else then
+        self.asked: list[tuple[str, bool]] = []
 
     def send(self, email: OutgoingEmail) -> str:
         self.sent.append(email)
@@ -62,8 +69,9 @@ class RecordingMailer:
             raise self.fail_with
         return "recorded"
 
-    def was_delivered(self, message_id: str) -> bool | None:
-        return self.delivered
+    def was_delivered(self, message_id: str, settle: bool = True) -> bool | None:
+        self.asked.append((message_id, settle))
+        return self.delivered if len(self.asked) == 1 else self.then
 
 
 class MemoryLedger:
@@ -72,11 +80,21 @@ class MemoryLedger:
     def __init__(self) -> None:
         self.attributes = Attributes()
 
-    def claim(self, intent: DeliveryIntent, execution: str, daily_limit: int) -> ClaimResult:
+    def claim(
+        self, intent: DeliveryIntent, execution: str, daily_limit: int, take_over_after: float = 0
+    ) -> ClaimResult:
         request = ClaimRequest(message_id=intent.message_id, round=intent.round, execution=execution)
         request.daily_limit = daily_limit
+        request.take_over_after_seconds = take_over_after
         raw = DeliveryLedgerWorkflow().claim(None, request.model_dump_json(), self.attributes, None)  # type: ignore[arg-type]
         return ClaimResult.model_validate_json(raw)
+
+    def age_claims(self, seconds: float) -> None:
+        """As if every claim had been made `seconds` earlier."""
+        claims = json.loads(self.attributes["claims"])
+        for claim in claims.values():
+            claim["at"] = (datetime.fromisoformat(claim["at"]) - timedelta(seconds=seconds)).isoformat()
+        self.attributes["claims"] = json.dumps(claims)
 
 
 class FailingAgent:
@@ -90,6 +108,7 @@ def services(mailer: RecordingMailer, ledger: MemoryLedger | None = None, **kwar
         mailer=mailer,
         ledger=ledger or MemoryLedger(),
         clock=kwargs.pop("clock", lambda: NOW),
+        sleep=kwargs.pop("sleep", lambda seconds: None),
         **kwargs,
     )
 
@@ -219,30 +238,88 @@ def test_a_re_executed_delivery_in_another_process_does_not_resend_blindly() -> 
 
 
 def test_a_re_executed_delivery_asks_the_mail_server_when_it_can() -> None:
-    """Found: sent by the earlier attempt. Not found: sent now, but only once the earlier attempt cannot be
-    under way any more (its claim older than a hand-over); a moment after the claim it may still deliver."""
-    claimed = datetime.now(UTC)
+    """Another process's claim. Found in the sent mail: it was sent. Not found: that hand-over may still be
+    under way, so wait until its claim is older than a whole hand-over, look again, and send only then (the
+    ledger takes the claim over); if the earlier one shows up meanwhile, it was sent."""
     cases = [
-        (True, 0, claimed, EmailStatus.SENT),
-        (False, 1, claimed + timedelta(seconds=71), EmailStatus.SENT),
-        (False, 0, claimed + timedelta(seconds=5), EmailStatus.UNCONFIRMED),
+        # found at once / claim already old / waits, still not there / waits, shows up / clock stuck
+        (RecordingMailer(delivered=True), 0.0, True, 0, EmailStatus.SENT),
+        (RecordingMailer(delivered=False), 91.0, True, 1, EmailStatus.SENT),
+        (RecordingMailer(delivered=False), 5.0, True, 1, EmailStatus.SENT),
+        (RecordingMailer(delivered=False, then=True), 5.0, True, 0, EmailStatus.SENT),
+        (RecordingMailer(delivered=False), 5.0, False, 0, EmailStatus.UNCONFIRMED),
     ]
-    for delivered, sends, now, status in cases:
+    for mailer, age, time_passes, sends, status in cases:
         ledger = MemoryLedger()
         attributes = scheduled()
         _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
         intent = Record(attributes).delivery
         assert intent is not None
         ledger.claim(intent, "Deliver-1:crashed-execution", 0)
-        mailer = RecordingMailer(delivered=delivered)
-        svc = services(mailer, ledger, handover_seconds=70, clock=lambda now=now: now)
+        ledger.age_claims(age)
+        waited: list[float] = []
+
+        def sleep(
+            seconds: float, waited: list[float] = waited, ledger: MemoryLedger = ledger, passes: bool = time_passes
+        ) -> None:
+            waited.append(seconds)
+            if passes:
+                ledger.age_claims(seconds)
+
+        real_clock = lambda: datetime.now(UTC)  # noqa: E731 - the ledger stamps claims with the real time
+        svc = services(mailer, ledger, handover_seconds=90, sleep=sleep, clock=real_clock)
         DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
         record = Record(attributes)
-        assert (len(mailer.sent), record.status) == (sends, status), (delivered, now - claimed)
-        if delivered:
-            assert "checked the account's sent mail" in record.get_str("last_reply")
+        assert (len(mailer.sent), record.status) == (sends, status), (mailer.delivered, age, time_passes)
+        if mailer.delivered:
+            assert waited == [] and "checked the account's sent mail" in record.get_str("last_reply")
+        else:
+            assert len(waited) == 1 and waited[0] == pytest.approx(max(0.0, 90 - age), abs=2)
         if status == EmailStatus.UNCONFIRMED:
             assert "may still be under way" in record.get_str("last_error")
+
+
+def test_a_taken_over_claim_is_live_again_for_a_third_execution() -> None:
+    """B took over A's stale claim and is sending: C, a moment later, must see B's claim as live."""
+    ledger = MemoryLedger()
+    intent = DeliveryIntent(message_id="<m@x>", revision=1, round=1, ledger="l")
+    assert ledger.claim(intent, "A", 0).first
+    ledger.age_claims(120)
+    b = ledger.claim(intent, "B", 0, take_over_after=90)
+    assert b.first and b.taken_over
+    c = ledger.claim(intent, "C", 0, take_over_after=90)
+    assert not c.first and c.earlier_at, "B's take-over re-stamped the claim: C sees it live"
+    assert ledger.claim(intent, "B", 0, take_over_after=90).first, "B asking again is still first"
+    assert not ledger.claim(intent, "A", 0).first, "and A, back from the dead, is not"
+
+
+def test_a_later_round_looks_in_the_sent_mail_before_sending_again() -> None:
+    """Round 1's answer was lost and the Sent folder did not show it then; by round 2 it does (an index that
+    lagged): round 2 does not send a second copy. One look, no settle: the round waited already."""
+    mailer, ledger = RecordingMailer(delivered=True), MemoryLedger()
+    svc = services(mailer, ledger)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    record = Record(attributes)
+    intent = record.delivery
+    assert intent is not None
+    record.delivery = intent.model_copy(update={"round": 2})
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert mailer.sent == [] and Record(attributes).status == EmailStatus.SENT
+    assert mailer.asked == [(intent.message_id, False)]
+
+
+def test_a_claim_answered_too_late_is_not_used_to_send() -> None:
+    """Others judge a claim by its age: if the ledger's answer took longer than the grace, sending now could
+    overlap a take-over. It backs off to a new round instead (nothing was sent)."""
+    mailer, ledger = RecordingMailer(), MemoryLedger()
+    times = iter([NOW, NOW + timedelta(seconds=11)])
+    svc = services(mailer, ledger, claim_grace_seconds=10, clock=lambda: next(times, NOW + timedelta(seconds=11)))
+    attributes = scheduled()
+    ScheduleState(services(mailer, ledger)).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    decision = DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert mailer.sent == [] and next_state(decision) == "ScheduleState"
+    assert "answered too late" in Record(attributes).get_str("last_error")
 
 
 def test_a_connection_lost_after_data_is_reported_not_retried() -> None:

@@ -61,7 +61,8 @@ class DeliveryRegistry:
         except BaseException as error:
             # A crash mid-send: forget it, so that a later execution decides afresh (the ledger knows).
             with self._lock:
-                self._entries.pop(key, None)
+                if self._entries.get(key) is future:  # not a newer owner's, after an eviction
+                    del self._entries[key]
             future.set_exception(error)
             raise
         future.set_result(outcome)

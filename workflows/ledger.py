@@ -67,6 +67,11 @@ class ClaimRequest(BaseModel):
     round: int
     execution: str = Field(description="Unique per delivery-step execution; a retried claim call reuses it.")
     daily_limit: int = Field(0, description="Emails this ledger may take per day; 0: no limit.")
+    take_over_after_seconds: float = Field(
+        0,
+        description="An earlier execution's claim at least this old (its hand-over is over, done or timed out) is "
+        "replaced by this one, stamped now, so that a third execution sees a live claim again; 0: never.",
+    )
 
 
 class ClaimResult(BaseModel):
@@ -74,6 +79,7 @@ class ClaimResult(BaseModel):
     refused: bool = Field(False, description="The daily limit is reached: do not send.")
     emails_today: int = 0
     earlier_at: str = ""
+    taken_over: bool = Field(False, description="First by replacing an earlier execution's claim that was over.")
 
 
 def ledger_scope(worker_url: str) -> str:
@@ -133,6 +139,12 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
         key = f"{request.message_id}#{request.round}"
         emails = {k.rpartition("#")[0] for k in claims}
         earlier = claims.get(key)
+        if earlier is not None and earlier["execution"] != request.execution and request.take_over_after_seconds:
+            age = (utcnow() - datetime.fromisoformat(earlier["at"])).total_seconds()
+            if age >= request.take_over_after_seconds:
+                claims[key] = {"execution": request.execution, "at": utcnow().isoformat()}
+                persistence.set_data_attribute(DA_CLAIMS, json.dumps(claims))
+                return ClaimResult(first=True, taken_over=True, emails_today=len(emails)).model_dump_json()
         if earlier is not None:
             first = earlier["execution"] == request.execution
             return ClaimResult(first=first, emails_today=len(emails), earlier_at=earlier["at"]).model_dump_json()
@@ -147,7 +159,9 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
 class DeliveryLedger(Protocol):
     """The port the delivery step uses; implemented on the iWF client, faked in unit tests."""
 
-    def claim(self, intent: DeliveryIntent, execution: str, daily_limit: int) -> ClaimResult: ...
+    def claim(
+        self, intent: DeliveryIntent, execution: str, daily_limit: int, take_over_after: float = 0
+    ) -> ClaimResult: ...
 
 
 class IwfDeliveryLedger:
@@ -163,12 +177,18 @@ class IwfDeliveryLedger:
             optimize_activity=local_activities, executing_state_id_mode=ExecutingStateIdMode.DISABLED
         )
 
-    def claim(self, intent: DeliveryIntent, execution: str, daily_limit: int) -> ClaimResult:
+    def claim(
+        self, intent: DeliveryIntent, execution: str, daily_limit: int, take_over_after: float = 0
+    ) -> ClaimResult:
         """Claims are idempotent per execution token, so a claim whose answer was lost (the iWF server died
         with it in flight) is asked again with the same token, by the same living execution: had it been
         recorded, the answer is still "first", and the email is not left "unconfirmed" for nothing."""
         payload = ClaimRequest(
-            message_id=intent.message_id, round=intent.round, execution=execution, daily_limit=daily_limit
+            message_id=intent.message_id,
+            round=intent.round,
+            execution=execution,
+            daily_limit=daily_limit,
+            take_over_after_seconds=take_over_after,
         ).model_dump_json()
         delay, lock_failures = 0.02, 0
         outage_until = time.monotonic() + self._outage_seconds

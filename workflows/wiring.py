@@ -15,6 +15,7 @@ from workflows.agent import Agent
 from workflows.email_workflow import EmailAgentWorkflow
 from workflows.ledger import DeliveryLedgerWorkflow, IwfDeliveryLedger, ledger_scope
 from workflows.mailer import DEFAULT_FROM_ADDRESS, Mailer, mailer_from_settings, sender_address
+from workflows.mailer.smtp import SMTP_DEADLINE_TIMEOUTS
 from workflows.notifier import CardNotifier
 from workflows.states import Services
 
@@ -62,7 +63,9 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
     registry = Registry()
     mailer = mailer or mailer_from_settings(settings)
     agent_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1) + 30
-    # One SMTP hand-over, then (its answer lost) up to two Sent-folder searches with the settle between.
+    # A claim this old: its hand-over is over (the claim's grace, the SMTP session's bound, a margin).
+    handover = 10 + settings.smtp_timeout_seconds * SMTP_DEADLINE_TIMEOUTS + 10
+    # Up to two Sent-folder searches with the settle between.
     check_budget = settings.smtp_timeout_seconds * 2 + settings.imap_settle_seconds if settings.sent_folder_check else 0
     services = Services(
         agent=Agent(
@@ -90,8 +93,12 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
         send_backoff_seconds=settings.send_backoff_seconds,
         send_backoff_max_seconds=settings.send_backoff_max_seconds,
         agent_timeout_seconds=int(agent_budget),
-        send_timeout_seconds=int(settings.smtp_timeout_seconds * 2 + 30 + check_budget),
-        handover_seconds=int(settings.smtp_timeout_seconds * 2 + 10),
+        # The ledger's claim (up to 30 s of engine outage), the wait for an interrupted hand-over to be over,
+        # one SMTP session, and the Sent-folder checks around them.
+        send_timeout_seconds=int(
+            30 + handover + settings.smtp_timeout_seconds * SMTP_DEADLINE_TIMEOUTS + 2 * check_budget
+        ),
+        handover_seconds=int(handover),
     )
     registry.add_workflow(EmailAgentWorkflow(services))
     registry.add_workflow(DeliveryLedgerWorkflow())

@@ -3,7 +3,9 @@ listing of what is scheduled, ...), each posted once per message even when Slack
 
 Slack re-delivers an event whose answer was slow or lost (`x-slack-retry-num`); the message itself is
 de-duplicated by the workflow, but a note already posted would be posted again. Each note carries the
-ts of the message it answers in its metadata, and on a re-delivery the thread is looked at first.
+ts of the message it answers in its metadata, and on a re-delivery the thread is looked at first. A
+re-delivery that arrives while the first delivery is still working (Slack retries after 3 s) may not
+find the note yet: then both answer, the rarer and lesser harm than a message never answered.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,8 @@ class ThreadNotes:
                 include_all_metadata=True,
                 limit=200,
             )
-        except SlackApiError as error:
-            log.warning("cannot look for an earlier note in %s: %s", where.thread_ts, error.response.get("error"))
+        except Exception as error:  # an API error, a time-out, a dropped connection
+            log.warning("cannot look for an earlier note in %s (%s)", where.thread_ts, type(error).__name__)
             return False  # cannot tell: answering twice beats not answering
         for message in replies.get("messages") or []:
             metadata = message.get("metadata") or {}

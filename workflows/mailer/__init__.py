@@ -62,8 +62,9 @@ class Mailer(Protocol):
         """Deliver `email`; returns a short description of where it went."""
         ...
 
-    def was_delivered(self, message_id: str) -> bool | None:
-        """Whether the message with this id reached its destination; None when that cannot be told."""
+    def was_delivered(self, message_id: str, settle: bool = True) -> bool | None:
+        """Whether the message with this id reached its destination; None when that cannot be told.
+        `settle`: a "no" right after a hand-over is asked again a moment later before it is given."""
         ...
 
 

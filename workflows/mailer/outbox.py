@@ -42,7 +42,7 @@ class OutboxMailer:
     def path_for(self, message_id: str) -> Path:
         return self.directory / f"{_safe_name(message_id)}.eml"
 
-    def was_delivered(self, message_id: str) -> bool | None:
+    def was_delivered(self, message_id: str, settle: bool = True) -> bool | None:
         return self.path_for(message_id).exists()
 
     def send(self, email: OutgoingEmail) -> str:

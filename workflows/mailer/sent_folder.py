@@ -22,6 +22,7 @@ __all__ = ["GMAIL_IMAP_HOST", "ImapSentFolder", "sent_folder_from_list"]
 log = logging.getLogger(__name__)
 
 GMAIL_IMAP_HOST = "imap.gmail.com"
+NEWEST_TO_READ = 200  # messages whose Message-ID is read when a search finds nothing
 DEFAULT_IMAP_PORTS: dict[str, int] = {"ssl": 993, "starttls": 143, "none": 143}
 ImapSecurity = Literal["ssl", "starttls", "none"]
 
@@ -100,46 +101,55 @@ class ImapSentFolder:
     def description(self) -> str:
         return f"the Sent folder at IMAP {self.host}:{self.port}"
 
-    def contains(self, message_id: str) -> bool | None:
-        """True if the message is there; False if it is still not there after the settle time; None if the
-        folder cannot be asked. The settle covers a server that files the copy a moment after accepting it."""
+    def contains(self, message_id: str, settle: bool = True) -> bool | None:
+        """True if the message is there; False if it is not (with `settle`: still not, the settle time
+        later); None if the folder cannot be asked. Never raises: any trouble is "cannot tell"."""
         if not _MESSAGE_ID.match(message_id):
             return None  # not one of ours: a SEARCH for it could not be trusted
-        found = self._search(message_id)
-        if found is False and self.settle_seconds > 0:
-            self._sleep(self.settle_seconds)
-            found = self._search(message_id)
-        return found
-
-    def _search(self, message_id: str) -> bool | None:
         try:
-            imap = self._connect()
-        except (OSError, imaplib.IMAP4.error) as error:
-            log.warning("cannot reach %s to check a delivery: %s", self.description, error)
+            found = self._look(message_id)
+            if found is False and settle and self.settle_seconds > 0:
+                self._sleep(self.settle_seconds)
+                found = self._look(message_id)
+            return found
+        except Exception as error:  # refused, dropped (abort), timed out, a host name idna refuses, ...
+            # Never the error's text: a server may echo the credentials of a failed login.
+            log.warning("checking %s failed (%s)", self.description, type(error).__name__)
             return None
+
+    def _look(self, message_id: str) -> bool | None:
+        imap = self._connect()
         try:
             imap.login(self.username, self._password)
             folder = self.folder.encode("ascii") if self.folder else self._discover(imap)
             if folder is None:
                 log.warning("no Sent folder found at IMAP %s:%s; set IMAP_SENT_FOLDER", self.host, self.port)
                 return None
-            status, _ = imap.select(_quoted(folder), readonly=True)
+            status, count = imap.select(_quoted(folder), readonly=True)
             if status != "OK":
                 log.warning("IMAP %s:%s refused to open %r", self.host, self.port, folder)
                 return None
             status, data = imap.search(None, "HEADER", "Message-ID", f'"{message_id}"')
-            if status != "OK":
-                return None
-            return bool(data and data[0] and data[0].split())
-        except (OSError, imaplib.IMAP4.error, UnicodeError) as error:
-            # Never log the error text of a failed login verbatim: some servers echo the credentials.
-            log.warning("checking %s failed (%s)", self.description, type(error).__name__)
-            return None
+            if status == "OK" and data and data[0] and data[0].split():
+                return True
+            # A search index may lag behind the folder (Gmail's does) or not cover headers: "not there" is
+            # only said after reading the Message-IDs of the newest messages themselves.
+            return self._among_newest(imap, int(count[0] or 0), message_id.encode("ascii"))
         finally:
             try:
                 imap.logout()
-            except (OSError, imaplib.IMAP4.error):
-                pass
+            except Exception:
+                imap.shutdown()
+
+    @staticmethod
+    def _among_newest(imap: imaplib.IMAP4, exists: int, message_id: bytes) -> bool | None:
+        if exists <= 0:
+            return False
+        first = max(1, exists - NEWEST_TO_READ + 1)
+        status, data = imap.fetch(f"{first}:{exists}", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        if status != "OK":
+            return None
+        return any(isinstance(item, tuple) and message_id in item[1] for item in data)
 
     def _connect(self) -> imaplib.IMAP4:
         if self.security == "ssl":

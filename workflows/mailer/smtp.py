@@ -5,6 +5,7 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
+import threading
 from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Any, Literal
@@ -19,13 +20,17 @@ from workflows.mailer.errors import (
 from workflows.mailer.message import OutgoingEmail, build_message
 from workflows.mailer.sent_folder import ImapSentFolder
 
-__all__ = ["DEFAULT_FROM_ADDRESS", "DEFAULT_PORTS", "Security", "SmtpMailer"]
+__all__ = ["DEFAULT_FROM_ADDRESS", "DEFAULT_PORTS", "SMTP_DEADLINE_TIMEOUTS", "Security", "SmtpMailer"]
 
 Security = Literal["ssl", "starttls", "none"]
 
 DEFAULT_FROM_ADDRESS = "email-agent@localhost"
 DEFAULT_PORTS: dict[str, int] = {"ssl": 465, "starttls": 587, "none": 25}
 _MAX_SERVER_TEXT = 200
+# smtplib's time-out bounds each socket operation, not a session: after the connection is made, a session
+# is cut at two time-outs, so a whole hand-over (connect and TLS included) ends within four. The delivery
+# step counts on that bound to know when an interrupted hand-over is over.
+SMTP_DEADLINE_TIMEOUTS = 4
 
 
 def _server_text(code: int, message: bytes | str) -> str:
@@ -46,6 +51,7 @@ class _TracksData:
     """Notes when the DATA phase began: a lost connection after that leaves the outcome unknown."""
 
     in_data = False
+    cut = False  # the session passed its deadline and its socket was shut down
 
     def data(self, msg: Any) -> Any:
         self.in_data = True
@@ -58,6 +64,17 @@ class _SMTP(_TracksData, smtplib.SMTP):
 
 class _SMTPSSL(_TracksData, smtplib.SMTP_SSL):
     pass
+
+
+def _cut(smtp: _SMTP | _SMTPSSL) -> None:
+    """Ends a session past its deadline: a blocked read or write returns at once with an error."""
+    smtp.cut = True
+    sock = smtp.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class SmtpMailer:
@@ -111,10 +128,18 @@ class SmtpMailer:
             raise
         except Exception as exc:
             in_data = bool(session) and session[0].in_data
+            cut = bool(session) and session[0].cut
             if in_data and not isinstance(exc, smtplib.SMTPResponseException | UnicodeError):
+                if cut:
+                    what = f"took the message but did not confirm it within {self.timeout * 2:g}s"
+                    raise AmbiguousSendError(f"the mail server at {self._where} {what}") from exc
                 raise AmbiguousSendError(
                     f"the connection to the mail server at {self._where} broke after the message was handed "
                     "over, before the server confirmed it"
+                ) from exc
+            if cut:
+                raise TransientSendError(
+                    f"the mail server at {self._where} did not finish within {self.timeout * 2:g}s"
                 ) from exc
             error = self._classify(exc)
             if isinstance(exc, UnicodeError):
@@ -122,9 +147,9 @@ class SmtpMailer:
             raise error from exc
         return self._where
 
-    def was_delivered(self, message_id: str) -> bool | None:
+    def was_delivered(self, message_id: str, settle: bool = True) -> bool | None:
         """SMTP cannot be asked afterwards; the account's Sent folder can, when there is one to ask."""
-        return self.sent_folder.contains(message_id) if self.sent_folder else None
+        return self.sent_folder.contains(message_id, settle) if self.sent_folder else None
 
     def _connect(self) -> _SMTP | _SMTPSSL:
         if self.security == "ssl":
@@ -143,6 +168,9 @@ class SmtpMailer:
     def _deliver(self, msg: EmailMessage, session: list[_TracksData]) -> None:
         smtp = self._connect()
         session.append(smtp)
+        watchdog = threading.Timer(self.timeout * 2, _cut, (smtp,))
+        watchdog.daemon = True
+        watchdog.start()
         delivered = False
         try:
             if self.username and self._password:
@@ -154,6 +182,7 @@ class SmtpMailer:
                 details = "; ".join(f"{rcpt} ({_server_text(*answer)})" for rcpt, answer in refused.items())
                 raise PartlyDeliveredError(f"the mail server at {self._where} refused {details}", taken)
         finally:
+            watchdog.cancel()
             if delivered:
                 try:
                     smtp.quit()  # the server already took the message; a failing QUIT changes nothing

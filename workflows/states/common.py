@@ -3,6 +3,7 @@ up to date beside the main thread."""
 
 # No `from __future__ import annotations`: the iWF SDK reads state classes' annotations at runtime.
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,8 +91,10 @@ class Services:
     send_backoff_max_seconds: int = 300
     agent_timeout_seconds: int = 240
     send_timeout_seconds: int = 90
-    handover_seconds: int = 70  # one SMTP hand-over has ended (done or timed out) within this
+    claim_grace_seconds: int = 10  # a claim answered later than this is not used to send (see handover)
+    handover_seconds: int = 90  # a claim this old: its hand-over is over (claim grace + the SMTP deadline + margin)
     clock: Callable[[], datetime] = field(default=utcnow)
+    sleep: Callable[[float], None] = field(default=time.sleep)
 
 
 def received(results: CommandResults, channel: str) -> Any:

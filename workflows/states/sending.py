@@ -193,13 +193,37 @@ class DeliverState(WorkflowState[None]):
 def _hand_over(services: Services, intent: DeliveryIntent, outgoing: OutgoingEmail, execution: str) -> Outcome:
     """Claim the hand-over in the ledger, then give the email to the mail server, once per process (the
     registry runs this): what comes back is what happened, as far as it can be known."""
+    asked = services.clock()
     claim = services.ledger.claim(intent, execution, services.daily_send_limit)
     if claim.refused:
         return PermanentSendError(f"the daily limit of {services.daily_send_limit} emails per person is reached")
-    if not claim.first:  # another process's hand-over, maybe still under way
-        earlier = _after_an_earlier_attempt(services, intent.message_id, claim.earlier_at)
+    if not claim.first:  # another process's hand-over (this process's own would be in its registry)
+        earlier = _after_an_earlier_attempt(services, intent.message_id)
+        if earlier is None:
+            # Not in the account's sent mail, but that hand-over may still be under way: wait until it is
+            # over (sent, or timed out), then look again. Rare (a process died mid-delivery) and worth it:
+            # the alternative is telling the user "delivery unknown".
+            services.sleep(max(0.0, services.handover_seconds - _claim_age_seconds(services, claim.earlier_at)))
+            earlier = _after_an_earlier_attempt(services, intent.message_id)
         if earlier is not None:
             return earlier
+        # Still not there: not sent. The ledger agrees under its lock (the claim is old enough) and re-stamps
+        # the claim as this execution's, so a later execution sees a live claim again.
+        asked = services.clock()
+        claim = services.ledger.claim(
+            intent, execution, services.daily_send_limit, take_over_after=services.handover_seconds
+        )
+        if not claim.first:
+            return AmbiguousSendError(
+                "an earlier attempt to send it was interrupted moments ago and may still be under way; "
+                "it is not in the account's sent mail yet"
+            )
+    elif intent.round > 1 and services.mailer.was_delivered(intent.message_id, settle=False) is True:
+        # An earlier round whose answer was lost arrived after all (a search index may lag behind).
+        return Delivered("delivered by an earlier attempt (confirmed by the mail account)", _CONFIRMED_AFTERWARDS)
+    if (services.clock() - asked).total_seconds() > services.claim_grace_seconds:
+        # Others judge a claim by its age: one answered this late may already look over to them.
+        return TransientSendError("the delivery ledger answered too late to send safely now")
     try:
         return Delivered(services.mailer.send(outgoing))
     except AmbiguousSendError as lost:  # this hand-over is over, its answer lost: the account may tell
@@ -211,36 +235,26 @@ def _hand_over(services: Services, intent: DeliveryIntent, outgoing: OutgoingEma
         return TransientSendError(f"{lost.reason}, and it did not arrive")
 
 
-_CONFIRMED_AFTERWARDS = "(The mail server's answer got lost; I checked the account's sent mail and it is there.)"
-
-
-def _after_an_earlier_attempt(services: Services, message_id_: str, earlier_at: str) -> Outcome | None:
-    """An earlier execution claimed this hand-over and its outcome is not known here: ask the mail account.
-
-    Found means sent. Not found proves nothing while that execution may still be talking to the mail server
-    (from another process: a local activity that gave up, a replica behind the load balancer), so "not
-    there" means "not sent" only once the earlier claim is older than a whole hand-over can take."""
-    checked = services.mailer.was_delivered(message_id_)
-    if checked is True:
-        return Delivered("delivered by an earlier attempt (confirmed by the mail account)", _CONFIRMED_AFTERWARDS)
-    if checked is False and _claim_age_seconds(services, earlier_at) >= services.handover_seconds:
-        return None  # the earlier attempt is over and did not deliver it: send
-    if checked is False:
-        return AmbiguousSendError(
-            "an earlier attempt to send it was interrupted moments ago and may still be under way; "
-            "it is not in the account's sent mail yet"
-        )
-    return AmbiguousSendError("an earlier attempt to send it was interrupted, and the mail server cannot be asked")
-
-
 def _claim_age_seconds(services: Services, earlier_at: str) -> float:
     try:
         claimed = datetime.fromisoformat(earlier_at)
     except ValueError:
         return 0.0  # unknown: as young as can be
-    if claimed.tzinfo is None:
-        claimed = claimed.replace(tzinfo=UTC)
-    return (services.clock() - claimed).total_seconds()
+    return (services.clock() - (claimed if claimed.tzinfo else claimed.replace(tzinfo=UTC))).total_seconds()
+
+
+_CONFIRMED_AFTERWARDS = "(The mail server's answer got lost; I checked the account's sent mail and it is there.)"
+
+
+def _after_an_earlier_attempt(services: Services, message_id_: str) -> Outcome | None:
+    """An earlier execution claimed this hand-over and its outcome is not known here: ask the mail account.
+    Found is sent; None is "not there" (which proves nothing while that execution may still be sending)."""
+    checked = services.mailer.was_delivered(message_id_)
+    if checked is True:
+        return Delivered("delivered by an earlier attempt (confirmed by the mail account)", _CONFIRMED_AFTERWARDS)
+    if checked is False:
+        return None
+    return AmbiguousSendError("an earlier attempt to send it was interrupted, and the mail server cannot be asked")
 
 
 def _apply(
@@ -324,6 +338,6 @@ class DeliveryCrashedState(WorkflowState[None]):
             claim = services.ledger.claim(intent, f"crashed:{uuid.uuid4()}", 0)
             if claim.first:
                 return _failed(record, email, PermanentSendError(reason), services)
-            earlier = _after_an_earlier_attempt(services, intent.message_id, claim.earlier_at)
-            outcome = earlier or PermanentSendError(reason)
+            # An hour of crashing: the claim's execution is long over, so "not there" is "not sent".
+            outcome = _after_an_earlier_attempt(services, intent.message_id) or PermanentSendError(reason)
         return _apply(record, email, intent, outcome, services)
