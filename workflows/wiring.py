@@ -93,11 +93,10 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
         send_backoff_seconds=settings.send_backoff_seconds,
         send_backoff_max_seconds=settings.send_backoff_max_seconds,
         agent_timeout_seconds=int(agent_budget),
-        # The ledger's claim (up to 30 s of engine outage), the wait for an interrupted hand-over to be over,
-        # one SMTP session, and the Sent-folder checks around them.
-        send_timeout_seconds=int(
-            30 + handover + settings.smtp_timeout_seconds * SMTP_DEADLINE_TIMEOUTS + 2 * check_budget
-        ),
+        # A typical worst case: the claim in an engine outage, a slow SMTP session, the Sent-folder check. Only
+        # a dead worker waits for all of it: a step that runs longer is asked again, and the call joins the
+        # running one in this process (the registry), so nothing is done twice.
+        send_timeout_seconds=int(30 + settings.smtp_timeout_seconds * 2 + check_budget),
         handover_seconds=int(handover),
     )
     registry.add_workflow(EmailAgentWorkflow(services))

@@ -29,7 +29,11 @@ class PermanentSendError(SendError):
 
 
 class TransientSendError(SendError):
-    """The server or network may recover; worth retrying with backoff."""
+    """The server or network may recover; worth retrying with backoff, and not before `retry_after` seconds."""
+
+    def __init__(self, reason: str, retry_after: float = 0.0) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class AmbiguousSendError(SendError):

@@ -3,7 +3,6 @@ up to date beside the main thread."""
 
 # No `from __future__ import annotations`: the iWF SDK reads state classes' annotations at runtime.
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,7 +93,6 @@ class Services:
     claim_grace_seconds: int = 10  # a claim answered later than this is not used to send (see handover)
     handover_seconds: int = 90  # a claim this old: its hand-over is over (claim grace + the SMTP deadline + margin)
     clock: Callable[[], datetime] = field(default=utcnow)
-    sleep: Callable[[float], None] = field(default=time.sleep)
 
 
 def received(results: CommandResults, channel: str) -> Any:

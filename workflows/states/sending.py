@@ -199,24 +199,23 @@ def _hand_over(services: Services, intent: DeliveryIntent, outgoing: OutgoingEma
         return PermanentSendError(f"the daily limit of {services.daily_send_limit} emails per person is reached")
     if not claim.first:  # another process's hand-over (this process's own would be in its registry)
         earlier = _after_an_earlier_attempt(services, intent.message_id)
-        if earlier is None:
-            # Not in the account's sent mail, but that hand-over may still be under way: wait until it is
-            # over (sent, or timed out), then look again. Rare (a process died mid-delivery) and worth it:
-            # the alternative is telling the user "delivery unknown".
-            services.sleep(max(0.0, services.handover_seconds - _claim_age_seconds(services, claim.earlier_at)))
-            earlier = _after_an_earlier_attempt(services, intent.message_id)
         if earlier is not None:
             return earlier
-        # Still not there: not sent. The ledger agrees under its lock (the claim is old enough) and re-stamps
-        # the claim as this execution's, so a later execution sees a live claim again.
+        # Not in the account's sent mail. Once that hand-over is over (sent, or timed out) this means "not
+        # sent": the ledger agrees under its lock and re-stamps the claim as this execution's, so a later
+        # execution sees a live claim again.
         asked = services.clock()
         claim = services.ledger.claim(
             intent, execution, services.daily_send_limit, take_over_after=services.handover_seconds
         )
         if not claim.first:
-            return AmbiguousSendError(
-                "an earlier attempt to send it was interrupted moments ago and may still be under way; "
-                "it is not in the account's sent mail yet"
+            # It may still be under way: look again, in a new round, once it must be over (a durable timer
+            # through Schedule, where the user can still cancel). The new round looks before sending.
+            wait = services.handover_seconds - _claim_age_seconds(services, claim.earlier_at)
+            return TransientSendError(
+                "an earlier attempt to send it was interrupted moments ago, and it is not in the account's "
+                "sent mail yet",
+                retry_after=max(1.0, wait),
             )
     elif intent.round > 1 and services.mailer.was_delivered(intent.message_id, settle=False) is True:
         # An earlier round whose answer was lost arrived after all (a search index may lag behind).
@@ -298,6 +297,8 @@ def _failed(record: Record, email: EmailDraft, error: SendError, services: Servi
         record.tell(f"I could not send the email{tried}: {error.reason}. Tell me when to try again.", error.reason)
         return go(record, conversation.AgentState)
     delay = min(services.send_backoff_seconds * 2 ** (attempts - 1), services.send_backoff_max_seconds)
+    if isinstance(error, TransientSendError):
+        delay = max(delay, error.retry_after)
     retry_at = services.clock() + timedelta(seconds=delay)
     record.email = email.model_copy(update={"send_at": retry_at, "scheduled": True})
     record.tell(
