@@ -757,7 +757,10 @@ def main() -> None:
         config.kill_until = config.window_end
     report = asyncio.run(run_chaos(config, keep_logs=args.keep_logs))
     print(report.table())
-    RESULTS[config.profile].write_text(
+    results = RESULTS[config.profile]
+    if not config.sent_folder:
+        results = results.with_name(results.name.replace("-results", "-plain-smtp-results"))
+    results.write_text(
         json.dumps(
             {
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
