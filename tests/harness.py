@@ -281,6 +281,23 @@ async def wait_for_mail(sink: SmtpSink, address: str, count: int = 1, timeout: f
     raise AssertionError(f"expected {count} email(s) to {address}, got {len(sink.to(address))}")
 
 
+async def kill_while_the_server_holds_its_answer(
+    api: Api, app: AppProcess, sink: SmtpSink, email_id: str, text: str
+) -> None:
+    """Says `text` (an email due at once) and SIGKILLs the app while the SMTP sink holds its answer to that
+    email: the delivering execution has claimed the hand-over and dies in it. Then starts the app again."""
+    sink.hold_replies = threading.Event()
+    sink.data_arrived.clear()
+    try:
+        await api.say(email_id, text)
+        assert await asyncio.to_thread(sink.data_arrived.wait, 30)
+        app.kill()
+    finally:
+        sink.hold_replies.set()
+        sink.hold_replies = None
+    await asyncio.to_thread(app.start)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{time.time_ns()}"
 

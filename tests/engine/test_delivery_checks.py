@@ -5,7 +5,6 @@ user "delivery unknown". Without a Sent folder to ask, the same faults stay "unc
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,17 @@ import aiohttp
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Api, AppProcess, Engine, SmtpSink, app_env, free_port, unique, wait_for_mail
+from tests.harness import (
+    Api,
+    AppProcess,
+    Engine,
+    SmtpSink,
+    app_env,
+    free_port,
+    kill_while_the_server_holds_its_answer,
+    unique,
+    wait_for_mail,
+)
 from tests.imap_server import ImapServer
 
 pytestmark = pytest.mark.engine
@@ -116,16 +125,8 @@ async def test_the_app_killed_while_the_server_holds_its_answer_is_settled_by_th
     instead of "delivery unknown", finds the message in the Sent folder: sent, once."""
     wid = unique("killed-filed")
     await checking_api.start(wid)
-    filing.hold_replies = threading.Event()
-    filing.data_arrived.clear()
-    try:
-        await checking_api.say(wid, "to: kf@example.com; subject: Once; body: Only once; send in 1 seconds")
-        assert await asyncio.to_thread(filing.data_arrived.wait, 30)
-        checking_app.kill()
-    finally:
-        filing.hold_replies.set()
-        filing.hold_replies = None
-    await asyncio.to_thread(checking_app.start)
+    text = "to: kf@example.com; subject: Once; body: Only once; send in 1 seconds"
+    await kill_while_the_server_holds_its_answer(checking_api, checking_app, filing, wid, text)
     view = await checking_api.wait_for(wid, "sent", "unconfirmed", timeout=120)
     assert view["status"] == "sent", view
     assert imap_server.message_ids().count(view["sent_message_id"]) == 1

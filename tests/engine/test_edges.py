@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,18 @@ from bot.slack.app import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM, FakeSlack, action_body
 from tests.fakes.worker_gate import STATE_EXECUTE, WorkerGate, rpc_call, state_call
-from tests.harness import Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port, unique, wait_for_mail
+from tests.harness import (
+    Api,
+    AppProcess,
+    Engine,
+    Slack,
+    SmtpSink,
+    app_env,
+    free_port,
+    kill_while_the_server_holds_its_answer,
+    unique,
+    wait_for_mail,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -325,16 +335,8 @@ async def test_the_app_killed_while_the_mail_server_holds_its_answer_sends_once(
     """The delivering execution claimed the hand-over and died: the re-execution does not resend blindly."""
     wid = unique("killed-in-data")
     await api.start(wid)
-    smtp_sink.hold_replies = threading.Event()
-    smtp_sink.data_arrived.clear()
-    try:
-        await api.say(wid, "to: kd@example.com; subject: Once; body: Only once; send in 1 seconds")
-        assert await asyncio.to_thread(smtp_sink.data_arrived.wait, 30)
-        app_process.kill()
-    finally:
-        smtp_sink.hold_replies.set()
-        smtp_sink.hold_replies = None
-    await asyncio.to_thread(app_process.start)
+    text = "to: kd@example.com; subject: Once; body: Only once; send in 1 seconds"
+    await kill_while_the_server_holds_its_answer(api, app_process, smtp_sink, wid, text)
     view = await api.wait_for(wid, "unconfirmed", timeout=120)
     assert "interrupted" in view["last_error"]
     await asyncio.sleep(2)
