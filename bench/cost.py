@@ -38,21 +38,19 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 from temporalio.client import Client as TemporalClient
 
+from bench.engine_figures import cpu_seconds, engine_pids, history_counts, ledger_events
 from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary
+from bench.variants import Variant, checkout, remove
 from bot.slack.app import thread_email_id
 from settings import REPO_ROOT
 from tests.fakes.slack_server import TEAM
@@ -61,82 +59,6 @@ from tests.harness import Api, AppProcess, Slack, free_port
 
 RESULTS = Path(__file__).with_name("cost-results.json")
 CURRENT = "current"
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    app_dir: Path
-
-
-def checkout(rev: str, into: Path) -> Variant:
-    """A detached worktree of `rev`, run with this checkout's interpreter and dependencies."""
-    name = subprocess.run(
-        ["git", "rev-parse", "--short", rev], cwd=REPO_ROOT, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    target = into / f"app-{name}"
-    subprocess.run(["git", "worktree", "add", "--detach", str(target), name], cwd=REPO_ROOT, check=True)
-    return Variant(name, target)
-
-
-def remove(variant: Variant) -> None:
-    subprocess.run(["git", "worktree", "remove", "--force", str(variant.app_dir)], cwd=REPO_ROOT, check=False)
-
-
-def cpu_seconds(pid: int) -> float:
-    """The process and its live children: the iWF server runs under a log-filtering wrapper script."""
-    process = psutil.Process(pid)
-    total = 0.0
-    for member in [process, *process.children(recursive=True)]:
-        try:
-            times = member.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
-def engine_pids(e: Embedded) -> dict[str, int]:
-    pids = {name: process.pid for name, process in e.stack.started.items() if process.pid}
-    assert e.app.popen is not None
-    pids["app"] = e.app.popen.pid
-    return pids
-
-
-def short(kind: str | None) -> str:
-    return (kind or "?").removesuffix("_event_attributes")
-
-
-async def history_counts(temporal: TemporalClient, workflow_id: str) -> dict[str, Any]:
-    history = await temporal.get_workflow_handle(workflow_id).fetch_history()
-    kinds = Counter(short(event.WhichOneof("attributes")) for event in history.events)
-    markers = Counter(
-        event.marker_recorded_event_attributes.marker_name
-        for event in history.events
-        if event.WhichOneof("attributes") == "marker_recorded_event_attributes"
-    )
-    return {
-        "events": len(history.events),
-        "activities": kinds["activity_task_scheduled"],
-        # A local activity is recorded as a marker; iWF also records one version marker (workflow.GetVersion).
-        "local_activities": markers["LocalActivity"],
-        "markers": dict(markers),
-        "workflow_tasks": kinds["workflow_task_completed"],
-        "timers": kinds["timer_started"],
-        "updates": kinds["workflow_execution_update_accepted"],
-        "by_type": dict(kinds.most_common()),
-        "sequence": [short(event.WhichOneof("attributes")) for event in history.events],
-    }
-
-
-async def ledger_events(temporal: TemporalClient) -> dict[str, int]:
-    """Events in every delivery ledger workflow (one per owner and day; none before ledgers existed)."""
-    events: dict[str, int] = {}
-    async for execution in temporal.list_workflows():
-        if execution.id.startswith("ledger-"):
-            history = await temporal.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
-            events[execution.id] = len(history.events)
-    return events
 
 
 def same_shard(email_id: str, prefix: str) -> str:

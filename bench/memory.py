@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from bench.cost import cpu_seconds
+from bench.engine_figures import cpu_seconds
 from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary
 from bench.scale import pool, with_retries

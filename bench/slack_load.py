@@ -39,7 +39,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.cost import cpu_seconds
+from bench.engine_figures import cpu_seconds
 from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary
 from bench.scale import with_retries
