@@ -94,7 +94,9 @@ class Received:
 class SmtpSink:
     """aiosmtpd on loopback. Faults on demand: `reject_with` answers DATA with an SMTP error; `drop_after_data`
     takes the message, then closes the connection without answering (the sender cannot know it arrived);
-    `hold_replies` takes the message and keeps the answer back until the event is set.
+    `hold_replies` takes the message and keeps the answer back until the event is set; `hold_recipients`
+    keeps back the answer to RCPT (before any message is sent) until its event is set, `recipient_arrived`
+    telling when one is held.
 
     `fault`, if set, is asked about each message (its aiosmtpd envelope) before the switches above, from the
     sink's own thread, and may answer: an SMTP reply such as "451 4.3.0 try again" (the message is refused),
@@ -110,6 +112,8 @@ class SmtpSink:
     drop_after_data: bool = False
     hold_replies: threading.Event | None = None
     data_arrived: threading.Event = field(default_factory=threading.Event)
+    hold_recipients: threading.Event | None = None
+    recipient_arrived: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     fault: Callable[[Any], str | None] | None = None
     refuse_recipients: dict[str, str] = field(default_factory=dict)  # address -> the RCPT reply, e.g. "550 ..."
@@ -118,6 +122,11 @@ class SmtpSink:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         if address in self.refuse_recipients:
             return self.refuse_recipients[address]
+        held = self.hold_recipients
+        if held is not None:
+            self.recipient_arrived.set()
+            while not held.is_set():
+                await asyncio.sleep(0.05)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

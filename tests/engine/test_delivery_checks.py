@@ -5,6 +5,8 @@ user "delivery unknown". Without a Sent folder to ask, the same faults stay "unc
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,9 @@ def filing(smtp_sink: SmtpSink, imap_server: ImapServer) -> Iterator[SmtpSink]:
     smtp_sink.sent_folder = None
     smtp_sink.fault = None
     smtp_sink.drop_after_data = False
+    if smtp_sink.hold_recipients is not None:
+        smtp_sink.hold_recipients.set()
+        smtp_sink.hold_recipients = None
 
 
 async def test_a_connection_lost_after_the_server_took_the_message_is_confirmed_in_the_sent_folder(
@@ -133,3 +138,48 @@ async def test_the_app_killed_while_the_server_holds_its_answer_is_settled_by_th
     assert "checked the account's sent mail" in view["last_reply"]
     await asyncio.sleep(2)
     assert len(filing.to("kf@example.com")) == 1
+
+
+async def test_the_app_killed_before_the_message_left_is_sent_once_after_its_hand_over_is_over(
+    checking_api: Api, filing: SmtpSink, imap_server: ImapServer, checking_app: AppProcess
+) -> None:
+    """The delivering execution claimed the hand-over and died in the SMTP session before sending the
+    message. The next execution finds the claim and nothing in the Sent folder, but that claim may still be
+    sending (another replica, a slow server): it waits, durably, until any hand-over that old must be over
+    (the ledger's take-over age), looks again, and only then sends. Once, and with the Message-ID of the
+    first attempt."""
+    wid = unique("taken-over")
+    await checking_api.start(wid)
+    filing.hold_recipients = threading.Event()
+    filing.recipient_arrived.clear()
+    try:
+        await checking_api.say(wid, "to: takeover@example.com; subject: Late; body: Not lost; send in 1 seconds")
+        assert await asyncio.to_thread(filing.recipient_arrived.wait, 30), "the hand-over never reached RCPT"
+        checking_app.kill()
+    finally:
+        filing.hold_recipients.set()
+        filing.hold_recipients = None
+    await asyncio.to_thread(checking_app.start)
+    assert filing.to("takeover@example.com") == [], "killed before DATA: nothing was taken"
+
+    reasons: set[str] = set()
+    deadline = time.monotonic() + 150
+    view: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            view = await checking_api.describe(wid)
+        except (AssertionError, aiohttp.ClientError):
+            await asyncio.sleep(0.3)  # the engine may still be taking the restarted app's worker up
+            continue
+        reasons.add(view.get("last_error") or "")
+        if view["status"] in ("sent", "unconfirmed", "failed") and not view["pending_requests"]:
+            break
+        await asyncio.sleep(0.3)
+    assert view["status"] == "sent", view
+    assert any("interrupted moments ago" in reason for reason in reasons), reasons
+    [mail] = await wait_for_mail(filing, "takeover@example.com")
+    assert mail.message["Message-ID"] == view["sent_message_id"]
+    assert imap_server.message_ids().count(view["sent_message_id"]) == 1
+    assert "checked the account's sent mail" not in view["last_reply"], "it was sent, not found"
+    await asyncio.sleep(2)
+    assert len(filing.to("takeover@example.com")) == 1
