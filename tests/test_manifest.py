@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
 from bot.slack.assistant import PROMPTS
 from settings import REPO_ROOT
+from tests.slack_manifest import Manifest
 
 
 def manifest() -> dict[str, Any]:
@@ -48,3 +51,40 @@ def test_no_scope_for_an_api_the_app_does_not_call() -> None:
     """conversations.open / conversations.info (im:read) are not called anywhere."""
     code = "\n".join(p.read_text() for p in (REPO_ROOT / "bot").rglob("*.py"))
     assert not re.search(r"conversations_(open|info|list)", code)
+
+
+def test_the_manifest_has_the_shape_slack_accepts() -> None:
+    m = Manifest.model_validate(manifest())
+    assert m.settings is not None and m.settings.event_subscriptions is not None
+    events = m.settings.event_subscriptions.bot_events or []
+    assert len(events) == len(set(events)), "Slack refuses a repeated event"
+
+
+def test_http_mode_as_the_readme_describes_it_has_that_shape_too() -> None:
+    """README: for HTTP mode, turn Socket Mode off and set the three request URLs to /slack/events."""
+    m = manifest()
+    url = "https://email-agent.example.com/slack/events"
+    m["settings"]["socket_mode_enabled"] = False
+    m["settings"]["event_subscriptions"]["request_url"] = url
+    m["settings"]["interactivity"]["request_url"] = url
+    m["features"]["slash_commands"][0]["url"] = url
+    Manifest.model_validate(m)
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("display_information", "name"), "An email assistant name too long for Slack"),
+        (("features", "slash_commands", 0, "command"), "schedule-email"),
+        (("features", "assistant_view", "suggested_prompt"), []),
+        (("settings", "interactivity", "request_url"), "slack/events"),
+    ],
+)
+def test_the_shape_check_catches_what_slack_would_refuse(where: tuple[str | int, ...], value: object) -> None:
+    m = manifest()
+    node: Any = m
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    with pytest.raises(ValidationError):
+        Manifest.model_validate(m)
