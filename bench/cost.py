@@ -51,7 +51,7 @@ from bench.engine_figures import cpu_seconds, engine_pids, history_counts, ledge
 from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary
 from bench.variants import Variant, checkout, remove
-from bot.slack.app import thread_email_id
+from bot.slack.threads import thread_email_id
 from settings import REPO_ROOT
 from tests.fakes.slack_server import TEAM
 from tests.fakes.worker_gate import WorkerGate

@@ -32,7 +32,7 @@ import aiohttp
 
 from bench.harness import embedded
 from bench.latency import summary
-from bot.slack.app import thread_email_id
+from bot.slack.threads import thread_email_id
 from tests.fakes.slack_server import TEAM, Call, FakeSlack, action_body
 from tests.harness import Slack
 

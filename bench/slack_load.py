@@ -43,7 +43,7 @@ from bench.engine_figures import cpu_seconds
 from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary
 from bench.scale import with_retries
-from bot.slack.app import thread_email_id
+from bot.slack.threads import thread_email_id
 from tests.fakes.slack_server import TEAM, FakeSlack, action_body, event_body, message_event, sign
 from tests.harness import SLACK_SIGNING_SECRET, Api
 

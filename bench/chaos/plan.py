@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.slack.app import thread_email_id
+from bot.slack.threads import thread_email_id
 from tests.fakes.slack_server import TEAM
 
 MODEL_FAULTS = ("429", "500", "garbage", "timeout")

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest
 from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -29,25 +25,21 @@ from bot.slack.card import (
     APPLY_EDIT_ACTION,
     CANCEL_ACTION,
     CONFIRM_RECIPIENT_ACTION,
-    EMAIL_THREAD_EVENT,
     REMOVE_RECIPIENT_ACTION,
 )
 from bot.slack.controls import UNREACHABLE, OwnerControls, Replies
 from bot.slack.home import HomeRefresher
 from bot.slack.markup import escape, mentioned_users, to_plain
 from bot.slack.notes import ThreadNotes, Where
+from bot.slack.threads import RootUnavailable, ThreadDirectory, command_email_id, thread_email_id
 from bot.slack.users import ProfileUnavailable, UserCache
 from workflows.decisions import Policy
 from workflows.model import CancelInput, CardRef, Control, DraftInput, RequestResult, UserRequest
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 USAGE = (
     "Tell me what to write, e.g. `/schedule-email thank Bob (bob@example.com) for the demo, "
     "in Spanish, send tomorrow at 9am`. I will open a thread in our DM for it."
 )
-_ID_PART = re.compile(r"[^A-Za-z0-9.]")
 # A message with a file (file_share) is taken for its words; a thread reply also sent to the
 # conversation (thread_broadcast) is a thread reply like any other.
 TAKEN_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
@@ -63,11 +55,6 @@ COMMAND_REPEATED = (
     "You sent me these same words a moment ago: that email is already under way in its thread in our DM. "
     "Reply there to change it."
 )
-
-
-class RootUnavailable(Exception):
-    """conversations.replies failed: whose thread this is cannot be told, so the message waits for Slack to
-    deliver it again instead of being answered "no email here" and dropped."""
 
 
 NO_EMAIL_HERE = "I don't have an email for this thread. Send me a new message to start one."
@@ -94,11 +81,6 @@ def files_not_attached(names: list[str]) -> str:
     return f"I used the words of your message. The {what} not added to the email: emails go out without attachments."
 
 
-def thread_email_id(team: str, channel: str, thread_ts: str) -> str:
-    """One workflow per thread, named by where it lives, so any replica finds it without a lookup."""
-    return "slack-" + "-".join(_ID_PART.sub("", part) for part in (team, channel, thread_ts))
-
-
 class SlackBot:
     def __init__(self, engine: EmailEngine, client: AsyncWebClient, users: UserCache, replies: Replies):
         self._engine = engine
@@ -106,8 +88,7 @@ class SlackBot:
         self._users = users
         self._replies = replies
         self._notes = ThreadNotes(client)
-        self._threads: dict[tuple[str, str], str] = {}  # (channel, thread ts) -> email id, bot-opened threads
-        self._roots: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, thread ts) -> its root message
+        self._threads = ThreadDirectory(client)
 
     def register(self, app: AsyncApp) -> None:
         app.event("message")(self.on_message)
@@ -177,7 +158,7 @@ class SlackBot:
             return await self._request(team, where, request, untracked=False)
         except EmailNotFound:
             pass
-        if is_assistant_thread(event, await self._root_of(where.channel, where.thread_ts)):
+        if is_assistant_thread(event, await self._threads.root_of(where.channel, where.thread_ts)):
             return await self._start(team, where, request, assistant=True)
         await self._notes.say(where, NO_EMAIL_HERE)
         return None
@@ -194,7 +175,7 @@ class SlackBot:
     ) -> RequestResult | None:
         """`untracked`: a thread with no email is answered so; else EmailNotFound is the caller's."""
         try:
-            result = await self._in_thread(
+            result = await self._threads.run(
                 team, where.channel, where.thread_ts, lambda e: self._engine.request(e, request)
             )
         except EmailNotFound:
@@ -208,48 +189,6 @@ class SlackBot:
         if not result.accepted:
             await self._notes.say(where, f"I can't take that now: {result.detail}.")
         return result
-
-    async def _in_thread(self, team: str, channel: str, thread_ts: str, call: Callable[[str], Awaitable[T]]) -> T:
-        """Runs `call` on the email of a thread: the one named by the thread, or, for a thread the bot
-        opened (a slash command), the one named in its root message's metadata (looked up once)."""
-        email_id = self._threads.get((channel, thread_ts)) or thread_email_id(team, channel, thread_ts)
-        try:
-            return await call(email_id)
-        except EmailNotFound:
-            named = await self._email_named_by_root(channel, thread_ts)
-            if named is None or named == email_id:
-                raise
-        self._threads[(channel, thread_ts)] = named
-        while len(self._threads) > 10_000:
-            self._threads.pop(next(iter(self._threads)))
-        return await call(named)
-
-    async def _root_of(self, channel: str, thread_ts: str) -> dict[str, Any] | None:
-        """A thread's root message (with its metadata), looked up once: it says whose thread it is."""
-        if (channel, thread_ts) in self._roots:
-            return self._roots[(channel, thread_ts)]
-        try:
-            replies = await self._client.conversations_replies(
-                channel=channel, ts=thread_ts, limit=1, include_all_metadata=True
-            )
-        except SlackApiError as error:
-            log.warning("conversations.replies failed for %s: %s", thread_ts, error.response.get("error"))
-            raise RootUnavailable(thread_ts) from error
-        found = [m for m in replies.get("messages") or [] if str(m.get("ts")) == thread_ts]
-        if not found:
-            return None  # not visible (yet): asked again next time, never remembered as "nobody's"
-        root = dict(found[0])
-        self._roots[(channel, thread_ts)] = root
-        while len(self._roots) > 10_000:
-            self._roots.pop(next(iter(self._roots)))
-        return root
-
-    async def _email_named_by_root(self, channel: str, thread_ts: str) -> str | None:
-        metadata = ((await self._root_of(channel, thread_ts)) or {}).get("metadata") or {}
-        if metadata.get("event_type") != EMAIL_THREAD_EVENT:
-            return None
-        named = metadata.get("event_payload", {}).get("email_id")
-        return str(named) if named else None
 
     async def _on_edit(self, team: str, event: dict[str, Any]) -> None:
         message = event.get("message") or {}
@@ -267,7 +206,7 @@ class SlackBot:
         thread_ts = str(message.get("thread_ts") or message.get("ts"))
         draft = DraftInput(text=text, actor=user)
         try:
-            await self._in_thread(team, event["channel"], thread_ts, lambda e: self._engine.save_draft(e, draft))
+            await self._threads.run(team, event["channel"], thread_ts, lambda e: self._engine.save_draft(e, draft))
         except (EmailNotFound, EmailClosed):
             return  # an edit in an untracked or finished thread changes nothing
 
@@ -288,7 +227,7 @@ class SlackBot:
         # the same words from the same user within a few minutes name the same email, so that makes one.
         window = int(time.time() // COMMAND_REPEAT_SECONDS)
         key = hashlib.sha256(f"{team}\0{user}\0{text}\0{window}".encode()).hexdigest()[:20]
-        email_id = f"slack-{_ID_PART.sub('', team)}-cmd-{key}"
+        email_id = command_email_id(team, key)
         request = UserRequest(text=text, message_id=f"cmd:{key}", actor=user)
         card = CardRef(channel=user, root_text=f":email: New email: {escape(text)}")
         try:

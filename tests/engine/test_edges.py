@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.slack.app import thread_email_id
+from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM, FakeSlack, action_body
 from tests.fakes.worker_gate import STATE_EXECUTE, WorkerGate, rpc_call, state_call

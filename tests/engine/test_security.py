@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.slack.app import thread_email_id
+from bot.slack.threads import thread_email_id
 from tests.fakes.slack_server import TEAM, action_body
 from tests.harness import (
     API_TOKEN,

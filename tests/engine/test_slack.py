@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.slack.app import COMMAND_REPEATED, FILES_ONLY, NO_PROFILE, thread_email_id
+from bot.slack.app import COMMAND_REPEATED, FILES_ONLY, NO_PROFILE
+from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import (
     TEAM,

@@ -17,11 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.slack.app import thread_email_id
 from bot.slack.assistant import GREETING, LISTING_QUESTION, STATUS_WRITING
 from bot.slack.card import CANCEL_ACTION, EDIT_ACTION, SEND_NOW_ACTION, UNDO_ACTION
 from bot.slack.home import OPEN_THREAD_ACTION
 from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO
+from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM, Call, FakeSlack
 from tests.fakes.socket_mode import FakeSocketMode
