@@ -49,7 +49,11 @@ log = logging.getLogger(__name__)
 ENGINE_KEY = web.AppKey("engine", EmailEngine)
 TOKEN_KEY = web.AppKey("api_token", str)
 SIGNER_KEY = web.AppKey("token_signer", TokenSigner)
-EMAIL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+# Slack's interactive payloads carry the whole view or message they came from (a full App Home, a modal with
+# a long body): far more than an API body. The app reads up to this; API bodies are held to their own limit.
+SLACK_MAX_BODY_BYTES = 1024 * 1024
+EMAIL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")  # fullmatch: no trailing newline
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -119,6 +123,8 @@ def require_token(request: web.Request) -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <API_TOKEN>)")
+    if not token.isascii():  # every token this app issues is ASCII (aiohttp hands other bytes on as escapes)
+        raise ApiError(401, "unauthorized", "invalid or expired bearer token")
     if hmac.compare_digest(token.encode(), request.app[TOKEN_KEY].encode()):
         return Caller()
     user_token = request.app[SIGNER_KEY].verify(token)
@@ -134,7 +140,7 @@ def require_admin(request: web.Request) -> None:
 
 def email_id(request: web.Request) -> str:
     value = request.match_info["email_id"]
-    if not EMAIL_ID.match(value):
+    if not EMAIL_ID.fullmatch(value):
         raise ApiError(400, "bad_id", "ids are 1-200 characters of letters, digits, '.', '_', ':' and '-'")
     if value.startswith(LEDGER_PREFIX):  # predictable: an email there would block its owner's sends
         raise ApiError(400, "bad_id", f"ids beginning with '{LEDGER_PREFIX}' are reserved for delivery ledgers")
@@ -143,12 +149,17 @@ def email_id(request: web.Request) -> str:
 
 async def body_of(request: web.Request, model: type[M], optional: bool = False) -> M:
     raw = await request.read()
+    limit = request.app.get(MAX_BODY_KEY)
+    if limit is not None and len(raw) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
     if not raw.strip() and optional:
         return model()
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {error}") from error
+    except RecursionError as error:
+        raise ApiError(400, "bad_json", "the body is not valid JSON here: it is nested too deeply") from error
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -323,6 +334,7 @@ def add_api_routes(app: web.Application, engine: EmailEngine, api_token: str) ->
 
 
 def public_app(engine: EmailEngine, api_token: str, max_body_bytes: int) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json], client_max_size=max_body_bytes)
+    app = web.Application(middlewares=[errors_as_json], client_max_size=max(max_body_bytes, SLACK_MAX_BODY_BYTES))
+    app[MAX_BODY_KEY] = max_body_bytes
     add_api_routes(app, engine, api_token)
     return app

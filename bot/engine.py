@@ -163,6 +163,10 @@ class EmailEngine:
         except UnexpectedStatus as error:
             # A status the SDK has no model for: iWF's 500 (Temporal down) or a load balancer's 502/503.
             raise EngineUnavailable(f"the workflow engine answered {error.status_code}") from error
+        except json.JSONDecodeError as error:
+            # The SDK reads an error answer as iWF's JSON: a proxy's text or HTML page ("upstream connect error")
+            # in front of the iWF server is not, and means the engine was not reached.
+            raise EngineUnavailable("the workflow engine answered with something that is not iWF's JSON") from error
         except RuntimeError as error:
             status = engine_error_status(error)  # the SDK's RPC path re-raises UnexpectedStatus untyped
             if status is None:

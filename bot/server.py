@@ -147,20 +147,22 @@ class RunningApp:
         )
 
         async def slack_events(request: web.Request) -> web.Response:
-            bolt_request = await to_bolt_request(request)
+            try:
+                bolt_request = await to_bolt_request(request)
+                text = await request.text()
+            except (UnicodeDecodeError, LookupError):  # not UTF-8, or a charset nobody knows: not from Slack
+                return web.json_response({"error": "the body is not UTF-8 text"}, status=400)
             signature = request.headers.get("X-Slack-Signature", "")
             timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
             # Only a validly signed request is remembered, so a forger cannot fill the guard; Bolt
             # refuses the invalid ones itself.
-            valid = bool(
-                verifier and timestamp.isdigit() and verifier.is_valid(await request.text(), timestamp, signature)
-            )
-            if valid and replays.seen(signature):
+            valid = bool(verifier and timestamp.isdigit() and verifier.is_valid(text, timestamp, signature))
+            if valid and not replays.claim(signature):
                 log.warning("refused a replayed Slack request")
                 return web.json_response({"error": "replayed request"}, status=401)
             response = await slack.async_dispatch(bolt_request)
-            if valid and response.status < 500:
-                replays.remember(signature)
+            if valid and response.status >= 500:
+                replays.forget(signature)
             return await to_aiohttp_response(response)
 
         if settings.slack_signing_secret:

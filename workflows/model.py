@@ -92,8 +92,11 @@ class CardRef(BaseModel):
     assistant: bool = Field(False, description="An AI-app assistant thread: its status and title follow the email.")
 
 
+MAX_REQUEST_CHARS = 8000  # of one message or draft: the model reads every message of the conversation
+
+
 class UserRequest(BaseModel):
-    text: str = Field(min_length=1, max_length=8000)
+    text: str = Field(min_length=1, max_length=MAX_REQUEST_CHARS)
     message_id: str | None = Field(
         None,
         max_length=200,
@@ -130,7 +133,7 @@ class RequestResult(BaseModel):
 
 
 class DraftInput(BaseModel):
-    text: str = Field(max_length=8000)
+    text: str = Field(max_length=MAX_REQUEST_CHARS)
     actor: str | None = None
 
 

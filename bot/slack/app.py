@@ -34,7 +34,7 @@ from bot.slack.notes import ThreadNotes, Where
 from bot.slack.threads import RootUnavailable, ThreadDirectory, command_email_id, thread_email_id
 from bot.slack.users import ProfileUnavailable, UserCache
 from workflows.decisions import Policy
-from workflows.model import CancelInput, CardRef, Control, DraftInput, RequestResult, UserRequest
+from workflows.model import MAX_REQUEST_CHARS, CancelInput, CardRef, Control, DraftInput, RequestResult, UserRequest
 
 USAGE = (
     "Tell me what to write, e.g. `/schedule-email thank Bob (bob@example.com) for the demo, "
@@ -51,6 +51,10 @@ FILES_ONLY = (
 
 
 COMMAND_REPEAT_SECONDS = 600
+COMMAND_UNREACHABLE = (
+    "I could not reach the email service just now, so I did not start this email. "
+    "Please run the command again in a moment."
+)
 COMMAND_REPEATED = (
     "You sent me these same words a moment ago: that email is already under way in its thread in our DM. "
     "Reply there to change it."
@@ -73,6 +77,13 @@ def slack_retry_num(request: AsyncBoltRequest) -> int:
     """Which re-delivery this is (0: the first delivery); Socket Mode's envelopes carry it as the same header."""
     values = request.headers.get("x-slack-retry-num") or []
     return int(values[0]) if values and values[0].isdigit() else 0
+
+
+def too_long(chars: int, what: str = "message") -> str:
+    return (
+        f"Your {what} is {chars:,} characters long; I can read up to {MAX_REQUEST_CHARS:,} at a time, so I did "
+        "not take it. Please send a shorter one (for a long text to answer, the part that matters)."
+    )
 
 
 def files_not_attached(names: list[str]) -> str:
@@ -119,6 +130,9 @@ class SlackBot:
         if not text:
             if files:
                 await self._notes.say(where, FILES_ONLY)
+            return
+        if len(text) > MAX_REQUEST_CHARS:
+            await self._notes.say(where, too_long(len(text)))
             return
         user_request = UserRequest(text=text, message_id=f"{channel}:{ts}", actor=user)
         result: RequestResult | None = None
@@ -204,6 +218,9 @@ class SlackBot:
         if not text:
             return
         thread_ts = str(message.get("thread_ts") or message.get("ts"))
+        if len(text) > MAX_REQUEST_CHARS:  # not kept as the draft: the earlier draft stays
+            await self._notes.say(Where(event["channel"], thread_ts), too_long(len(text), "edited message"))
+            return
         draft = DraftInput(text=text, actor=user)
         try:
             await self._threads.run(team, event["channel"], thread_ts, lambda e: self._engine.save_draft(e, draft))
@@ -222,6 +239,9 @@ class SlackBot:
         if not text:
             await ack(response_type="ephemeral", text=USAGE)
             return
+        if len(text) > MAX_REQUEST_CHARS:
+            await ack(response_type="ephemeral", text=too_long(len(text), "command"))
+            return
         user, team = command["user_id"], command["team_id"]
         # Slack never retries a command, but a user whose command timed out on Slack's side types it again:
         # the same words from the same user within a few minutes name the same email, so that makes one.
@@ -235,7 +255,12 @@ class SlackBot:
         except ProfileUnavailable:
             await ack(response_type="ephemeral", text=NO_PROFILE)  # nothing started: the user runs it again
             return
-        if not await self._engine.start(email_id, start):
+        try:
+            started = await self._engine.start(email_id, start)
+        except (EngineBusy, EngineUnavailable):
+            await ack(response_type="ephemeral", text=COMMAND_UNREACHABLE)
+            return
+        if not started:
             await ack(response_type="ephemeral", text=COMMAND_REPEATED)
             return
         await ack(response_type="ephemeral", text="On it: I am opening a thread for this email in our DM.")
@@ -291,11 +316,13 @@ class SlackBot:
         channel = body["channel"]["id"]
         thread_ts = str(body["message"].get("thread_ts") or body["message"]["ts"])
         text = f"I edited my request, use this instead: {view.draft}"
+        if len(text) > MAX_REQUEST_CHARS:  # a draft at the limit: its own words, without the preamble
+            text = view.draft
         digest = hashlib.sha256(view.draft.encode()).hexdigest()[:16]
         request = UserRequest(text=text, message_id=f"edit:{thread_ts}:{digest}", actor=user)
         try:
             await self._request(str(body.get("team", {}).get("id") or ""), Where(channel, thread_ts), request)
-        except (EngineBusy, EngineUnavailable):
+        except (EngineBusy, EngineUnavailable, RootUnavailable):
             await self._replies.tell(body, UNREACHABLE)
 
     # --- assistant threads (AI app surface) --------------------------------------------

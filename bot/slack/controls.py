@@ -20,6 +20,7 @@ from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, Engi
 from bot.slack.card import EDIT_ACTION, SEND_NOW_ACTION, UNDO_ACTION
 from bot.slack.home import OPEN_THREAD_ACTION, HomeRefresher
 from bot.slack.modal import EDIT_CALLBACK, TO, Opened, edit_modal, field_errors, read_edit
+from bot.slack.web_errors import SLACK_CALL_FAILED, reason
 from workflows.decisions import Policy, edit_errors
 from workflows.model import Control, ControlKind, EmailStatus, utcnow
 
@@ -40,16 +41,22 @@ class Replies:
     async def tell(self, body: dict[str, Any], text: str) -> None:
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id")
-        if channel:
-            await self._client.chat_postEphemeral(channel=channel, user=user, text=text)
-        else:
+        if not channel:
             await self._home.publish(user, notice=text)
+            return
+        try:
+            await self._client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except SLACK_CALL_FAILED as error:  # the last word of a handler: logged, never a failed listener
+            log.warning("could not tell %s %r: %s", user, text[:80], reason(error))
 
     async def finished(self, email_id: str) -> str:
+        """What to say about an email the engine called finished or unknown (describe says which state)."""
         try:
             view = await self._engine.describe(email_id)
         except EmailNotFound:
             return "I can't find this email any more."
+        except (EmailClosed, EngineBusy, EngineUnavailable):
+            return "This email is finished; nothing changed."
         return f"This email is already {view.status.value}; nothing changed."
 
     async def control(self, body: dict[str, Any], email_id: str, control: Control) -> None:

@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailEngine, EngineBusy, EngineUnavailable
 from bot.slack.card import LABELS, UNDO_ACTION, button, can_send_now, cancel_button, send_now_label, undo_text
 from bot.slack.card import SEND_NOW_ACTION as SEND_NOW
 from bot.slack.markup import escape
+from bot.slack.web_errors import SLACK_CALL_FAILED, reason
 from workflows.model import EmailStatus, EmailView, utcnow
 
 log = logging.getLogger(__name__)
@@ -201,8 +201,8 @@ class HomeRefresher:
             view = home_view(emails, await self._permalinks(emails), notice)
             try:
                 await self._client.views_publish(user_id=user, view=view)
-            except SlackApiError as error:
-                log.warning("views.publish failed for %s: %s", user, error.response.get("error"))
+            except SLACK_CALL_FAILED as error:
+                log.warning("views.publish failed for %s: %s", user, reason(error))
         if len(self._last) > 10_000:  # forget users idle for longer than the throttle cares about
             horizon = time.monotonic() - self._interval
             self._last = {u: t for u, t in self._last.items() if t > horizon}
@@ -227,7 +227,7 @@ class HomeRefresher:
     async def _permalink(self, channel: str, thread_ts: str) -> str:
         try:
             answer = await self._client.chat_getPermalink(channel=channel, message_ts=thread_ts)
-        except SlackApiError as error:
-            log.warning("chat.getPermalink failed for %s: %s", thread_ts, error.response.get("error"))
+        except SLACK_CALL_FAILED as error:
+            log.warning("chat.getPermalink failed for %s: %s", thread_ts, reason(error))
             return ""
         return str(answer.get("permalink") or "")

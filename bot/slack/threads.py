@@ -9,11 +9,11 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailNotFound
 from bot.slack.card import EMAIL_THREAD_EVENT
+from bot.slack.web_errors import SLACK_CALL_FAILED, reason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,8 +66,8 @@ class ThreadDirectory:
             replies = await self._client.conversations_replies(
                 channel=channel, ts=thread_ts, limit=1, include_all_metadata=True
             )
-        except SlackApiError as error:
-            log.warning("conversations.replies failed for %s: %s", thread_ts, error.response.get("error"))
+        except SLACK_CALL_FAILED as error:
+            log.warning("conversations.replies failed for %s: %s", thread_ts, reason(error))
             raise RootUnavailable(thread_ts) from error
         found = [m for m in replies.get("messages") or [] if str(m.get("ts")) == thread_ts]
         if not found:

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.web_errors import SLACK_CALL_FAILED, reason
 from workflows.model import StartInput
 from workflows.recipients import RecipientError, normalize
 from workflows.sendtime import is_valid_timezone
@@ -75,12 +75,11 @@ class UserCache:
             return cached[0]
         try:
             info = (await self.client.users_info(user=user))["user"]
-        except SlackApiError as error:
-            reason = error.response.get("error")
+        except SLACK_CALL_FAILED as error:  # Slack's error answer, or none at all
             if cached:  # expired, but a zone and a name a day old beat none
-                log.warning("users.info failed for %s: %s; using what it said before", user, reason)
+                log.warning("users.info failed for %s: %s; using what it said before", user, reason(error))
                 return cached[0]
-            log.warning("users.info failed for %s: %s", user, reason)
+            log.warning("users.info failed for %s: %s", user, reason(error))
             return None  # not cached: try again next time
         zone = str(info.get("tz") or "UTC")
         details = info.get("profile") or {}

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from bot.slack.app import COMMAND_UNREACHABLE
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import API_TOKEN, Api, AppProcess, Engine, SmtpSink, app_env, free_port, unique
+from tests.fakes.slack_server import FakeSlack, command_body
+from tests.harness import API_TOKEN, Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port, unique
 
 pytestmark = pytest.mark.engine
 
@@ -171,4 +177,95 @@ async def test_an_unreachable_worker_answers_503_with_retry_after(
                     assert int(response.headers["Retry-After"]) > 0
     finally:
         app.stop()
+    assert "unhandled error" not in app.log_tail(200)
+
+
+async def _raw_status(base_url: str, request: bytes) -> int:
+    """Sends bytes no HTTP client library would (a header that is not UTF-8) and reads the status code."""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        status_line = await reader.readline()
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+async def test_malformed_requests_get_a_clear_4xx_never_a_500(api: Api, app_process: AppProcess) -> None:
+    wid = unique("malformed")
+    await api.start(wid)
+    token_not_utf8 = b"Authorization: Bearer \xff\xfe"
+    request = b"GET /api/emails/" + wid.encode() + b" HTTP/1.1\r\nHost: t\r\n" + token_not_utf8 + b"\r\n"
+    assert await _raw_status(app_process.base_url, request + b"Connection: close\r\n\r\n") == 401
+
+    deep = "[" * 10_000 + "]" * 10_000  # well within the size limit, deeper than any JSON parser follows
+    headers = {"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"}
+    url = f"{app_process.base_url}/api/emails/{wid}/messages"
+    async with api.session.post(url, data=deep, headers=headers) as response:
+        body = await response.json()
+        assert response.status == 400 and body["error"]["code"] == "bad_json", body
+
+    status, body = await api.call("GET", f"/api/emails/{wid}%0A")  # "<id>\n" once decoded
+    assert status == 400 and body["error"]["code"] == "bad_id", body
+    assert "unhandled error" not in app_process.log_tail(200)
+
+
+async def test_a_proxy_answering_for_the_engine_with_text_is_503_not_500(
+    engine: Engine, fake_openai: FakeOpenAI, smtp_sink: SmtpSink, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    """Between the app and the iWF server sits a proxy whose upstream is down: it answers 502 with a text page,
+    not iWF's JSON. Every operation is then "the engine is out of reach" (503, Retry-After), and a slash
+    command says so to the user instead of failing."""
+
+    async def upstream_down(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=502, text="upstream connect error or disconnect/reset before headers")
+
+    proxy = web.Application()
+    proxy.router.add_route("*", "/{tail:.*}", upstream_down)
+    runner = web.AppRunner(proxy)
+    await runner.setup()
+    proxy_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", proxy_port).start()
+    port = free_port()
+    env = app_env(
+        port,
+        f"http://127.0.0.1:{proxy_port}",
+        engine.temporal_host_port,
+        tmp_path,
+        fake_openai.base_url,
+        smtp_sink.port,
+        slack_api_url=fake_slack.api_url,
+    )
+    app = AppProcess(env=env, log_path=tmp_path / "app.log", base_url=f"http://127.0.0.1:{port}")
+    app.start()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            wid = unique("proxied")
+            headers = {"Authorization": f"Bearer {API_TOKEN}"}
+            for method, path, payload in (
+                ("POST", "", {}),
+                ("GET", "", None),
+                ("POST", "/messages", {"text": "hi", "message_id": "m1"}),
+                ("PUT", "/draft", {"text": "hi"}),
+                ("POST", "/cancel", None),
+            ):
+                url = f"{app.base_url}/api/emails/{wid}{path}"
+                async with session.request(method, url, json=payload, headers=headers) as response:
+                    body = await response.json()
+                    assert response.status == 503, (method, path, body)
+                    assert body["error"]["code"] == "engine_unavailable", body
+                    assert int(response.headers["Retry-After"]) > 0
+            user = f"UPROXY{time.time_ns() % 10**9}"
+            slack = Slack(session, app, fake_slack)
+            status, text = await slack.post(
+                command_body("to: p@example.com; subject: P; body: P", user, fake_slack.response_url(user)),
+                "application/x-www-form-urlencoded",
+            )
+            assert status == 200 and json.loads(text) == {"response_type": "ephemeral", "text": COMMAND_UNREACHABLE}
+    finally:
+        app.stop()
+        await runner.cleanup()
     assert "unhandled error" not in app.log_tail(200)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +22,7 @@ from tests.fakes.slack_server import (
     Call,
     FakeSlack,
     action_body,
+    action_payload,
     command_body,
     event_body,
     file_object,
@@ -481,3 +484,85 @@ async def test_slash_command_text_is_decoded(slack: Slack, smtp_sink: SmtpSink) 
     assert status == 200
     [mail] = await wait_for_mail(smtp_sink, "rnd@example.com")
     assert mail.message["Subject"] == "R&D <weekly>"
+
+
+async def test_on_slacks_last_delivery_with_slack_out_of_reach_the_user_is_told(slack: Slack, api: Api) -> None:
+    """users.info gets no answer at all (connections dropped: slack_sdk raises aiohttp's error, not Slack's):
+    the same as an error answer, left unacked until Slack's last delivery, which says so."""
+    user = user_id("dropped")
+    slack.fake.drop_next["users.info"] = 100  # every try, the client's own retries included
+    channel, ts = f"D{user}", slack.fake.new_ts()
+    body = event_body(message_event(user, ts, "hello"), event_id=f"Ev{ts.replace('.', '')}")
+    try:
+        assert await _deliver(slack, body, retry=3) == 200
+        assert slack.fake.drop_next["users.info"] < 100, "users.info was called, and got no answer"
+    finally:
+        slack.fake.drop_next.pop("users.info", None)
+    [said] = slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
+    assert said.args["text"] == NO_PROFILE
+    status, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, channel, ts)}")
+    assert status == 404
+
+
+async def test_a_message_longer_than_the_assistant_reads_is_answered_and_starts_nothing(slack: Slack, api: Api) -> None:
+    """Slack allows about 40,000 characters; the assistant reads up to 8,000 per message. The user is told
+    (once), instead of the message failing on every delivery and being dropped."""
+    user = user_id("long")
+    text = "to: long@example.com; subject: Long; body: " + "words " * 1_600
+    channel, ts = await slack.dm(user, text)
+    [note] = slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
+    assert f"{len(text.strip()):,} characters" in note.args["text"] and "8,000" in note.args["text"], note.args
+    status, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, channel, ts)}")
+    assert status == 404
+
+
+async def test_a_click_carrying_a_large_message_is_taken(slack: Slack, api: Api) -> None:
+    """Slack's interactive payloads carry the whole message or view they came from (a card with a long
+    body, a full App Home): more than an API body may be (64 KiB), and still Slack's to send."""
+    user = user_id("bigclick")
+    channel, ts = await slack.dm(user, "to: big@example.com; subject: Big; body: Hi; tomorrow at 9am")
+    email_id = thread_email_id(TEAM, channel, ts)
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Big")
+    payload = action_payload("cancel_email", email_id, user, channel, card, ts)
+    long_body = "Lorem ipsum dolor sit amet. " * 3_000  # about 84 KB of the card's text, as Slack sends it back
+    payload["message"]["blocks"] = [{"type": "section", "text": {"type": "mrkdwn", "text": long_body}}]
+    body = urlencode({"payload": json.dumps(payload)})
+    assert len(body) > 64 * 1024
+    status, _ = await slack.post(body, "application/x-www-form-urlencoded")
+    assert status == 200
+    view = await api.wait_for(email_id, "canceled")
+    assert view["status"] == "canceled"
+
+
+async def test_a_body_that_is_not_utf8_is_a_bad_request(slack: Slack) -> None:
+    async with slack.session.post(
+        slack.url, data=b'{"type": "event_callback", "x": "\xff\xfe"}', headers={"Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 400, await response.text()
+
+
+async def test_a_replay_sent_while_the_original_is_being_handled_is_refused(slack: Slack, api: Api) -> None:
+    """The original's handling is held (its users.info call waits); the same signed request arrives again
+    meanwhile: refused at once, and the original goes on to start its email, once."""
+    user = user_id("replayheld")
+    channel, ts = f"D{user}", slack.fake.new_ts()
+    body = event_body(message_event(user, ts, "to: rh@example.com; subject: Held; body: Hi"), f"Ev{ts}")
+    signed = sign(SLACK_SIGNING_SECRET, body)
+    release = threading.Event()
+    slack.fake.held.clear()
+    slack.fake.hold["users.info"] = release
+    try:
+        original = asyncio.create_task(slack.post(body, "application/json", signed=signed))
+        assert await asyncio.to_thread(slack.fake.held.wait, 10), "the original never reached users.info"
+        status, text = await slack.post(body, "application/json", signed=signed)
+        assert status == 401 and "replayed" in text, (status, text)
+    finally:
+        release.set()
+        slack.fake.hold.pop("users.info", None)
+    status, _ = await original
+    assert status == 200
+    view = await api.wait_for(thread_email_id(TEAM, channel, ts), "waiting")
+    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == [
+        "to: rh@example.com; subject: Held; body: Hi"
+    ]

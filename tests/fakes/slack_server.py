@@ -8,11 +8,13 @@ answers apps.connections.open and serves that fake's websocket (tests/fakes/sock
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
 import json
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -42,6 +44,9 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     answered_ts: dict[int, str] = field(default_factory=dict)  # call index -> ts it answered with
     rate_limit_next: dict[str, int] = field(default_factory=dict)
+    drop_next: dict[str, int] = field(default_factory=dict)  # method -> calls answered by closing the connection
+    hold: dict[str, threading.Event] = field(default_factory=dict)  # method -> calls wait until the event is set
+    held: threading.Event = field(default_factory=threading.Event)  # set when a call is being held
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (channel, ts) -> message
     emails: dict[str, dict[str, str]] = field(default_factory=dict)  # user -> {"email": ...}
     socket_mode: FakeSocketMode | None = None
@@ -103,6 +108,15 @@ class FakeSlack:
             if self.socket_mode is None:
                 return web.json_response({"ok": False, "error": "not_allowed"})
             return web.json_response(self.socket_mode.open_url(authorization))
+        if self.drop_next.get(method):  # Slack out of reach: no answer at all
+            self.drop_next[method] -= 1
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=503)  # never reaches the client: the connection is gone
+        if (release := self.hold.get(method)) is not None:
+            self.held.set()
+            while not release.is_set():
+                await asyncio.sleep(0.02)
         if self.rate_limit_next.get(method):
             self.rate_limit_next[method] -= 1
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
