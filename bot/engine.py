@@ -198,7 +198,7 @@ class EmailEngine:
         try:
             raw = await self._rpc(email_id, Wf.send_request, request.model_dump_json())
         except EmailClosed:
-            if (await self._closed_record(email_id)).has_taken(request.message_id):
+            if await self._took_before_the_end(email_id, request.actor, request.message_id):
                 return RequestResult(accepted=True, duplicate=True, detail="already received")
             raise
         return RequestResult.model_validate_json(raw)
@@ -207,8 +207,18 @@ class EmailEngine:
         """An owner's decision, queued in order with requests; idempotent by message_id like them."""
         if not control.message_id:
             control = control.model_copy(update={"message_id": f"auto:{uuid.uuid4()}"})
-        raw = await self._rpc(email_id, Wf.control, control.model_dump_json())
+        try:
+            raw = await self._rpc(email_id, Wf.control, control.model_dump_json())
+        except EmailClosed:
+            if await self._took_before_the_end(email_id, control.actor, control.message_id):
+                return ActionResult(ok=True, already=True, detail="already received")
+            raise
         return ActionResult.model_validate_json(raw)
+
+    async def _took_before_the_end(self, email_id: str, actor: str | None, message_id: str | None) -> bool:
+        """A retry reaching an ended email whose first try was taken (its owner's only: others learn nothing)."""
+        record = await self._closed_record(email_id)
+        return (not record.owner or actor == record.owner) and record.has_taken(message_id)
 
     async def save_draft(self, email_id: str, draft: DraftInput) -> ActionResult:
         raw = await self._rpc(email_id, Wf.save_draft, draft.model_dump_json())

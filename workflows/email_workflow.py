@@ -137,11 +137,13 @@ class EmailAgentWorkflow(ObjectWorkflow):
         request = UserRequest.model_validate_json(input)
         record = Record(persistence)
         refusal, why = _refusal(record, request.actor)
+        inbox = record.inbox
+        # A retry of a request taken before the email went out (its answer lost) is told so, not "too late":
+        # its words are in what is being sent. Only its owner learns that, though.
+        if refusal != "forbidden" and request.message_id and request.message_id in inbox:
+            return RequestResult(accepted=True, duplicate=True, detail="already received").model_dump_json()
         if refusal:
             return RequestResult(accepted=False, detail=why, refusal=refusal).model_dump_json()
-        inbox = record.inbox
-        if request.message_id and request.message_id in inbox:
-            return RequestResult(accepted=True, duplicate=True, detail="already received").model_dump_json()
         queued = record.pending
         communication.publish_to_internal_channel(CH_USER_INPUT, request.model_dump_json())
         record.set(DA_PENDING, queued + 1)
@@ -171,11 +173,11 @@ class EmailAgentWorkflow(ObjectWorkflow):
         control = Control.model_validate_json(input)
         record = Record(persistence)
         refusal, why = _refusal(record, control.actor)
+        inbox = record.inbox
+        if refusal != "forbidden" and control.message_id and control.message_id in inbox:
+            return ActionResult(ok=True, already=True, detail="already received").model_dump_json()
         if refusal:
             return ActionResult(ok=False, detail=why, refusal=refusal).model_dump_json()
-        inbox = record.inbox
-        if control.message_id and control.message_id in inbox:
-            return ActionResult(ok=True, already=True, detail="already received").model_dump_json()
         communication.publish_to_internal_channel(CH_CONTROL, control.model_dump_json())
         record.set(DA_PENDING, record.pending + 1)
         if control.message_id:

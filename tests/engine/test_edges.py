@@ -356,3 +356,38 @@ async def _wait_ephemeral(fake: FakeSlack, user: str, text: str, timeout: float 
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"no ephemeral {text!r} for {user}: {[c.args for c in fake.of('chat.postEphemeral')]}")
+
+
+async def test_a_retry_of_a_request_or_control_taken_before_the_send_is_told_duplicate(
+    gated: tuple[AppProcess, WorkerGate], gated_api: Api, smtp_sink: SmtpSink
+) -> None:
+    """The answer to a message (or a Send now) is lost and the client retries it while the email is being
+    delivered (the delivery's callback held at the gate) or after: it was taken, and its words are what goes
+    out, so the answer is "duplicate" / "already", not "too late" or "finished"."""
+    _, gate = gated
+    api = gated_api
+    wid, now = unique("retried"), unique("now")
+    await api.start(wid)
+    text = "to: rt@example.com; subject: Retried; body: Once; tomorrow at 9am"
+    await api.say(wid, text, message_id="m1")
+    await api.wait_for(wid, "scheduled")
+    delivering = gate.hold(state_call(STATE_EXECUTE, wid, "DeliverState"))
+    status, body = await api.call("POST", f"/api/emails/{wid}/send-now", {"message_id": now})
+    assert status == 202 and body["ok"], body
+    await delivering.wait_arrived()
+    try:
+        assert (await api.describe(wid))["status"] == "sending"
+        status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": text, "message_id": "m1"})
+        assert status == 202 and body["duplicate"] is True, body
+        status, body = await api.call("POST", f"/api/emails/{wid}/send-now", {"message_id": now})
+        assert status == 202 and body["already"] is True, body
+        status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "new words", "message_id": "m2"})
+        assert status == 409 and body["error"]["code"] == "too_late", body
+    finally:
+        delivering.release()
+    await api.wait_for(wid, "sent")
+    status, body = await api.call("POST", f"/api/emails/{wid}/send-now", {"message_id": now})
+    assert status == 202 and body["already"] is True, body
+    status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": text, "message_id": "m1"})
+    assert status == 202 and body["duplicate"] is True, body
+    assert len(await wait_for_mail(smtp_sink, "rt@example.com")) == 1
