@@ -457,3 +457,32 @@ def test_an_idle_email_whose_delivery_is_unknown_never_closes_as_nothing_sent() 
     draft = scheduled(status=EmailStatus.WAITING.value, pending=0)
     state.execute(CTX, None, results(), draft, None)  # type: ignore[arg-type]
     assert Record(draft).status == EmailStatus.CANCELED and "nothing was sent" in draft["last_reply"]
+
+
+class AnsweringAgent:
+    """Answers a question in words and changes nothing ("did it go out?")."""
+
+    def respond(self, *args: Any) -> AgentReply:
+        return AgentReply(reply="I can't tell whether it went out; the recipient can.")
+
+
+def test_once_delivery_is_unknown_a_question_and_the_idle_close_keep_saying_so() -> None:
+    """A hand-over with no answer, then a question: the email waits again, still "delivery unknown" (not
+    "not scheduled yet"), through a model answer or a model failure, and the idle close never says "nothing
+    was sent" and never ends it canceled (the user might start it again, and the recipient get it twice)."""
+    mailer = RecordingMailer(fail_with=AmbiguousSendError("the connection broke after the message was handed over"))
+    for agent in (AnsweringAgent(), FailingAgent()):
+        svc = services(mailer, agent=agent, draft_ttl_seconds=86400)
+        attributes = scheduled()
+        _ready_to_deliver(attributes, svc)
+        DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+        assert Record(attributes).status == EmailStatus.UNCONFIRMED
+        record = Record(attributes)
+        record.add_turn(Turn(role="user", text="did it go out?"))
+        record.status = EmailStatus.PROCESSING  # as accept_request leaves it
+        decision = ComposeState(svc).execute(CTX, None, results(timer=False), attributes, None)  # type: ignore[arg-type]
+        assert next_state(decision) == "AgentState"
+        assert Record(attributes).status == EmailStatus.UNCONFIRMED, type(agent).__name__
+        AgentState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+        assert Record(attributes).status == EmailStatus.UNCONFIRMED
+        assert "still unknown" in attributes["last_reply"] and "nothing was sent" not in attributes["last_reply"]

@@ -42,6 +42,7 @@ from workflows.record import (
     DA_INBOX,
     DA_LAST_ERROR,
     DA_LAST_REPLY,
+    DA_MAYBE_SENT,
     DA_OWNER,
     DA_OWNER_PROFILE,
     DA_PENDING,
@@ -110,6 +111,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
                     DA_DELIVERY,
                     DA_CONFIRMED,
                     DA_OWNER_PROFILE,
+                    DA_MAYBE_SENT,
                 )
             ),
             PersistenceField.data_attribute_def(DA_SEND_ATTEMPTS, int),

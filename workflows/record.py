@@ -31,6 +31,7 @@ DA_CONFIRMED = "confirmed_recipients"  # JSON list: addresses the owner confirme
 DA_CANCEL_REQUESTED = "cancel_requested"  # set by the cancel RPC under the inbox lock, beside its channel message
 DA_CARD = "card"  # JSON CardRef: where the user sees this email (a Slack thread), if anywhere
 DA_PENDING = "pending"  # requests accepted but not yet taken up by a state; under the same lock as the inbox
+DA_MAYBE_SENT = "maybe_sent"  # Message-ID of a hand-over whose outcome is unknown: it may have gone out, for good
 
 # Everything describe and the card read (build_view).
 VIEW_KEYS = (
@@ -187,6 +188,17 @@ class Record:
     @property
     def pending(self) -> int:
         return self._int(DA_PENDING)
+
+    @property
+    def maybe_sent(self) -> bool:
+        """A hand-over's outcome was unknown: whatever happens next (a question, an edit, a failed resend),
+        this email may have gone out, and nothing may say otherwise until a delivery is confirmed."""
+        return bool(self._str(DA_MAYBE_SENT))
+
+    def at_rest(self) -> EmailStatus:
+        """The status of an email waiting for its owner, not scheduled: "delivery unknown" once it may have gone
+        out (so the card, describe and the idle close keep saying so), else waiting."""
+        return EmailStatus.UNCONFIRMED if self.maybe_sent else EmailStatus.WAITING
 
     def set(self, key: str, value: Any) -> None:
         self._p.set_data_attribute(key, value)

@@ -319,6 +319,7 @@ async def test_a_connection_lost_after_data_is_unconfirmed_not_resent(api: Api, 
     await api.say(wid, "did it go out?")
     asked = await api.wait_for(wid, "unconfirmed", "waiting")
     assert not asked["will_send"] and asked["send_at"] is None, asked
+    assert asked["status"] == "unconfirmed" and "Delivery unknown" in asked["plan"], "still unknown after a question"
     await asyncio.sleep(3)
     assert len(smtp_sink.to("dr@example.com")) == 1, "not resent by itself"
     # The user decides (the card's "Send again" is Send now): sent again, same Message-ID, only because asked.

@@ -31,6 +31,7 @@ from workflows.record import (
     DA_DRAFT,
     DA_EMAIL,
     DA_INBOX,
+    DA_MAYBE_SENT,
     DA_OWNER,
     DA_PENDING,
     DA_SEND_ATTEMPTS,
@@ -62,7 +63,7 @@ def load(*keys: str, lock: Sequence[str] = ()) -> PersistenceLoadingPolicy:
 LOCKED_INBOX = load(DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, lock=INBOX_KEYS)
 # What taking up a request, or ending the email, touches: the conversation gets the request, the card is
 # refreshed alongside, and a cancel clears what is pending.
-TAKE_UP_KEYS = [DA_STATUS, DA_CONVERSATION, DA_DRAFT, DA_CARD, DA_EMAIL, DA_TIMEZONE, DA_CONFIRMED]
+TAKE_UP_KEYS = [DA_STATUS, DA_CONVERSATION, DA_DRAFT, DA_CARD, DA_EMAIL, DA_TIMEZONE, DA_CONFIRMED, DA_MAYBE_SENT]
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def take_control(record: Record, raw: str, services: Services) -> StateDecision:
     if outcome.next == "schedule" or (email.scheduled and outcome.email.scheduled):
         record.status = EmailStatus.SCHEDULED  # scheduled now, or untouched by a decision that did not apply
         return go(record, sending.ScheduleState)
-    record.status = EmailStatus.WAITING
+    record.status = record.at_rest()
     return go(record, conversation.AgentState)
 
 

@@ -28,6 +28,7 @@ from workflows.record import (
     DA_CONFIRMED,
     DA_CONVERSATION,
     DA_EMAIL,
+    DA_MAYBE_SENT,
     DA_SEND_ATTEMPTS,
     DA_STATUS,
     DA_TIMEZONE,
@@ -127,7 +128,8 @@ class AgentState(WorkflowState[None]):
         if record.pending:  # accepted as the idle timer fired: it is in its channel, take it up
             return go(record, AgentState)
         idle = _duration(self._services.draft_ttl_seconds)
-        if record.status == EmailStatus.UNCONFIRMED:  # it may have gone out: never say "nothing was sent"
+        if record.status == EmailStatus.UNCONFIRMED or record.maybe_sent:  # never "nothing was sent" then
+            record.status = EmailStatus.UNCONFIRMED
             record.tell(
                 f"Closed after {idle} without activity. Whether the email went out is still unknown: check with "
                 "the recipient. Start a new email any time."
@@ -158,7 +160,7 @@ def _not_understood(record: Record, services: Services, reason: str) -> StateDec
         record.status = EmailStatus.SCHEDULED
         return go(record, sending.ScheduleState)
     record.tell(f"Sorry, {reason}. Nothing was changed; your message is kept, send it again or rephrase.", reason)
-    record.status = EmailStatus.WAITING
+    record.status = record.at_rest()
     return go(record, AgentState)
 
 
@@ -171,7 +173,7 @@ class ComposeState(WorkflowState[None]):
     def get_state_options(self) -> WorkflowStateOptions:
         return WorkflowStateOptions(
             execute_api_data_attributes_loading_policy=load(
-                DA_CONVERSATION, DA_EMAIL, DA_TIMEZONE, DA_CARD, DA_CONFIRMED
+                DA_CONVERSATION, DA_EMAIL, DA_TIMEZONE, DA_CARD, DA_CONFIRMED, DA_MAYBE_SENT
             ),
             execute_api_timeout_seconds=self._services.agent_timeout_seconds,
             execute_api_retry_policy=RetryPolicy(
@@ -212,7 +214,7 @@ class ComposeState(WorkflowState[None]):
         if outcome.next == "schedule":
             record.status = EmailStatus.SCHEDULED
             return go(record, sending.ScheduleState)
-        record.status = EmailStatus.WAITING
+        record.status = record.at_rest()
         return go(record, AgentState)
 
 
@@ -223,7 +225,9 @@ class ComposeCrashedState(WorkflowState[None]):
         self._services = services
 
     def get_state_options(self) -> WorkflowStateOptions:
-        return WorkflowStateOptions(execute_api_data_attributes_loading_policy=load(DA_EMAIL, DA_TIMEZONE, DA_CARD))
+        return WorkflowStateOptions(
+            execute_api_data_attributes_loading_policy=load(DA_EMAIL, DA_TIMEZONE, DA_CARD, DA_MAYBE_SENT)
+        )
 
     def execute(
         self,
@@ -260,6 +264,6 @@ class CancelByRequestState(WorkflowState[None]):
         if not record.pending:
             return cancel(record)
         record.email = record.email.model_copy(update={"send_at": None, "scheduled": False})
-        record.status = EmailStatus.WAITING
+        record.status = record.at_rest()
         record.tell("It will not be sent. You wrote more in the meantime; reading that now.")
         return go(record, AgentState)

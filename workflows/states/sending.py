@@ -45,6 +45,7 @@ from workflows.record import (
     DA_CARD,
     DA_DELIVERY,
     DA_EMAIL,
+    DA_MAYBE_SENT,
     DA_OWNER,
     DA_OWNER_PROFILE,
     DA_SEND_ATTEMPTS,
@@ -275,6 +276,7 @@ def _apply(
         return finish(record, "partly delivered")
     if isinstance(outcome, AmbiguousSendError):
         record.status = EmailStatus.UNCONFIRMED
+        record.set(DA_MAYBE_SENT, intent.message_id)
         # No time kept: it goes out again only when the user gives one (a question is no resend order).
         record.email = email.model_copy(update={"scheduled": False, "send_at": None, "undo_until": None})
         record.tell(
