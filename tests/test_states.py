@@ -486,3 +486,26 @@ def test_once_delivery_is_unknown_a_question_and_the_idle_close_keep_saying_so()
         AgentState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
         assert Record(attributes).status == EmailStatus.UNCONFIRMED
         assert "still unknown" in attributes["last_reply"] and "nothing was sent" not in attributes["last_reply"]
+
+
+def test_a_slow_look_in_the_sent_mail_does_not_age_the_claim_it_sends_under() -> None:
+    """Round 2 looks in the Sent folder first (an IMAP server taking 30 s to answer "not there"); the claim is
+    made after that look, so it is fresh when the message goes out, not refused as answered too late."""
+    now = [NOW]
+
+    class SlowLook(RecordingMailer):
+        def was_delivered(self, message_id: str, settle: bool = True) -> bool | None:
+            now[0] += timedelta(seconds=30)
+            return super().was_delivered(message_id, settle)
+
+    mailer = SlowLook(delivered=False)
+    svc = services(mailer, MemoryLedger(), clock=lambda: now[0])
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    record = Record(attributes)
+    intent = record.delivery
+    assert intent is not None
+    record.delivery = intent.model_copy(update={"round": 2})
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert len(mailer.sent) == 1 and Record(attributes).status == EmailStatus.SENT
+    assert mailer.asked == [(intent.message_id, False)]

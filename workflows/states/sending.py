@@ -194,6 +194,10 @@ class DeliverState(WorkflowState[None]):
 def _hand_over(services: Services, intent: DeliveryIntent, outgoing: OutgoingEmail, execution: str) -> Outcome:
     """Claim the hand-over in the ledger, then give the email to the mail server, once per process (the
     registry runs this): what comes back is what happened, as far as it can be known."""
+    if intent.round > 1 and services.mailer.was_delivered(intent.message_id, settle=False) is True:
+        # An earlier round whose answer was lost arrived after all (a search index may lag behind). Asked
+        # before the claim: the claim's age is what others judge it by, and this look may take a while.
+        return Delivered("delivered by an earlier attempt (confirmed by the mail account)", _CONFIRMED_AFTERWARDS)
     asked = services.clock()
     claim = services.ledger.claim(intent, execution, services.daily_send_limit)
     if claim.refused:
@@ -218,9 +222,6 @@ def _hand_over(services: Services, intent: DeliveryIntent, outgoing: OutgoingEma
                 "sent mail yet",
                 retry_after=max(1.0, wait),
             )
-    elif intent.round > 1 and services.mailer.was_delivered(intent.message_id, settle=False) is True:
-        # An earlier round whose answer was lost arrived after all (a search index may lag behind).
-        return Delivered("delivered by an earlier attempt (confirmed by the mail account)", _CONFIRMED_AFTERWARDS)
     if (services.clock() - asked).total_seconds() > services.claim_grace_seconds:
         # Others judge a claim by its age: one answered this late may already look over to them.
         return TransientSendError("the delivery ledger answered too late to send safely now")
