@@ -509,3 +509,19 @@ def test_a_slow_look_in_the_sent_mail_does_not_age_the_claim_it_sends_under() ->
     DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     assert len(mailer.sent) == 1 and Record(attributes).status == EmailStatus.SENT
     assert mailer.asked == [(intent.message_id, False)]
+
+
+def test_sending_again_after_a_failure_gets_a_fresh_budget_of_attempts() -> None:
+    """Five transient failures ended in `failed`; the owner says send it now: a new budget of attempts, not an
+    immediate "failed after 6 attempts" on the first 4xx. A question while it backs off keeps the budget."""
+    from workflows.model import Control
+    from workflows.states.common import fresh_attempts, take_control
+
+    attributes = scheduled(status=EmailStatus.FAILED.value, send_attempts=5)
+    record = Record(attributes)
+    record.email = record.email.model_copy(update={"scheduled": False, "send_at": None})
+    svc = services(RecordingMailer())
+    take_control(record, Control(kind="send_now", actor="alice").model_dump_json(), svc)
+    assert record.send_attempts == 0 and record.status == EmailStatus.SCHEDULED
+    backing_off = record.email.model_copy(update={"scheduled": True})
+    assert not fresh_attempts(backing_off, backing_off, "schedule"), "a question about it: same budget"

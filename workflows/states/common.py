@@ -20,7 +20,7 @@ from workflows.decisions import Policy, apply_edit, decide_recipient, hold, send
 from workflows.deliveries import DeliveryRegistry
 from workflows.ledger import DeliveryLedger
 from workflows.mailer import Mailer
-from workflows.model import Control, EmailEdit, EmailStatus, Turn, UserRequest, utcnow
+from workflows.model import Control, EmailDraft, EmailEdit, EmailStatus, Turn, UserRequest, utcnow
 from workflows.notifier import CardNotifier
 from workflows.recipients import addresses_in
 from workflows.record import (
@@ -154,7 +154,7 @@ def take_control(record: Record, raw: str, services: Services) -> StateDecision:
         outcome = hold(email)
     else:
         outcome = apply_edit(email, control.edit or EmailEdit(), timezone=zone_name, now=now, policy=rules)
-    if outcome.email.revision != email.revision:
+    if fresh_attempts(email, outcome.email, outcome.next):
         record.set(DA_SEND_ATTEMPTS, 0)
     record.email = outcome.email
     record.add_turn(Turn(role="assistant", text=outcome.reply))
@@ -164,6 +164,13 @@ def take_control(record: Record, raw: str, services: Services) -> StateDecision:
         return go(record, sending.ScheduleState)
     record.status = record.at_rest()
     return go(record, conversation.AgentState)
+
+
+def fresh_attempts(before: EmailDraft, after: EmailDraft, next_step: str) -> bool:
+    """Whether the user's decision starts a new budget of send attempts: new words (a new revision), or an
+    email that was not going out (failed, delivery unknown, on hold) scheduled again by its owner. A question
+    about an email already going out (or backing off) keeps its budget, so retries stay bounded."""
+    return after.revision != before.revision or (next_step == "schedule" and not before.scheduled)
 
 
 def go(record: Record, state: type[WorkflowState[Any]], state_input: Any = None) -> StateDecision:

@@ -44,6 +44,7 @@ from workflows.states.common import (
     accept_request,
     cancel,
     finish,
+    fresh_attempts,
     go,
     load,
     policy,
@@ -206,7 +207,7 @@ class ComposeState(WorkflowState[None]):
             record.add_turn(Turn(role="assistant", text=outcome.reply or "Canceled."))
             # Decided under the inbox lock: the user may have written more while the model thought.
             return StateDecision.single_next_state(CancelByRequestState)
-        if outcome.email.revision != email.revision:
+        if fresh_attempts(email, outcome.email, outcome.next):
             record.set(DA_SEND_ATTEMPTS, 0)
         record.email = outcome.email
         record.add_turn(Turn(role="assistant", text=outcome.reply))
