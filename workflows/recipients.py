@@ -9,7 +9,7 @@ from email_validator import EmailNotValidError, validate_email
 
 MAX_RECIPIENTS = 20
 # Loose on purpose: it finds candidates in what the user wrote; each is validated before it counts.
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[\w-]+(?:\.[\w-]+)+")  # domains in any script (IDNA)
 
 
 class RecipientError(ValueError):
@@ -22,9 +22,10 @@ def addresses_in(texts: Iterable[str]) -> set[str]:
     for text in texts:
         for candidate in _ADDRESS.findall(text):
             try:
-                found.add(validate_email(candidate.strip(".'"), check_deliverability=False).normalized.lower())
+                checked = validate_email(candidate.strip(".'"), check_deliverability=False)
             except EmailNotValidError:
                 continue
+            found.add((checked.ascii_email or checked.normalized).lower())
     return found
 
 
@@ -54,9 +55,16 @@ def normalize(
             checked = validate_email(text, check_deliverability=False, globally_deliverable=not special_use)
         except EmailNotValidError as error:
             raise RecipientError(f"'{text[:80]}' is not a valid email address: {error}") from error
-        address = checked.normalized
-        domain = checked.domain.lower()
-        if allowed_domains and domain not in allowed_domains:
+        if checked.ascii_email is None:
+            # SMTPUTF8 is not spoken here (nor by many servers): refused now, not at the send time.
+            raise RecipientError(
+                f"'{text[:80]}' has non-ASCII letters before the @, which this mail account cannot send to"
+            )
+        # A domain with non-ASCII letters is sent (and shown) as its ASCII form (IDNA, xn--...): what the mail
+        # server is given, and the same whichever way the user wrote it.
+        address = checked.ascii_email
+        domain = checked.ascii_domain.lower()
+        if allowed_domains and domain not in allowed_domains and checked.domain.lower() not in allowed_domains:
             raise RecipientError(
                 f"{address} is outside the domains this workspace may email ({', '.join(allowed_domains)})"
             )

@@ -1,0 +1,33 @@
+"""Recipients as the mail server will be given them: an address the app accepts when the email is written
+is one it can send to at its time (no later refusal of what was scheduled)."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflows.mailer.message import OutgoingEmail, build_message
+from workflows.recipients import RecipientError, addresses_in, normalize
+
+
+def test_a_domain_with_non_ascii_letters_is_kept_in_the_form_the_mail_server_takes() -> None:
+    [address] = normalize(["a@bücher.de"])
+    assert address == "a@xn--bcher-kva.de"
+    assert normalize(["a@xn--bcher-kva.de"]) == [address], "either spelling: the same recipient"
+    email = OutgoingEmail(message_id="<wf-1.r1@email-agent>", to=[address], subject="Hallo", body="Hi\n")
+    message = build_message(email, "assistant@example.org")
+    assert message["To"] == address
+
+
+def test_an_address_with_non_ascii_letters_before_the_at_is_refused_when_written() -> None:
+    with pytest.raises(RecipientError, match="non-ASCII letters before the @"):
+        normalize(["jösé@example.com"])
+
+
+def test_the_user_vouches_for_an_address_in_either_spelling() -> None:
+    written = addresses_in(["please write to a@bücher.de about it"])
+    assert normalize(["a@xn--bcher-kva.de"])[0].lower() in written
+
+
+def test_the_allowed_domains_match_either_spelling() -> None:
+    assert normalize(["a@bücher.de"], allowed_domains=["bücher.de"]) == ["a@xn--bcher-kva.de"]
+    assert normalize(["a@bücher.de"], allowed_domains=["xn--bcher-kva.de"]) == ["a@xn--bcher-kva.de"]
