@@ -180,7 +180,8 @@ class EmailAgentWorkflow(ObjectWorkflow):
             return ActionResult(ok=True, already=True, detail="already received").model_dump_json()
         if refusal:
             return ActionResult(ok=False, detail=why, refusal=refusal).model_dump_json()
-        communication.publish_to_internal_channel(CH_CONTROL, control.model_dump_json())
+        # The requests' queue: the owner's words and decisions are taken up in the order they came.
+        communication.publish_to_internal_channel(CH_USER_INPUT, control.model_dump_json())
         record.set(DA_PENDING, record.pending + 1)
         if control.message_id:
             record.set(DA_INBOX, json.dumps([*inbox, control.message_id][-MAX_REMEMBERED_IDS:]))

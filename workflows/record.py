@@ -55,8 +55,8 @@ SA_OWNER = "EmailOwner"  # Keyword
 SA_STATUS = "EmailStatus"  # Keyword
 SA_SEND_AT = "EmailSendAt"  # Datetime: when a scheduled email goes out
 
-CH_USER_INPUT = "user_input"
-CH_CONTROL = "control"  # JSON Control: the owner's decisions that need no model
+CH_USER_INPUT = "user_input"  # JSON UserRequest or Control: the owner's words and decisions, one queue, in order
+CH_CONTROL = "control"  # JSON Control, as queued by versions before one queue: still listened to
 CH_CANCEL = "cancel"
 
 MAX_STORED_TURNS = 200

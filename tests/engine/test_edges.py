@@ -172,9 +172,8 @@ async def test_a_double_click_on_cancel_answers_both_clicks(
 async def test_a_message_and_a_control_queued_together_are_both_taken_up(
     gated: tuple[AppProcess, WorkerGate], gated_api: Api, scheduled: bool
 ) -> None:
-    """A message and an owner's edit both arrive while the model works on an earlier message. The next wait
-    ends with both channels holding data, and iWF hands the step both values at once: each must be taken
-    up (one now, the other put back), none dropped with `pending_requests` stuck at 1."""
+    """A message and an owner's edit both arrive while the model works on an earlier message: both are taken
+    up, in the order they came (one queue), none dropped with `pending_requests` stuck at 1."""
     _, gate = gated
     wid = unique("two-queued")
     await gated_api.start(wid)
@@ -196,11 +195,37 @@ async def test_a_message_and_a_control_queued_together_are_both_taken_up(
     assert view["pending_requests"] == 0, view
     assert "subject: Queued" in [t["text"] for t in view["conversation"]]
     assert view["revision"] == before["revision"] + 3, "the held message, the queued one and the edit"
-    # Where both arrive at once, a waiting draft takes the decision first and a scheduled email the words.
-    assert (view["subject"], view["body"]) == (("Edited", "Two") if scheduled else ("Queued", "Two"))
+    # In the order they came: the words, then the edit, which is what stands.
+    assert (view["subject"], view["body"]) == ("Edited", "Two")
     if scheduled:
         assert view["send_at"].startswith(later[:10]), view
     await gated_api.call("POST", f"/api/emails/{wid}/cancel")
+
+
+async def test_words_and_decisions_queued_while_the_model_works_are_taken_up_in_the_order_they_came(
+    gated: tuple[AppProcess, WorkerGate], gated_api: Api
+) -> None:
+    """Three inputs arrive while the model works: words, an edit, newer words. Taken up in that order, the
+    newest words stand, and the conversation reads as the user wrote it (two queues, one put back behind
+    the other, answered the older words last)."""
+    _, gate = gated
+    wid = unique("in-order")
+    await gated_api.start(wid)
+    await gated_api.say(wid, "to: io@example.com; subject: First; body: One")
+    await gated_api.wait_for(wid, "waiting")
+    composing = gate.hold(state_call(STATE_EXECUTE, wid, "ComposeState"))
+    await gated_api.say(wid, "subject: Held")
+    await composing.wait_arrived()
+    await gated_api.say(wid, "subject: Older")
+    edit = {"to": ["io@example.com"], "subject": "Edited", "body": "Two", "send_at_local": None}
+    status, body = await gated_api.call("POST", f"/api/emails/{wid}/edit", edit)
+    assert status == 202, body
+    await gated_api.say(wid, "subject: Newer")
+    composing.release()
+    view = await gated_api.wait_for(wid, "waiting")
+    assert view["subject"] == "Newer", view
+    users = [t["text"] for t in view["conversation"] if t["role"] == "user"]
+    assert users[-3:] == ["subject: Held", "subject: Older", "subject: Newer"], users
 
 
 async def test_a_request_held_as_the_timer_fires_with_local_activities(

@@ -3,6 +3,7 @@ up to date beside the main thread."""
 
 # No `from __future__ import annotations`: the iWF SDK reads state classes' annotations at runtime.
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,8 @@ from workflows.model import Control, EmailDraft, EmailEdit, EmailStatus, Turn, U
 from workflows.notifier import CardNotifier
 from workflows.recipients import addresses_in
 from workflows.record import (
+    CH_CONTROL,
+    CH_USER_INPUT,
     DA_CANCEL_REQUESTED,
     DA_CARD,
     DA_CONFIRMED,
@@ -103,13 +106,28 @@ def received(results: CommandResults, channel: str) -> Any:
     return None
 
 
-def put_back(communication: Communication, channel: str, value: Any) -> None:
-    """Return a value this step took out of its channel but does not handle, for the next wait to take.
+def is_control(raw: str) -> bool:
+    """Requests and the owner's controls share one queue, so they are taken up in the order they were
+    accepted; a control is told apart by its `kind` (a request has none)."""
+    try:
+        return isinstance(data := json.loads(raw), dict) and "kind" in data
+    except ValueError:
+        return False
 
-    iWF ends a wait on any one command but hands the step every channel that had data by then, each value
-    already taken out: a request and a control queued while the model worked arrive together. A step
-    handles one of them; the other goes back (still counted in `pending`), so neither is lost."""
-    communication.publish_to_internal_channel(channel, value)
+
+def next_input(command_results: CommandResults, communication: Communication) -> str | None:
+    """The user's next input (a request or a control), in the order accepted, if a wait ended with one.
+
+    One queue (CH_USER_INPUT) keeps that order. Versions before it queued controls apart (CH_CONTROL), and
+    iWF hands a step every channel that had data, each value already taken out: should a workflow started by
+    such a version have one of each, the control goes back to its channel (still counted in `pending`), so
+    neither is lost."""
+    queued = received(command_results, CH_USER_INPUT)
+    legacy = received(command_results, CH_CONTROL)
+    if queued is not None and legacy is not None:
+        communication.publish_to_internal_channel(CH_CONTROL, legacy)
+        return queued
+    return queued if queued is not None else legacy
 
 
 def accept_request(record: Record, raw: str) -> None:

@@ -46,9 +46,10 @@ from workflows.states.common import (
     finish,
     fresh_attempts,
     go,
+    is_control,
     load,
+    next_input,
     policy,
-    put_back,
     received,
     take_control,
 )
@@ -117,14 +118,11 @@ class AgentState(WorkflowState[None]):
         record = Record(persistence)
         if received(command_results, CH_CANCEL) is not None or record.cancel_requested:
             return cancel(record)
-        control = received(command_results, CH_CONTROL)
-        request = received(command_results, CH_USER_INPUT)
-        if control is not None:
-            if request is not None:  # both arrived in one wait: the words are read after the decision
-                put_back(communication, CH_USER_INPUT, request)
-            return take_control(record, control, self._services)
-        if request is not None:
-            accept_request(record, request)
+        taken = next_input(command_results, communication)
+        if taken is not None and is_control(taken):
+            return take_control(record, taken, self._services)
+        if taken is not None:
+            accept_request(record, taken)
             return go(record, ComposeState)
         if record.pending:  # accepted as the idle timer fired: it is in its channel, take it up
             return go(record, AgentState)

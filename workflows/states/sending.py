@@ -64,8 +64,9 @@ from workflows.states.common import (
     cancel,
     finish,
     go,
+    is_control,
     load,
-    put_back,
+    next_input,
     received,
     take_control,
 )
@@ -112,15 +113,12 @@ class ScheduleState(WorkflowState[None]):
         record = Record(persistence)
         if received(command_results, CH_CANCEL) is not None or record.cancel_requested:
             return cancel(record)
-        request = received(command_results, CH_USER_INPUT)
-        control = received(command_results, CH_CONTROL)
-        if request is not None:
-            if control is not None:  # both arrived in one wait: the decision is taken after the words
-                put_back(communication, CH_CONTROL, control)
-            accept_request(record, request)
+        taken = next_input(command_results, communication)
+        if taken is not None and is_control(taken):
+            return take_control(record, taken, self._services)
+        if taken is not None:
+            accept_request(record, taken)
             return go(record, conversation.ComposeState)
-        if control is not None:
-            return take_control(record, control, self._services)
         if record.pending:
             # Accepted while the timer fired, still in its channel: answered before anything goes out.
             return go(record, conversation.AgentState)
