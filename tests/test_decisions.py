@@ -362,3 +362,21 @@ def test_a_kept_time_that_has_passed_is_asked_about_not_sent_late() -> None:
     assert outcome.next == "wait"
     assert outcome.email.send_at is None
     assert "has passed" in outcome.reply
+
+
+def test_a_time_echoed_back_by_the_model_keeps_the_second_of_two_repeated_hours() -> None:
+    """On 1 Nov 2026 clocks in New York go back: 01:30 happens twice. The owner picked the second (06:30 UTC,
+    in the edit modal); a later answer that merely repeats "01:30" must not move it an hour earlier."""
+    zone_name = "America/New_York"
+    second = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+    assert second.astimezone(ZoneInfo(zone_name)).fold == 1
+    email = EmailDraft(to=["ana@example.com"], subject="Late", body="Hi", send_at=second, scheduled=True)
+    before = datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
+    echoed = apply_reply(
+        reply(action="schedule", send_at_local="2026-11-01T01:30:00"), email, timezone=zone_name, now=before
+    )
+    assert echoed.email.send_at == second
+    asked = apply_reply(
+        reply(action="schedule", send_at_local="2026-11-01T01:45:00"), email, timezone=zone_name, now=before
+    )
+    assert asked.email.send_at == datetime(2026, 11, 1, 5, 45, tzinfo=UTC), "a new time: the first 01:45"

@@ -15,7 +15,7 @@ from typing import Literal
 from workflows.agent import AgentReply
 from workflows.model import EmailDraft, EmailEdit
 from workflows.recipients import MAX_RECIPIENTS, RecipientError, domain_of, normalize
-from workflows.sendtime import NOW_GRACE, SendTimeError, format_local, resolve, resolve_proposed
+from workflows.sendtime import NOW_GRACE, SendTimeError, format_local, resolve, resolve_proposed, zone
 
 Next = Literal["wait", "schedule", "cancel"]
 
@@ -89,6 +89,8 @@ def apply_reply(
     send_at = email.send_at
     if reply.action == "hold":
         send_at = None
+    elif reply.send_at_local and _same_wall_time(reply.send_at_local, email.send_at, timezone):
+        pass  # the time it was given, echoed back: the instant stays (the second 1:30 of a DST change too)
     elif reply.send_at_local:
         try:
             send_at = resolve_proposed(reply.send_at_local, timezone, now)
@@ -106,6 +108,17 @@ def apply_reply(
         revision=email.revision + 1 if changed else email.revision,
     )
     return _decide(updated, problems, reply.reply, timezone=timezone, now=now, policy=policy)
+
+
+def _same_wall_time(local_text: str, send_at: datetime | None, timezone: str) -> bool:
+    """Whether the model's wall-clock time is the email's current one as shown to it (no offset, to the second)."""
+    if send_at is None:
+        return False
+    try:
+        proposed = datetime.fromisoformat(local_text.strip())
+    except ValueError:
+        return False
+    return proposed.tzinfo is None and proposed == send_at.astimezone(zone(timezone)).replace(tzinfo=None)
 
 
 def decide_recipient(
