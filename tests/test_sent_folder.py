@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -184,3 +185,27 @@ def test_another_smtp_server_has_no_sent_folder_unless_imap_host_is_set() -> Non
     )
     no_login = _settings(smtp_host="mail.example.org", imap_host="imap.example.org")
     assert sent_folder_from_settings(no_login) is None, "nothing to log in with"
+
+
+def test_folder_names_reach_the_server_in_modified_utf7() -> None:
+    from workflows.mailer.sent_folder import mailbox_name
+
+    assert mailbox_name("Sent") == b"Sent"
+    assert mailbox_name("[Gmail]/Sent Mail") == b"[Gmail]/Sent Mail"
+    assert mailbox_name("~peter/mail/台北/日本語") == b"~peter/mail/&U,BTFw-/&ZeVnLIqe-"  # RFC 3501's example
+    assert mailbox_name("Q&A") == b"Q&-A"
+    assert mailbox_name("Отправленные") == b"&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-"
+
+
+def test_a_sent_folder_with_a_non_ascii_name_is_searched(tmp_path: Path) -> None:
+    """IMAP_SENT_FOLDER=Отправленные (a Russian-language account): found on a real IMAP server, which lists
+    and opens it by its modified UTF-7 name."""
+    server = ImapServer(folder="&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-")
+    server.start(tmp_path / "pymap.log")
+    try:
+        server.file(_message("<ru.1@example.org>"))
+        folder = _folder(server, folder="Отправленные")
+        assert folder.contains("<ru.1@example.org>", settle=False) is True
+        assert folder.contains("<ru.2@example.org>", settle=False) is False
+    finally:
+        server.stop()

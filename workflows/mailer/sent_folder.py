@@ -9,6 +9,7 @@ to IMAP answers None ("cannot tell"), which leaves the email unconfirmed: never 
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import logging
 import re
@@ -57,6 +58,28 @@ def sent_folder_from_list(lines: Iterable[bytes | tuple[bytes, bytes] | None]) -
         if name.lower() == b"sent":
             named_sent = name
     return named_sent
+
+
+def mailbox_name(name: str) -> bytes:
+    """A folder name as IMAP carries it: modified UTF-7 (RFC 3501, 5.1.3), so "Отправленные" (a Sent folder
+    a Russian-language account shows) reaches the server in the form it lists."""
+    out: list[bytes] = []
+    pending: list[str] = []
+
+    def shift_out() -> None:
+        if pending:
+            encoded = base64.b64encode("".join(pending).encode("utf-16-be")).rstrip(b"=").replace(b"/", b",")
+            out.append(b"&" + encoded + b"-")
+            pending.clear()
+
+    for char in name:
+        if " " <= char <= "~":
+            shift_out()
+            out.append(b"&-" if char == "&" else char.encode("ascii"))
+        else:
+            pending.append(char)
+    shift_out()
+    return b"".join(out)
 
 
 def _quoted(mailbox: bytes) -> str:
@@ -121,7 +144,7 @@ class ImapSentFolder:
         imap = self._connect()
         try:
             imap.login(self.username, self._password)
-            folder = self.folder.encode("ascii") if self.folder else self._discover(imap)
+            folder = mailbox_name(self.folder) if self.folder else self._discover(imap)
             if folder is None:
                 log.warning("no Sent folder found at IMAP %s:%s; set IMAP_SENT_FOLDER", self.host, self.port)
                 return None
