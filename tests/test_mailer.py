@@ -6,6 +6,8 @@ import asyncio
 import email
 import email.policy
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -362,6 +364,38 @@ def test_a_session_is_cut_at_two_time_outs_however_slowly_each_step_answers(star
         SmtpMailer("127.0.0.1", before_data, "none", from_address=SENDER, timeout=1.0).send(
             make_email(to=["a@x.com", "b@x.com", "c@x.com"])
         )
+
+
+def test_a_greeting_dripped_past_two_time_outs_is_given_up_before_anything_is_sent() -> None:
+    """Each line of a multi-line greeting comes within the 1 s time-out, the whole takes 3 s: given up before
+    EHLO, with nothing sent, so the hand-over's bound (four time-outs) holds however slow the set-up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    heard: list[bytes] = []
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            for _ in range(6):
+                connection.sendall(b"220-still greeting\r\n")
+                time.sleep(0.5)
+            connection.sendall(b"220 ready\r\n")
+            connection.settimeout(2)
+            try:
+                heard.append(connection.recv(1024))
+            except OSError:
+                pass
+
+    server = threading.Thread(target=drip, daemon=True)
+    server.start()
+    try:
+        mailer = SmtpMailer("127.0.0.1", port, "none", from_address=SENDER, timeout=1.0)
+        with pytest.raises(TransientSendError, match="to set up the session; nothing was sent"):
+            mailer.send(make_email())
+        server.join(5)
+    finally:
+        listener.close()
+    assert heard in ([b""], []), f"nothing after the greeting: {heard!r}"
 
 
 def test_send_errors_are_one_family() -> None:

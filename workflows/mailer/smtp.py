@@ -6,6 +6,7 @@ import smtplib
 import socket
 import ssl
 import threading
+import time
 from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Any, Literal
@@ -27,9 +28,10 @@ Security = Literal["ssl", "starttls", "none"]
 DEFAULT_FROM_ADDRESS = "email-agent@localhost"
 DEFAULT_PORTS: dict[str, int] = {"ssl": 465, "starttls": 587, "none": 25}
 _MAX_SERVER_TEXT = 200
-# smtplib's time-out bounds each socket operation, not a session: after the connection is made, a session
-# is cut at two time-outs, so a whole hand-over (connect and TLS included) ends within four. The delivery
-# step counts on that bound to know when an interrupted hand-over is over.
+# smtplib's time-out bounds each socket operation, not a session: a set-up (connect, greeting, TLS) taking
+# more than two time-outs is given up before anything is sent, and a session is cut two time-outs after its
+# set-up, so whatever is handed over is handed over within four. The delivery step counts on that bound to
+# know when an interrupted hand-over is over.
 SMTP_DEADLINE_TIMEOUTS = 4
 
 
@@ -166,8 +168,18 @@ class SmtpMailer:
         return smtp
 
     def _deliver(self, msg: EmailMessage, session: list[_TracksData]) -> None:
+        started = time.monotonic()
         smtp = self._connect()
         session.append(smtp)
+        if time.monotonic() - started > self.timeout * 2:
+            # Each step of the set-up has its own time-out, and a server may drip its greeting: a set-up past
+            # two time-outs is given up before anything is sent, so the session (cut two time-outs later)
+            # stays within the bound the delivery step counts on.
+            smtp.close()
+            raise TransientSendError(
+                f"the mail server at {self._where} took more than {self.timeout * 2:g}s to set up the session; "
+                "nothing was sent"
+            )
         watchdog = threading.Timer(self.timeout * 2, _cut, (smtp,))
         watchdog.daemon = True
         watchdog.start()
