@@ -41,3 +41,10 @@ def test_view_shows_processing_while_requests_are_pending() -> None:
     assert view.status == EmailStatus.PROCESSING and view.pending_requests == 1
     attributes["pending"] = 0
     assert build_view(record).status == EmailStatus.WAITING
+
+
+def test_the_message_id_is_this_runs_alone() -> None:
+    """The same email id in another run (reused after retention, or another deployment on the same mail
+    account) never names the same message."""
+    assert message_id("wf-1", 2, "example.org", "run-a") != message_id("wf-1", 2, "example.org", "run-b")
+    assert message_id("wf-1", 2, "example.org", "run-a") == message_id("wf-1", 2, "example.org", "run-a")

@@ -226,9 +226,12 @@ class Record:
         self._p.set_data_attribute(DA_LAST_ERROR, error)
 
 
-def message_id(workflow_id: str, revision: int, domain: str) -> str:
-    """Same email, same id: a retry after a crash is recognisable as a duplicate by the receiving server."""
-    digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:24]
+def message_id(workflow_id: str, revision: int, domain: str, run_id: str = "") -> str:
+    """Same email, same id: a retry after a crash is recognisable as a duplicate by the receiving server.
+    The run id makes it this email's alone: an API id used again once Temporal forgot the first (after its
+    retention), or two deployments sharing one mail account, never name a message in the Sent folder that
+    another email sent."""
+    digest = hashlib.sha256(f"{workflow_id}\0{run_id}".encode()).hexdigest()[:24]
     return f"<{digest}.r{revision}@{domain}>"
 
 

@@ -124,8 +124,12 @@ class ScheduleState(WorkflowState[None]):
             return go(record, conversation.AgentState)
         email = record.email
         previous = record.delivery
+        if previous is not None and previous.revision == email.revision:
+            same_id = previous.message_id  # the same words keep their Message-ID round after round
+        else:
+            same_id = message_id(ctx.workflow_id, email.revision, self._services.mail_domain, ctx.workflow_run_id)
         record.delivery = DeliveryIntent(
-            message_id=message_id(ctx.workflow_id, email.revision, self._services.mail_domain),
+            message_id=same_id,
             revision=email.revision,
             round=(previous.round + 1) if previous else 1,
             ledger=ledger_id(
