@@ -76,6 +76,9 @@ class DeliveryIntent(BaseModel):
     revision: int
     round: int
     ledger: str
+    not_before: datetime | None = Field(
+        None, description="No new hand-over before this: an earlier one may still be under way elsewhere until then."
+    )
 
 
 class CardRef(BaseModel):

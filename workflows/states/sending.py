@@ -83,7 +83,7 @@ class ScheduleState(WorkflowState[None]):
 
     def get_state_options(self) -> WorkflowStateOptions:
         return WorkflowStateOptions(
-            wait_until_api_data_attributes_loading_policy=load(DA_EMAIL),
+            wait_until_api_data_attributes_loading_policy=load(DA_EMAIL, DA_DELIVERY),
             execute_api_data_attributes_loading_policy=load(
                 *TAKE_UP_KEYS, DA_EMAIL, DA_DELIVERY, DA_OWNER, DA_TIMEZONE, lock=INBOX_KEYS
             ),
@@ -95,6 +95,9 @@ class ScheduleState(WorkflowState[None]):
         record = Record(persistence)
         record.status = EmailStatus.SCHEDULED
         send_at = record.email.send_at or self._services.clock()
+        previous = record.delivery
+        if previous is not None and previous.not_before is not None:
+            send_at = max(send_at, previous.not_before)
         return CommandRequest.for_any_command_completed(
             TimerCommand.by_seconds(seconds_until(send_at, self._services.clock())),
             InternalChannelCommand.by_name(CH_USER_INPUT),
@@ -305,6 +308,11 @@ def _failed(record: Record, email: EmailDraft, error: SendError, services: Servi
     if isinstance(error, TransientSendError):
         delay = max(delay, error.retry_after)
     retry_at = services.clock() + timedelta(seconds=delay)
+    intent = record.delivery
+    if isinstance(error, TransientSendError) and error.retry_after and intent is not None:
+        # An earlier hand-over may still be under way elsewhere: no new round before it must be over, even
+        # if the owner says "send now" meanwhile (the next round's claim is a new one, blind to the old).
+        record.delivery = intent.model_copy(update={"not_before": retry_at})
     record.email = email.model_copy(update={"send_at": retry_at, "scheduled": True})
     record.tell(
         f"Sending failed ({error.reason}); retrying at {format_local(retry_at, record.timezone)} "
