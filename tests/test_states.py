@@ -358,8 +358,31 @@ def test_a_crashed_delivery_that_claimed_is_unconfirmed() -> None:
     intent = Record(attributes).delivery
     assert intent is not None
     ledger.claim(intent, "Deliver-1:crashed", 0)
-    DeliveryCrashedState(services(RecordingMailer(), ledger)).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    ledger.age_claims(3600.0)  # an hour of crashing: that hand-over is long over
+    real_clock = lambda: datetime.now(UTC)  # noqa: E731 - the ledger stamps claims with the real time
+    svc = services(RecordingMailer(), ledger, handover_seconds=90, clock=real_clock)
+    DeliveryCrashedState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     assert Record(attributes).status == EmailStatus.UNCONFIRMED
+
+
+def test_a_delivery_whose_last_attempt_timed_out_moments_ago_is_judged_once_it_must_be_over() -> None:
+    """iWF gave up waiting for the last attempt (a time-out), not the attempt itself: its claim is young, so
+    instead of "failed" while it may still deliver, a new round looks again once that hand-over is over."""
+    ledger = MemoryLedger()
+    attributes = scheduled()
+    _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
+    intent = Record(attributes).delivery
+    assert intent is not None
+    ledger.claim(intent, "Deliver-1:timed-out", 0)
+    ledger.age_claims(20.0)
+    real_clock = lambda: datetime.now(UTC)  # noqa: E731
+    svc = services(RecordingMailer(delivered=False), ledger, handover_seconds=90, clock=real_clock)
+    decision = DeliveryCrashedState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert record.status == EmailStatus.SCHEDULED and next_state(decision) == "ScheduleState"
+    assert record.delivery is not None and record.delivery.not_before is not None
+    wait = (record.delivery.not_before - datetime.now(UTC)).total_seconds()
+    assert 60 < wait <= 71, wait
 
 
 def test_a_model_failure_leaves_a_scheduled_email_scheduled_at_its_time() -> None:

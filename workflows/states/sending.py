@@ -352,6 +352,14 @@ class DeliveryCrashedState(WorkflowState[None]):
             claim = services.ledger.claim(intent, f"crashed:{uuid.uuid4()}", 0)
             if claim.first:
                 return _failed(record, email, PermanentSendError(reason), services)
-            # An hour of crashing: the claim's execution is long over, so "not there" is "not sent".
-            outcome = _after_an_earlier_attempt(services, intent.message_id) or PermanentSendError(reason)
+            age = _claim_age_seconds(services, claim.earlier_at)
+            if age < services.handover_seconds:
+                # The last attempt timed out rather than crashed, and its hand-over may still be going (iWF
+                # stops waiting for it, not the attempt): a new round, once that must be over, judges it.
+                outcome = TransientSendError(
+                    "the last attempt to send it timed out and may still be under way",
+                    retry_after=max(1.0, services.handover_seconds - age),
+                )
+            else:  # that hand-over is over, so "not there" is "not sent"
+                outcome = _after_an_earlier_attempt(services, intent.message_id) or PermanentSendError(reason)
         return _apply(record, email, intent, outcome, services)
