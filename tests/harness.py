@@ -149,7 +149,9 @@ class SmtpSink:
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
         if self.sent_folder is not None:
-            await asyncio.to_thread(self.sent_folder, envelope.content)
+            # Filed whatever becomes of this connection, as a provider files what it took: the sender dying
+            # now (a kill mid-answer) cancels this handler, and must not take the copy back with it.
+            await asyncio.shield(asyncio.to_thread(self.sent_folder, envelope.content))
         self.data_arrived.set()
         if drop:
             server.transport.close()
