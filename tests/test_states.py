@@ -5,6 +5,7 @@ SMTP. The same paths run for real, through the engine, in tests/engine/."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from iwf.workflow_context import WorkflowContext
 from workflows.agent import AgentReply, AgentUnavailableError
 from workflows.deliveries import Delivered, DeliveryRegistry
 from workflows.ledger import ClaimRequest, ClaimResult, DeliveryLedgerWorkflow
-from workflows.mailer import AmbiguousSendError, OutgoingEmail, TransientSendError
+from workflows.mailer import AmbiguousSendError, OutgoingEmail, PermanentSendError, TransientSendError
 from workflows.model import DeliveryIntent, EmailDraft, EmailStatus, Turn
 from workflows.record import CH_CANCEL, CH_USER_INPUT, Record
 from workflows.states import (
@@ -575,3 +576,66 @@ def test_send_now_while_an_earlier_hand_over_may_be_under_way_still_waits_for_it
     request = ScheduleState(svc).wait_until(CTX, None, attributes, None)  # type: ignore[arg-type]
     [timer] = [c for c in request.commands if isinstance(c, TimerCommand)]
     assert 80 < timer.duration_seconds <= 86, timer
+
+
+def _young_claim_elsewhere(attempts: int, delivered: bool | None) -> tuple[Attributes, Services, DeliveryIntent]:
+    """An email whose hand-over another process claimed 5 s ago (it may still be sending)."""
+    real_clock = lambda: datetime.now(UTC)  # noqa: E731 - the ledger stamps claims with the real time
+    ledger = MemoryLedger()
+    attributes = scheduled(send_attempts=attempts)
+    _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
+    intent = Record(attributes).delivery
+    assert intent is not None
+    ledger.claim(intent, "Deliver-1:another-process", 0)
+    ledger.age_claims(5.0)
+    svc = services(RecordingMailer(delivered=delivered), ledger, handover_seconds=90, clock=real_clock)
+    return attributes, svc, intent
+
+
+def _timer_after_send_now(attributes: Attributes, svc: Services) -> int:
+    from iwf.command_request import TimerCommand
+
+    from workflows.model import Control
+    from workflows.states.common import take_control
+
+    take_control(Record(attributes), Control(kind="send_now", actor="alice").model_dump_json(), svc)
+    request = ScheduleState(svc).wait_until(CTX, None, attributes, None)  # type: ignore[arg-type]
+    [timer] = [c for c in request.commands if isinstance(c, TimerCommand)]
+    return timer.duration_seconds
+
+
+def test_waiting_for_an_earlier_hand_over_uses_no_attempt_even_with_the_budget_spent() -> None:
+    """Four 451s spent the budget of five; the fifth round finds another process's young claim. That is no
+    failure of this email's: it waits for that hand-over (not "failed after 5 attempts", which would let a
+    Send now go out at once, beside a copy that may still arrive)."""
+    attributes, svc, _ = _young_claim_elsewhere(attempts=4, delivered=False)
+    svc = replace(svc, send_max_attempts=5)
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert record.status == EmailStatus.SCHEDULED and record.send_attempts == 4
+    assert 80 < _timer_after_send_now(attributes, svc) <= 86
+
+
+def test_an_earlier_hand_over_that_cannot_be_asked_about_holds_back_send_again() -> None:
+    """Young claim elsewhere, and no Sent folder to ask: "delivery unknown", and a Send again waits until
+    that hand-over must be over."""
+    attributes, svc, _ = _young_claim_elsewhere(attempts=0, delivered=None)
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert Record(attributes).status == EmailStatus.UNCONFIRMED
+    assert 80 < _timer_after_send_now(attributes, svc) <= 86
+
+
+def test_a_resend_that_fails_after_an_unknown_delivery_stays_unknown() -> None:
+    mailer = RecordingMailer(fail_with=AmbiguousSendError("the connection broke after the message was handed over"))
+    svc = services(mailer)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert Record(attributes).status == EmailStatus.UNCONFIRMED
+    refusing = services(RecordingMailer(fail_with=PermanentSendError("554 rejected")))
+    Record(attributes).email = Record(attributes).email.model_copy(update={"scheduled": True, "send_at": NOW})
+    _ready_to_deliver(attributes, refusing)
+    DeliverState(refusing).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert record.status == EmailStatus.UNCONFIRMED, "the first copy may have arrived: never just 'failed'"
+    assert "earlier copy may have arrived" in record.get_str("last_reply")

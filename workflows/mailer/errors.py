@@ -38,7 +38,12 @@ class TransientSendError(SendError):
 
 class AmbiguousSendError(SendError):
     """The message was handed over but the server's answer never came (disconnect or time-out after DATA):
-    it may have been delivered. Sending it again blindly could deliver it twice."""
+    it may have been delivered. Sending it again blindly could deliver it twice. `hold_seconds`: a hand-over
+    elsewhere may still be going for that long, so no new one may start before."""
+
+    def __init__(self, reason: str, hold_seconds: float = 0.0) -> None:
+        super().__init__(reason)
+        self.hold_seconds = hold_seconds
 
 
 class InvalidEmailError(PermanentSendError, ValueError):

@@ -71,7 +71,7 @@ from workflows.states.common import (
     take_control,
 )
 
-_DELIVERY_KEYS = (DA_EMAIL, DA_DELIVERY, DA_SEND_ATTEMPTS, DA_TIMEZONE, DA_CARD, DA_OWNER_PROFILE)
+_DELIVERY_KEYS = (DA_EMAIL, DA_DELIVERY, DA_SEND_ATTEMPTS, DA_TIMEZONE, DA_CARD, DA_OWNER_PROFILE, DA_MAYBE_SENT)
 
 
 class ScheduleState(WorkflowState[None]):
@@ -196,6 +196,11 @@ class DeliverState(WorkflowState[None]):
         return _apply(record, email, intent, outcome, services)
 
 
+class StillUnderWay(TransientSendError):
+    """Another process's hand-over of this email may still be going: not a failed attempt of this one (it
+    uses no attempt of the budget), and no new round before `retry_after`, whatever the owner asks."""
+
+
 def _hand_over(services: Services, intent: DeliveryIntent, outgoing: OutgoingEmail, execution: str) -> Outcome:
     """Claim the hand-over in the ledger, then give the email to the mail server, once per process (the
     registry runs this): what comes back is what happened, as far as it can be known."""
@@ -208,7 +213,11 @@ def _hand_over(services: Services, intent: DeliveryIntent, outgoing: OutgoingEma
     if claim.refused:
         return PermanentSendError(f"the daily limit of {services.daily_send_limit} emails per person is reached")
     if not claim.first:  # another process's hand-over (this process's own would be in its registry)
+        young = services.handover_seconds - _claim_age_seconds(services, claim.earlier_at)
         earlier = _after_an_earlier_attempt(services, intent.message_id)
+        if isinstance(earlier, AmbiguousSendError) and young > 0:
+            # Cannot be asked, and that hand-over may still be going: "Send again" waits until it must be over.
+            return AmbiguousSendError(earlier.reason, hold_seconds=young)
         if earlier is not None:
             return earlier
         # Not in the account's sent mail. Once that hand-over is over (sent, or timed out) this means "not
@@ -222,7 +231,7 @@ def _hand_over(services: Services, intent: DeliveryIntent, outgoing: OutgoingEma
             # It may still be under way: look again, in a new round, once it must be over (a durable timer
             # through Schedule, where the user can still cancel). The new round looks before sending.
             wait = services.handover_seconds - _claim_age_seconds(services, claim.earlier_at)
-            return TransientSendError(
+            return StillUnderWay(
                 "an earlier attempt to send it was interrupted moments ago, and it is not in the account's "
                 "sent mail yet",
                 retry_after=max(1.0, wait),
@@ -283,6 +292,9 @@ def _apply(
     if isinstance(outcome, AmbiguousSendError):
         record.status = EmailStatus.UNCONFIRMED
         record.set(DA_MAYBE_SENT, intent.message_id)
+        if outcome.hold_seconds:
+            hold_until = services.clock() + timedelta(seconds=outcome.hold_seconds)
+            record.delivery = intent.model_copy(update={"not_before": hold_until})
         # No time kept: it goes out again only when the user gives one (a question is no resend order).
         record.email = email.model_copy(update={"scheduled": False, "send_at": None, "undo_until": None})
         record.tell(
@@ -296,27 +308,37 @@ def _apply(
 
 
 def _failed(record: Record, email: EmailDraft, error: SendError, services: Services) -> StateDecision:
-    attempts = record.send_attempts + 1
+    under_way = isinstance(error, StillUnderWay)
+    attempts = record.send_attempts + (0 if under_way else 1)
     record.set(DA_SEND_ATTEMPTS, attempts)
-    if isinstance(error, PermanentSendError) or attempts >= services.send_max_attempts:
-        record.status = EmailStatus.FAILED
+    hold = error.retry_after if isinstance(error, TransientSendError) else 0.0
+    intent = record.delivery
+    if hold and intent is not None:
+        # An earlier hand-over may still be under way elsewhere: no new round before it must be over, even
+        # if the owner says "send now" or "send again" meanwhile (the next round's claim is a new one, blind
+        # to the old), and even once this email has failed.
+        record.delivery = intent.model_copy(update={"not_before": services.clock() + timedelta(seconds=hold)})
+    if isinstance(error, PermanentSendError) or (not under_way and attempts >= services.send_max_attempts):
         record.email = email.model_copy(update={"send_at": None, "scheduled": False})
         tried = "" if isinstance(error, PermanentSendError) else f" after {attempts} attempts"
-        record.tell(f"I could not send the email{tried}: {error.reason}. Tell me when to try again.", error.reason)
+        if record.maybe_sent:  # an earlier hand-over's outcome is unknown: it may have arrived all the same
+            record.status = EmailStatus.UNCONFIRMED
+            record.tell(
+                f"I could not send the email again{tried}: {error.reason}. An earlier copy may have arrived: "
+                "check with the recipient, or tell me when to try again.",
+                error.reason,
+            )
+        else:
+            record.status = EmailStatus.FAILED
+            record.tell(f"I could not send the email{tried}: {error.reason}. Tell me when to try again.", error.reason)
         return go(record, conversation.AgentState)
-    delay = min(services.send_backoff_seconds * 2 ** (attempts - 1), services.send_backoff_max_seconds)
-    if isinstance(error, TransientSendError):
-        delay = max(delay, error.retry_after)
+    delay = min(services.send_backoff_seconds * 2 ** max(0, attempts - 1), services.send_backoff_max_seconds)
+    delay = max(delay, hold)
     retry_at = services.clock() + timedelta(seconds=delay)
-    intent = record.delivery
-    if isinstance(error, TransientSendError) and error.retry_after and intent is not None:
-        # An earlier hand-over may still be under way elsewhere: no new round before it must be over, even
-        # if the owner says "send now" meanwhile (the next round's claim is a new one, blind to the old).
-        record.delivery = intent.model_copy(update={"not_before": retry_at})
     record.email = email.model_copy(update={"send_at": retry_at, "scheduled": True})
+    counted = "" if under_way else f" (attempt {attempts + 1} of {services.send_max_attempts})"
     record.tell(
-        f"Sending failed ({error.reason}); retrying at {format_local(retry_at, record.timezone)} "
-        f"(attempt {attempts + 1} of {services.send_max_attempts}).",
+        f"Sending failed ({error.reason}); retrying at {format_local(retry_at, record.timezone)}{counted}.",
         error.reason,
     )
     # Back through Schedule, so the user can still revise or cancel while we wait.
