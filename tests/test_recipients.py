@@ -31,3 +31,18 @@ def test_the_user_vouches_for_an_address_in_either_spelling() -> None:
 def test_the_allowed_domains_match_either_spelling() -> None:
     assert normalize(["a@bücher.de"], allowed_domains=["bücher.de"]) == ["a@xn--bcher-kva.de"]
     assert normalize(["a@bücher.de"], allowed_domains=["xn--bcher-kva.de"]) == ["a@xn--bcher-kva.de"]
+
+
+def test_an_address_is_read_up_to_where_the_words_after_it_begin() -> None:
+    """Japanese and Chinese write no space after an address: the words after it are not its domain."""
+    assert addresses_in(["bob@example.comに送って"]) == {"bob@example.com"}
+    assert addresses_in(["请发给bob@example.com的同事"]) == {"bob@example.com"}
+    assert addresses_in(["x@例え.テスト です"]) == {normalize(["x@例え.テスト"])[0]}
+
+
+def test_confirming_external_recipients_knows_an_allowed_domain_in_either_spelling() -> None:
+    from workflows.decisions import Policy
+
+    policy = Policy(allowed_domains=("bücher.de",), confirm_external=True)
+    assert not policy.needs_confirmation("a@xn--bcher-kva.de")
+    assert policy.needs_confirmation("a@example.com")

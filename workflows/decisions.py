@@ -14,7 +14,7 @@ from typing import Literal
 
 from workflows.agent import AgentReply
 from workflows.model import EmailDraft, EmailEdit
-from workflows.recipients import MAX_RECIPIENTS, RecipientError, domain_of, normalize
+from workflows.recipients import MAX_RECIPIENTS, RecipientError, in_domains, normalize
 from workflows.sendtime import NOW_GRACE, SendTimeError, format_local, resolve, resolve_proposed, zone
 
 Next = Literal["wait", "schedule", "cancel"]
@@ -49,7 +49,7 @@ class Policy:
         key = address.lower()
         if key in self.confirmed:
             return False
-        if self.confirm_external and self.allowed_domains and domain_of(key) not in self.allowed_domains:
+        if self.confirm_external and self.allowed_domains and not in_domains(key, self.allowed_domains):
             return True
         return self.vouched is not None and key not in self.vouched
 

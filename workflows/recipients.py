@@ -9,7 +9,9 @@ from email_validator import EmailNotValidError, validate_email
 
 MAX_RECIPIENTS = 20
 # Loose on purpose: it finds candidates in what the user wrote; each is validated before it counts.
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[\w-]+(?:\.[\w-]+)+")  # domains in any script (IDNA)
+# Labels in any script (IDNA), ending in a top-level label that is all ASCII letters or all other letters,
+# so the words written right after an address ("bob@example.comに送って") are not read as part of it.
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[\w-]+\.)+(?:[A-Za-z]{2,63}|[^\W\d_A-Za-z]{2,63})")
 
 
 class RecipientError(ValueError):
@@ -31,6 +33,19 @@ def addresses_in(texts: Iterable[str]) -> set[str]:
 
 def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
+
+
+def ascii_domain(domain: str) -> str:
+    """A domain in the ASCII form addresses are kept in (IDNA: "bücher.de" is "xn--bcher-kva.de")."""
+    try:
+        return domain.strip().encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return domain.strip().lower()
+
+
+def in_domains(address: str, domains: Sequence[str]) -> bool:
+    """Whether an address (kept in ASCII form) is in one of these domains, however they are spelled."""
+    return domain_of(address) in {ascii_domain(d) for d in domains}
 
 
 def normalize(
@@ -63,8 +78,7 @@ def normalize(
         # A domain with non-ASCII letters is sent (and shown) as its ASCII form (IDNA, xn--...): what the mail
         # server is given, and the same whichever way the user wrote it.
         address = checked.ascii_email
-        domain = checked.ascii_domain.lower()
-        if allowed_domains and domain not in allowed_domains and checked.domain.lower() not in allowed_domains:
+        if allowed_domains and not in_domains(address, allowed_domains):
             raise RecipientError(
                 f"{address} is outside the domains this workspace may email ({', '.join(allowed_domains)})"
             )

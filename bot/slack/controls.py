@@ -13,7 +13,6 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
@@ -55,8 +54,10 @@ class Replies:
             view = await self._engine.describe(email_id)
         except EmailNotFound:
             return "I can't find this email any more."
-        except (EmailClosed, EngineBusy, EngineUnavailable):
+        except EmailClosed:
             return "This email is finished; nothing changed."
+        except (EngineBusy, EngineUnavailable):
+            return UNREACHABLE
         return f"This email is already {view.status.value}; nothing changed."
 
     async def control(self, body: dict[str, Any], email_id: str, control: Control) -> None:
@@ -126,8 +127,8 @@ class OwnerControls:
             return
         try:
             await self._client.views_open(trigger_id=body["trigger_id"], view=edit_modal(email_id, view))
-        except SlackApiError as error:  # e.g. expired_trigger_id: the click is older than 3 s
-            log.warning("views.open failed for %s: %s", email_id, error.response.get("error"))
+        except SLACK_CALL_FAILED as error:  # e.g. expired_trigger_id: the click is older than 3 s
+            log.warning("views.open failed for %s: %s", email_id, reason(error))
             await self._replies.tell(body, "The editor could not open in time. Please click Edit again.")
 
     async def on_edit_submitted(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:

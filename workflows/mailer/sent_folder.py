@@ -62,7 +62,10 @@ def sent_folder_from_list(lines: Iterable[bytes | tuple[bytes, bytes] | None]) -
 
 def mailbox_name(name: str) -> bytes:
     """A folder name as IMAP carries it: modified UTF-7 (RFC 3501, 5.1.3), so "Отправленные" (a Sent folder
-    a Russian-language account shows) reaches the server in the form it lists."""
+    a Russian-language account shows) reaches the server in the form it lists. An ASCII name is taken as
+    given: the name as the server lists it (already modified UTF-7, e.g. "&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-")."""
+    if name.isascii():
+        return name.encode("ascii")
     out: list[bytes] = []
     pending: list[str] = []
 
