@@ -555,27 +555,11 @@ def test_send_now_while_an_earlier_hand_over_may_be_under_way_still_waits_for_it
     """Another process's claim is young (its hand-over may still be going), so the email backs off to a new
     round once that must be over. The owner clicks Send now meanwhile: the next round would claim afresh,
     blind to the old one, so the schedule still waits until then."""
-    from iwf.command_request import TimerCommand
-
-    from workflows.model import Control
-    from workflows.states.common import take_control
-
-    real_clock = lambda: datetime.now(UTC)  # noqa: E731 - the ledger stamps claims with the real time
-    ledger = MemoryLedger()
-    attributes = scheduled()
-    _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
-    intent = Record(attributes).delivery
-    assert intent is not None
-    ledger.claim(intent, "Deliver-1:another-process", 0)
-    ledger.age_claims(5.0)
-    svc = services(RecordingMailer(delivered=False), ledger, handover_seconds=90, clock=real_clock)
+    attributes, svc, _ = _young_claim_elsewhere(attempts=0, delivered=False)
     DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     record = Record(attributes)
     assert record.status == EmailStatus.SCHEDULED and record.delivery is not None and record.delivery.not_before
-    take_control(record, Control(kind="send_now", actor="alice").model_dump_json(), svc)
-    request = ScheduleState(svc).wait_until(CTX, None, attributes, None)  # type: ignore[arg-type]
-    [timer] = [c for c in request.commands if isinstance(c, TimerCommand)]
-    assert 80 < timer.duration_seconds <= 86, timer
+    assert 80 < _timer_after_send_now(attributes, svc) <= 86
 
 
 def _young_claim_elsewhere(attempts: int, delivered: bool | None) -> tuple[Attributes, Services, DeliveryIntent]:

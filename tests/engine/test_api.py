@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -147,6 +148,27 @@ async def test_refusals_have_the_one_error_shape(api: Api) -> None:
         assert body["error"]["message"], body
 
 
+async def _every_call_is_engine_unavailable(
+    session: aiohttp.ClientSession, base_url: str, wid: str, *, start: bool
+) -> None:
+    """Each operation on the email (its start too, with `start`) answers 503 engine_unavailable, Retry-After."""
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    calls: list[tuple[str, str, Any]] = [("POST", "", {})] if start else []
+    calls += [
+        ("GET", "", None),
+        ("POST", "/messages", {"text": "hi", "message_id": "m1"}),
+        ("PUT", "/draft", {"text": "hi"}),
+        ("POST", "/cancel", None),
+    ]
+    for method, path, payload in calls:
+        url = f"{base_url}/api/emails/{wid}{path}"
+        async with session.request(method, url, json=payload, headers=headers) as response:
+            body = await response.json()
+            assert response.status == 503, (method, path, body)
+            assert body["error"]["code"] == "engine_unavailable", body
+            assert int(response.headers["Retry-After"]) > 0
+
+
 async def test_an_unreachable_worker_answers_503_with_retry_after(
     engine: Engine, fake_openai: FakeOpenAI, smtp_sink: SmtpSink, tmp_path: Path
 ) -> None:
@@ -162,19 +184,7 @@ async def test_an_unreachable_worker_answers_503_with_retry_after(
             api = Api(session, app.base_url)
             wid = unique("no-worker")
             await api.start(wid)  # iWF records the workflow; its first state waits for a worker
-            headers = {"Authorization": f"Bearer {API_TOKEN}"}
-            for method, path, payload in (
-                ("GET", "", None),
-                ("POST", "/messages", {"text": "hi", "message_id": "m1"}),
-                ("PUT", "/draft", {"text": "hi"}),
-                ("POST", "/cancel", None),
-            ):
-                url = f"{app.base_url}/api/emails/{wid}{path}"
-                async with session.request(method, url, json=payload, headers=headers) as response:
-                    body = await response.json()
-                    assert response.status == 503, (method, path, body)
-                    assert body["error"]["code"] == "engine_unavailable"
-                    assert int(response.headers["Retry-After"]) > 0
+            await _every_call_is_engine_unavailable(session, app.base_url, wid, start=False)
     finally:
         app.stop()
     assert "unhandled error" not in app.log_tail(200)
@@ -244,20 +254,7 @@ async def test_a_proxy_answering_for_the_engine_with_text_is_503_not_500(
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             wid = unique("proxied")
-            headers = {"Authorization": f"Bearer {API_TOKEN}"}
-            for method, path, payload in (
-                ("POST", "", {}),
-                ("GET", "", None),
-                ("POST", "/messages", {"text": "hi", "message_id": "m1"}),
-                ("PUT", "/draft", {"text": "hi"}),
-                ("POST", "/cancel", None),
-            ):
-                url = f"{app.base_url}/api/emails/{wid}{path}"
-                async with session.request(method, url, json=payload, headers=headers) as response:
-                    body = await response.json()
-                    assert response.status == 503, (method, path, body)
-                    assert body["error"]["code"] == "engine_unavailable", body
-                    assert int(response.headers["Retry-After"]) > 0
+            await _every_call_is_engine_unavailable(session, app.base_url, wid, start=True)
             user = f"UPROXY{time.time_ns() % 10**9}"
             slack = Slack(session, app, fake_slack)
             status, text = await slack.post(
