@@ -232,3 +232,18 @@ async def test_start_carrying_the_first_request_is_one_call_and_a_retry_is_taken
     # On an email that has ended, the text is refused as a message would be, with the same code.
     status, body = await api.call("POST", f"/api/emails/{wid}", {"text": "send it again", "message_id": "later"})
     assert status == 409 and body["error"]["code"] == "closed", body
+
+
+async def test_a_domain_written_in_its_own_script_is_sent_in_the_form_mail_servers_take(
+    api: Api, smtp_sink: SmtpSink
+) -> None:
+    """The owner writes ana@bücher.de: the email is scheduled without asking them to confirm the address they
+    wrote, and goes out to its ASCII (IDNA) form, not refused by the mail step at its send time."""
+    wid = unique("idna")
+    await api.start(wid)
+    await api.say(wid, "to: ana@bücher.de; subject: Grüße; body: Hallo Ana; send in 1 seconds")
+    view = await api.wait_for(wid, "sent", "failed", timeout=30)
+    assert view["status"] == "sent", view
+    assert view["to"] == ["ana@xn--bcher-kva.de"] and view["unconfirmed"] == []
+    [mail] = await wait_for_mail(smtp_sink, "ana@xn--bcher-kva.de")
+    assert mail.message["To"] == "ana@xn--bcher-kva.de" and mail.message["Subject"] == "Grüße"
