@@ -19,7 +19,7 @@ from workflows.deliveries import Delivered, DeliveryRegistry
 from workflows.ledger import ClaimRequest, ClaimResult, DeliveryLedgerWorkflow
 from workflows.mailer import AmbiguousSendError, OutgoingEmail, PermanentSendError, TransientSendError
 from workflows.model import DeliveryIntent, EmailDraft, EmailStatus, Turn
-from workflows.record import CH_CANCEL, CH_USER_INPUT, Record
+from workflows.record import CH_CANCEL, CH_USER_INPUT, Record, build_view
 from workflows.states import (
     AgentState,
     CancelByRequestState,
@@ -560,6 +560,13 @@ def test_send_now_while_an_earlier_hand_over_may_be_under_way_still_waits_for_it
     record = Record(attributes)
     assert record.status == EmailStatus.SCHEDULED and record.delivery is not None and record.delivery.not_before
     assert 80 < _timer_after_send_now(attributes, svc) <= 86
+    # The card and describe say so, rather than a send time that passes with nothing sent.
+    after = Record(attributes)
+    assert after.delivery is not None and after.email.send_at == after.delivery.not_before
+    assert after.email.undo_until is None or after.email.undo_until >= after.email.send_at
+    view = build_view(after)
+    assert view.will_send and view.send_at == after.delivery.not_before
+    assert "at the earliest: an earlier attempt to send it may still be under way" in view.last_reply
 
 
 def _young_claim_elsewhere(attempts: int, delivered: bool | None) -> tuple[Attributes, Services, DeliveryIntent]:

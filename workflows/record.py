@@ -185,6 +185,26 @@ class Record:
     def delivery(self, value: DeliveryIntent) -> None:
         self._p.set_data_attribute(DA_DELIVERY, value.model_dump_json())
 
+    def wait_for_earlier_hand_over(self) -> bool:
+        """A scheduled time before the end of an earlier hand-over that may still be under way (see
+        `DeliveryIntent.not_before`) moves to that end, so that the card, describe and the listing show when
+        the email really goes out; the user is told why. Needs DA_DELIVERY loaded; True if it moved."""
+        email, intent = self.email, self.delivery
+        if not email.scheduled or email.send_at is None or intent is None or intent.not_before is None:
+            return False
+        if email.send_at >= intent.not_before:
+            return False
+        later = intent.not_before
+        undo = max(email.undo_until, later) if email.undo_until is not None else None
+        self.email = email.model_copy(update={"send_at": later, "undo_until": undo})
+        note = (
+            f"It goes out {format_local(later, self.timezone)} at the earliest: an earlier attempt to send it "
+            "may still be under way until then."
+        )
+        reply = self._str(DA_LAST_REPLY)
+        self.tell(f"{reply} {note}" if reply else note, self._str(DA_LAST_ERROR))
+        return True
+
     @property
     def pending(self) -> int:
         return self._int(DA_PENDING)

@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,7 @@ async def test_the_app_killed_before_the_message_left_is_sent_once_after_its_han
     reasons: set[str] = set()
     deadline = time.monotonic() + 150
     view: dict[str, Any] = {}
+    clicked_at: datetime | None = None
     while time.monotonic() < deadline:
         try:
             view = await checking_api.describe(wid)
@@ -172,11 +174,26 @@ async def test_the_app_killed_before_the_message_left_is_sent_once_after_its_han
             await asyncio.sleep(0.3)  # the engine may still be taking the restarted app's worker up
             continue
         reasons.add(view.get("last_error") or "")
+        if clicked_at is None and view["status"] == "scheduled" and "interrupted moments ago" in view["last_error"]:
+            # The owner clicks Send now while it waits: the card must not promise a time that passes unsent.
+            clicked_at = datetime.now(UTC)
+            status, _ = await checking_api.call("POST", f"/api/emails/{wid}/send-now", {"message_id": "now-1"})
+            assert status in (200, 202)
+            held = await checking_api.describe(wid)
+            for _ in range(50):
+                if "at the earliest" in held["last_reply"] or held["status"] == "sent":
+                    break
+                await asyncio.sleep(0.2)
+                held = await checking_api.describe(wid)
+            assert held["status"] == "scheduled" and held["will_send"], held
+            assert "at the earliest" in held["last_reply"], held
+            assert datetime.fromisoformat(held["send_at"]) > clicked_at + timedelta(seconds=5), held
         if view["status"] in ("sent", "unconfirmed", "failed") and not view["pending_requests"]:
             break
         await asyncio.sleep(0.3)
     assert view["status"] == "sent", view
     assert any("interrupted moments ago" in reason for reason in reasons), reasons
+    assert clicked_at is not None, "Send now was never clicked during the wait"
     [mail] = await wait_for_mail(filing, "takeover@example.com")
     assert mail.message["Message-ID"] == view["sent_message_id"]
     assert imap_server.message_ids().count(view["sent_message_id"]) == 1

@@ -31,6 +31,7 @@ from workflows.record import (
     DA_CARD,
     DA_CONFIRMED,
     DA_CONVERSATION,
+    DA_DELIVERY,
     DA_DRAFT,
     DA_EMAIL,
     DA_INBOX,
@@ -66,7 +67,17 @@ def load(*keys: str, lock: Sequence[str] = ()) -> PersistenceLoadingPolicy:
 LOCKED_INBOX = load(DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, lock=INBOX_KEYS)
 # What taking up a request, or ending the email, touches: the conversation gets the request, the card is
 # refreshed alongside, and a cancel clears what is pending.
-TAKE_UP_KEYS = [DA_STATUS, DA_CONVERSATION, DA_DRAFT, DA_CARD, DA_EMAIL, DA_TIMEZONE, DA_CONFIRMED, DA_MAYBE_SENT]
+TAKE_UP_KEYS = [
+    DA_STATUS,
+    DA_CONVERSATION,
+    DA_DRAFT,
+    DA_CARD,
+    DA_EMAIL,
+    DA_TIMEZONE,
+    DA_CONFIRMED,
+    DA_MAYBE_SENT,
+    DA_DELIVERY,  # small, and only there once a hand-over was tried: a new time must wait for it (`go`)
+]
 
 
 @dataclass(frozen=True)
@@ -194,7 +205,10 @@ def fresh_attempts(before: EmailDraft, after: EmailDraft, next_step: str) -> boo
 def go(record: Record, state: type[WorkflowState[Any]], state_input: Any = None) -> StateDecision:
     """Move on, and refresh the user's card alongside when there is one."""
     from workflows.states.card import NotifyState
+    from workflows.states.sending import ScheduleState
 
+    if state is ScheduleState:
+        record.wait_for_earlier_hand_over()
     record.index()
     if record.card is None:
         return StateDecision.single_next_state(state, state_input)
