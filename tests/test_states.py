@@ -23,6 +23,7 @@ from workflows.record import CH_CANCEL, CH_USER_INPUT, Record, build_view
 from workflows.states import (
     AgentState,
     CancelByRequestState,
+    ComposeCrashedState,
     ComposeState,
     DeliverState,
     DeliveryCrashedState,
@@ -656,3 +657,22 @@ def test_inputs_share_one_queue_and_a_legacy_control_is_never_lost() -> None:
     assert taken == control and communication.published == []
     taken = next_input(results((CH_USER_INPUT, request), (CH_CONTROL, control), timer=False), communication)  # type: ignore[arg-type]
     assert taken == request and communication.published == [(CH_CONTROL, control)]
+
+
+def test_every_state_that_can_schedule_loads_the_earlier_hand_over() -> None:
+    """`go(..., ScheduleState)` moves a new time past an earlier hand-over that may still be under way; a state
+    that does not load DA_DELIVERY would promise a time that passes unsent (seen: "send it again" in words)."""
+    from workflows.record import DA_DELIVERY
+
+    svc = services(RecordingMailer())
+    for state in (
+        AgentState(svc),
+        ComposeState(svc),
+        ComposeCrashedState(svc),
+        CancelByRequestState(),
+        ScheduleState(svc),
+        DeliverState(svc),
+        DeliveryCrashedState(svc),
+    ):
+        policy = state.get_state_options().execute_api_data_attributes_loading_policy
+        assert policy is not None and DA_DELIVERY in (policy.partial_loading_keys or []), type(state).__name__

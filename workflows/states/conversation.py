@@ -27,6 +27,7 @@ from workflows.record import (
     DA_CARD,
     DA_CONFIRMED,
     DA_CONVERSATION,
+    DA_DELIVERY,
     DA_EMAIL,
     DA_MAYBE_SENT,
     DA_SEND_ATTEMPTS,
@@ -172,7 +173,7 @@ class ComposeState(WorkflowState[None]):
     def get_state_options(self) -> WorkflowStateOptions:
         return WorkflowStateOptions(
             execute_api_data_attributes_loading_policy=load(
-                DA_CONVERSATION, DA_EMAIL, DA_TIMEZONE, DA_CARD, DA_CONFIRMED, DA_MAYBE_SENT
+                DA_CONVERSATION, DA_EMAIL, DA_TIMEZONE, DA_CARD, DA_CONFIRMED, DA_MAYBE_SENT, DA_DELIVERY
             ),
             execute_api_timeout_seconds=self._services.agent_timeout_seconds,
             execute_api_retry_policy=RetryPolicy(
@@ -225,7 +226,7 @@ class ComposeCrashedState(WorkflowState[None]):
 
     def get_state_options(self) -> WorkflowStateOptions:
         return WorkflowStateOptions(
-            execute_api_data_attributes_loading_policy=load(DA_EMAIL, DA_TIMEZONE, DA_CARD, DA_MAYBE_SENT)
+            execute_api_data_attributes_loading_policy=load(DA_EMAIL, DA_TIMEZONE, DA_CARD, DA_MAYBE_SENT, DA_DELIVERY)
         )
 
     def execute(
