@@ -156,10 +156,10 @@ async def body_of(request: web.Request, model: type[M], optional: bool = False) 
         return model()
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {error}") from error
     except RecursionError as error:
         raise ApiError(400, "bad_json", "the body is not valid JSON here: it is nested too deeply") from error
+    except ValueError as error:  # not JSON, not UTF-8, or a number too long to read (over 4,300 digits)
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {error}") from error
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -148,15 +148,20 @@ class RunningApp:
 
         async def slack_events(request: web.Request) -> web.Response:
             try:
-                bolt_request = await to_bolt_request(request)
                 text = await request.text()
             except (UnicodeDecodeError, LookupError):  # not UTF-8, or a charset nobody knows: not from Slack
                 return web.json_response({"error": "the body is not UTF-8 text"}, status=400)
             signature = request.headers.get("X-Slack-Signature", "")
             timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
             # Only a validly signed request is remembered, so a forger cannot fill the guard; Bolt
-            # refuses the invalid ones itself.
+            # refuses the invalid ones itself, once the body is known to be readable.
             valid = bool(verifier and timestamp.isdigit() and verifier.is_valid(text, timestamp, signature))
+            try:
+                bolt_request = await to_bolt_request(request)
+            except (ValueError, RecursionError):  # JSON that does not parse: Slack never sends it
+                if not valid:
+                    return web.json_response({"error": "invalid request signature"}, status=401)
+                return web.json_response({"error": "the body is not the JSON Slack sends"}, status=400)
             if valid and not replays.claim(signature):
                 log.warning("refused a replayed Slack request")
                 return web.json_response({"error": "replayed request"}, status=401)

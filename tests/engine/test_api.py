@@ -216,6 +216,10 @@ async def test_malformed_requests_get_a_clear_4xx_never_a_500(api: Api, app_proc
     async with api.session.post(url, data=deep, headers=headers) as response:
         body = await response.json()
         assert response.status == 400 and body["error"]["code"] == "bad_json", body
+    long_number = '{"text": "hi", "message_id": ' + "9" * 5000 + "}"  # Python refuses ints over 4,300 digits
+    async with api.session.post(url, data=long_number, headers=headers) as response:
+        body = await response.json()
+        assert response.status == 400 and body["error"]["code"] == "bad_json", body
 
     status, body = await api.call("GET", f"/api/emails/{wid}%0A")  # "<id>\n" once decoded
     assert status == 400 and body["error"]["code"] == "bad_id", body

@@ -24,6 +24,7 @@ from tests.harness import (
     app_env,
     free_port,
     kill_while_the_server_holds_its_answer,
+    say_until,
     unique,
     wait_for_mail,
 )
@@ -154,8 +155,8 @@ async def test_the_app_killed_before_the_message_left_is_sent_once_after_its_han
     filing.hold_recipients = threading.Event()
     filing.recipient_arrived.clear()
     try:
-        await checking_api.say(wid, "to: takeover@example.com; subject: Late; body: Not lost; send in 1 seconds")
-        assert await asyncio.to_thread(filing.recipient_arrived.wait, 30), "the hand-over never reached RCPT"
+        text = "to: takeover@example.com; subject: Late; body: Not lost; send in 1 seconds"
+        await say_until(checking_api, wid, text, filing.recipient_arrived)
         checking_app.kill()
     finally:
         filing.hold_recipients.set()

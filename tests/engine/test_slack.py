@@ -542,6 +542,17 @@ async def test_a_body_that_is_not_utf8_is_a_bad_request(slack: Slack) -> None:
         assert response.status == 400, await response.text()
 
 
+async def test_a_body_that_is_not_json_is_refused_without_a_500(slack: Slack) -> None:
+    """Anyone can POST to the events URL: an unsigned body that does not parse is 401, not a logged crash; a
+    signed one (Slack never sends it) is 400."""
+    for body, content_type in (("{", "application/json"), ("payload=%7B", "application/x-www-form-urlencoded")):
+        async with slack.session.post(slack.url, data=body, headers={"Content-Type": content_type}) as response:
+            assert response.status == 401, (body, response.status, await response.text())
+        status, text = await slack.post(body, content_type)
+        assert status == 400, (body, status, text)
+    assert "unhandled error" not in slack.app.log_tail(200) and "Traceback" not in slack.app.log_tail(200)
+
+
 async def test_a_replay_sent_while_the_original_is_being_handled_is_refused(slack: Slack, api: Api) -> None:
     """The original's handling is held (its users.info call waits); the same signed request arrives again
     meanwhile: refused at once, and the original goes on to start its email, once."""
