@@ -66,6 +66,14 @@ NO_ROOT = (
     "I could not look this thread up in Slack just now, so I did not take this message. "
     "Please send it again in a minute."
 )
+NOT_TAKEN = (
+    "I could not reach the email service for several minutes, so I did not take this message. "
+    "Please send it again when you see this."
+)
+EDIT_NOT_SAVED = (
+    "I could not reach the email service for several minutes, so your edit was not saved as the draft. "
+    "Please edit the message again, or send the words as a new reply."
+)
 NO_PROFILE = (
     "I could not read your time zone from Slack just now, so I did not start this email (a guessed zone "
     "would send it at the wrong hour). Please send it again in a minute."
@@ -118,7 +126,7 @@ class SlackBot:
         subtype = event.get("subtype")
         team = str(body.get("team_id") or event.get("team") or "")
         if subtype == "message_changed":
-            await self._on_edit(team, event)
+            await self._on_edit(team, event, slack_retry_num(request))
             return
         if subtype not in TAKEN_SUBTYPES or event.get("bot_id") or not event.get("user"):
             return  # joins, deletions, our own card, other bots: nothing to do
@@ -141,11 +149,14 @@ class SlackBot:
                 result = await self._start(team, where, user_request, assistant=False)
             else:  # a reply, in a DM thread, a thread the bot opened, or an assistant chat
                 result = await self._reply(team, where, user_request, event)
-        except (ProfileUnavailable, RootUnavailable) as error:
+        except (ProfileUnavailable, RootUnavailable, EngineBusy, EngineUnavailable) as error:
             if retry < LAST_SLACK_RETRY:
                 raise  # no answer: Slack delivers the message again (in a minute, then five)
-            # Slack's last try: say so, never guess.
-            await self._notes.say(where, NO_PROFILE if isinstance(error, ProfileUnavailable) else NO_ROOT)
+            # Slack's last try: say so, never guess, never drop it without a word.
+            if isinstance(error, ProfileUnavailable):
+                await self._notes.say(where, NO_PROFILE)
+            else:
+                await self._notes.say(where, NO_ROOT if isinstance(error, RootUnavailable) else NOT_TAKEN)
             return
         if files and result and result.accepted and not result.duplicate:  # once, not again on Slack's retries
             await self._notes.say(where, files_not_attached(files))
@@ -204,7 +215,7 @@ class SlackBot:
             await self._notes.say(where, f"I can't take that now: {result.detail}.")
         return result
 
-    async def _on_edit(self, team: str, event: dict[str, Any]) -> None:
+    async def _on_edit(self, team: str, event: dict[str, Any], retry: int) -> None:
         message = event.get("message") or {}
         if message.get("subtype") == ASSISTANT_ROOT:
             return  # Slack retitled an assistant chat (its root): not the user's words
@@ -226,6 +237,10 @@ class SlackBot:
             await self._threads.run(team, event["channel"], thread_ts, lambda e: self._engine.save_draft(e, draft))
         except (EmailNotFound, EmailClosed):
             return  # an edit in an untracked or finished thread changes nothing
+        except (EngineBusy, EngineUnavailable, RootUnavailable):
+            if retry < LAST_SLACK_RETRY:
+                raise  # Slack delivers the edit again
+            await self._notes.say(Where(event["channel"], thread_ts, retry=retry), EDIT_NOT_SAVED)
 
     # --- slash command -------------------------------------------------------------
 

@@ -12,10 +12,21 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.slack.app import COMMAND_UNREACHABLE
+from bot.slack.app import COMMAND_UNREACHABLE, EDIT_NOT_SAVED, NOT_TAKEN
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import FakeSlack, command_body
-from tests.harness import API_TOKEN, Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port, unique
+from tests.fakes.slack_server import FakeSlack, command_body, event_body, message_event, sign
+from tests.harness import (
+    API_TOKEN,
+    SLACK_SIGNING_SECRET,
+    Api,
+    AppProcess,
+    Engine,
+    Slack,
+    SmtpSink,
+    app_env,
+    free_port,
+    unique,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -266,6 +277,35 @@ async def test_a_proxy_answering_for_the_engine_with_text_is_503_not_500(
                 "application/x-www-form-urlencoded",
             )
             assert status == 200 and json.loads(text) == {"response_type": "ephemeral", "text": COMMAND_UNREACHABLE}
+
+            # A DM while the engine is out of reach: no answer (Slack delivers it again) until Slack's last
+            # delivery, which tells the user it was not taken instead of dropping it without a word.
+            channel, ts = f"D{user}", fake_slack.new_ts()
+            body = event_body(message_event(user, ts, "to: p@example.com; subject: P; body: P"), f"Ev{ts}")
+            for retry, expected in ((0, 500), (1, 500), (3, 200)):
+                headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_error"} if retry else {}
+                signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - 10 + retry)
+                status, _ = await slack.post(body, "application/json", headers, signed=signed)
+                assert status == expected, (retry, status)
+            [said] = fake_slack.of("chat.postMessage", channel=channel, thread_ts=ts)
+            assert said.args["text"] == NOT_TAKEN
+
+            # The same for an edit of a message: on the last delivery the user learns it was not saved.
+            edited = {
+                "type": "message",
+                "subtype": "message_changed",
+                "channel_type": "im",
+                "channel": channel,
+                "hidden": True,
+                "ts": fake_slack.new_ts(),
+                "message": {"type": "message", "user": user, "text": "to: p@example.com; body: Q", "ts": ts},
+                "previous_message": {"type": "message", "user": user, "text": "to: p@example.com; body: P", "ts": ts},
+            }
+            body = event_body(edited, f"Ev{time.time_ns()}")
+            status, _ = await slack.post(body, "application/json", {"X-Slack-Retry-Num": "3"})
+            assert status == 200
+            notes = [c.args["text"] for c in fake_slack.of("chat.postMessage", channel=channel, thread_ts=ts)]
+            assert notes == [NOT_TAKEN, EDIT_NOT_SAVED], notes
     finally:
         app.stop()
         await runner.cleanup()
