@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(None, description="xapp- token: use Socket Mode, no public URL.")
     slack_api_url: str = Field("https://slack.com/api/", description="Web API base URL (tests: a fake).")
     slack_timezone_cache_seconds: int = 3600
+    slack_ack_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=2.8,
+        description="Slack's answer after at most this long, even while the workflow task that takes the request "
+        "is still running a model call or SMTP (Slack's limit is 3 s); the hand-off goes on in the process.",
+    )
 
     # --- iWF worker edge (private) ------------------------------------------
     worker_host: str = Field("127.0.0.1", description="Listener for iWF's worker callbacks; keep it private.")

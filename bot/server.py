@@ -17,6 +17,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.api import public_app
 from bot.engine import EmailEngine
+from bot.slack.ack_budget import AckBudget
 from bot.slack.app import build_slack_app
 from bot.slack.notifier import SlackCardNotifier
 from bot.slack.replay import ReplayGuard
@@ -63,6 +64,7 @@ class RunningApp:
     engine: EmailEngine | None = None
     socket_mode: AsyncSocketModeHandler | None = None
     notifier: SlackCardNotifier | None = None
+    slack_budget: AckBudget | None = None
     _socket_connect: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -133,8 +135,10 @@ class RunningApp:
                 max_recipients=settings.max_recipients_per_email,
                 max_body_chars=settings.max_body_chars,
             ),
+            ack_seconds=settings.slack_ack_seconds,
         )
         slack = edge.app
+        self.slack_budget = edge.budget
         if self.notifier is not None:
             # The card step of any email, run by this process's worker, refreshes its owner's App Home.
             self.notifier.on_change = edge.home.changed_threadsafe
@@ -188,6 +192,8 @@ class RunningApp:
             self._socket_connect.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._socket_connect
+        if self.slack_budget is not None:
+            await self.slack_budget.drain()  # requests Slack had its answer for: Slack will not send them again
         for runner in reversed(self.runners):
             await runner.cleanup()
         self.runners.clear()

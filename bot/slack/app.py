@@ -20,6 +20,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
+from bot.slack.ack_budget import AckBudget
 from bot.slack.assistant import ASSISTANT_ROOT, greet, is_assistant_thread, is_listing_question, scheduled_summary
 from bot.slack.card import (
     APPLY_EDIT_ACTION,
@@ -87,6 +88,12 @@ def slack_retry_num(request: AsyncBoltRequest) -> int:
     return int(values[0]) if values and values[0].isdigit() else 0
 
 
+def _not_taken_note(error: BaseException) -> str:
+    if isinstance(error, ProfileUnavailable):
+        return NO_PROFILE
+    return NO_ROOT if isinstance(error, RootUnavailable) else NOT_TAKEN
+
+
 def too_long(chars: int, what: str = "message") -> str:
     return (
         f"Your {what} is {chars:,} characters long; I can read up to {MAX_REQUEST_CHARS:,} at a time, so I did "
@@ -101,7 +108,10 @@ def files_not_attached(names: list[str]) -> str:
 
 
 class SlackBot:
-    def __init__(self, engine: EmailEngine, client: AsyncWebClient, users: UserCache, replies: Replies):
+    def __init__(
+        self, engine: EmailEngine, client: AsyncWebClient, users: UserCache, replies: Replies, budget: AckBudget
+    ):
+        self._budget = budget
         self._engine = engine
         self._client = client
         self._users = users
@@ -143,23 +153,26 @@ class SlackBot:
             await self._notes.say(where, too_long(len(text)))
             return
         user_request = UserRequest(text=text, message_id=f"{channel}:{ts}", actor=user)
-        result: RequestResult | None = None
-        try:
+
+        async def hand_off() -> None:
             if where.thread_ts == ts:
                 result = await self._start(team, where, user_request, assistant=False)
             else:  # a reply, in a DM thread, a thread the bot opened, or an assistant chat
                 result = await self._reply(team, where, user_request, event)
+            if files and result and result.accepted and not result.duplicate:  # once, not on Slack's retries
+                await self._notes.say(where, files_not_attached(files))
+
+        # No early answer here (unlike clicks, bot.slack.ack_budget): an update in flight is dropped if this
+        # process dies before the engine took it (tests/engine/test_slack_ack.py), and only a Slack that got
+        # no 200 delivers the message again. A reply may so be answered after Slack's 3 s, while the workflow
+        # task runs the model: Slack re-delivers it, and the re-delivery is recognised by its message id.
+        try:
+            await hand_off()
         except (ProfileUnavailable, RootUnavailable, EngineBusy, EngineUnavailable) as error:
             if retry < LAST_SLACK_RETRY:
                 raise  # no answer: Slack delivers the message again (in a minute, then five)
             # Slack's last try: say so, never guess, never drop it without a word.
-            if isinstance(error, ProfileUnavailable):
-                await self._notes.say(where, NO_PROFILE)
-            else:
-                await self._notes.say(where, NO_ROOT if isinstance(error, RootUnavailable) else NOT_TAKEN)
-            return
-        if files and result and result.accepted and not result.duplicate:  # once, not again on Slack's retries
-            await self._notes.say(where, files_not_attached(files))
+            await self._notes.say(where, _not_taken_note(error))
 
     async def _start(self, team: str, where: Where, request: UserRequest, assistant: bool) -> RequestResult | None:
         """A new thread: one email, named by the thread, the request carried by its start. 'What have I
@@ -233,14 +246,16 @@ class SlackBot:
             await self._notes.say(Where(event["channel"], thread_ts), too_long(len(text), "edited message"))
             return
         draft = DraftInput(text=text, actor=user)
-        try:
-            await self._threads.run(team, event["channel"], thread_ts, lambda e: self._engine.save_draft(e, draft))
+        where = Where(event["channel"], thread_ts, retry=retry)
+
+        try:  # answered once taken, as a message is (see on_message)
+            await self._threads.run(team, where.channel, thread_ts, lambda e: self._engine.save_draft(e, draft))
         except (EmailNotFound, EmailClosed):
             return  # an edit in an untracked or finished thread changes nothing
         except (EngineBusy, EngineUnavailable, RootUnavailable):
             if retry < LAST_SLACK_RETRY:
                 raise  # Slack delivers the edit again
-            await self._notes.say(Where(event["channel"], thread_ts, retry=retry), EDIT_NOT_SAVED)
+            await self._notes.say(where, EDIT_NOT_SAVED)
 
     # --- slash command -------------------------------------------------------------
 
@@ -284,6 +299,9 @@ class SlackBot:
 
     async def on_cancel(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
+        await self._budget.run(self._cancel(body, action), "cancel")
+
+    async def _cancel(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         user, email_id = body["user"]["id"], str(action["value"])
         try:
             result = await self._engine.cancel(email_id, CancelInput(actor=user))
@@ -313,6 +331,9 @@ class SlackBot:
 
     async def on_apply_edit(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
+        await self._budget.run(self._apply_edit(body, action), "edit request")
+
+    async def _apply_edit(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         user, email_id = body["user"]["id"], str(action["value"])
         try:
             view = await self._engine.describe(email_id)
@@ -352,6 +373,7 @@ class SlackBot:
 class SlackEdge:
     app: AsyncApp
     home: HomeRefresher
+    budget: AckBudget
 
 
 def build_slack_app(
@@ -362,6 +384,7 @@ def build_slack_app(
     timezone_ttl: int,
     policy: Policy | None = None,
     home_interval: float = 1.0,
+    ack_seconds: float = 2.0,
 ) -> SlackEdge:
     """The Bolt app and its App Home refresher. `policy`: the recipient and size rules the edit modal checks
     (the workflow checks them again)."""
@@ -372,17 +395,18 @@ def build_slack_app(
         signing_secret=signing_secret or "socket-mode-only",
         # Ack only once the request is in the workflow (a start and an RPC, ~0.1 s): if this process dies
         # first, Slack gets no 200 and re-delivers, instead of the message being lost after an early ack.
-        # The model and SMTP still never run here; they run in the workflow.
+        # An RPC that waits on a long workflow task is answered within `ack_seconds` (bot.slack.ack_budget).
         process_before_response=True,
     )
+    budget = AckBudget(ack_seconds)
     home = HomeRefresher(engine, client, interval=home_interval)
-    replies = Replies(engine, client, home)
-    SlackBot(engine, client, UserCache(client, timezone_ttl), replies).register(app)
-    OwnerControls(engine, client, replies, policy or Policy()).register(app)
+    replies = Replies(engine, client, home, budget)
+    SlackBot(engine, client, UserCache(client, timezone_ttl), replies, budget).register(app)
+    OwnerControls(engine, client, replies, policy or Policy(), budget).register(app)
 
     async def on_home_opened(event: dict[str, Any]) -> None:
         if event.get("tab") == "home":
             await home.opened(str(event["user"]))
 
     app.event("app_home_opened")(on_home_opened)
-    return SlackEdge(app, home)
+    return SlackEdge(app, home, budget)

@@ -8,6 +8,7 @@ again changes nothing twice. An unreachable engine is said to the user and chang
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -16,6 +17,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
+from bot.slack.ack_budget import AckBudget
 from bot.slack.card import EDIT_ACTION, SEND_NOW_ACTION, UNDO_ACTION
 from bot.slack.home import OPEN_THREAD_ACTION, HomeRefresher
 from bot.slack.modal import EDIT_CALLBACK, TO, Opened, edit_modal, field_errors, read_edit
@@ -32,10 +34,11 @@ NOT_YOURS = "Only the person who started this email can change it."
 class Replies:
     """Answers the user who clicked: ephemerally beside the card, or on their Home tab (which has no channel)."""
 
-    def __init__(self, engine: EmailEngine, client: AsyncWebClient, home: HomeRefresher):
+    def __init__(self, engine: EmailEngine, client: AsyncWebClient, home: HomeRefresher, budget: AckBudget):
         self._engine = engine
         self._client = client
         self._home = home
+        self.budget = budget
 
     async def tell(self, body: dict[str, Any], text: str) -> None:
         user = body["user"]["id"]
@@ -62,6 +65,9 @@ class Replies:
 
     async def control(self, body: dict[str, Any], email_id: str, control: Control) -> None:
         """An owner's control from a click, with the clicker told when nothing changed and why."""
+        await self.budget.run(self._control(body, email_id, control), control.kind)
+
+    async def _control(self, body: dict[str, Any], email_id: str, control: Control) -> None:
         try:
             result = await self._engine.control(email_id, control)
         except (EmailClosed, EmailNotFound):
@@ -75,7 +81,10 @@ class Replies:
 
 
 class OwnerControls:
-    def __init__(self, engine: EmailEngine, client: AsyncWebClient, replies: Replies, policy: Policy):
+    def __init__(
+        self, engine: EmailEngine, client: AsyncWebClient, replies: Replies, policy: Policy, budget: AckBudget
+    ):
+        self._budget = budget
         self._engine = engine
         self._client = client
         self._replies = replies
@@ -156,16 +165,28 @@ class OwnerControls:
         # One modal, one content: a double submit is one edit; a corrected one after a refusal is another.
         digest = hashlib.sha256(f"{view.get('id')}:{edit.model_dump_json()}".encode()).hexdigest()[:24]
         control = Control(kind="edit", edit=edit, actor=user, message_id=f"edit:{digest}")
-        problem = ""
-        try:
-            result = await self._engine.control(opened.email_id, control)
-            if not result.ok:
-                problem = f"Nothing changed: {result.detail}."
-        except (EmailClosed, EmailNotFound):
-            problem = await self._replies.finished(opened.email_id)
-        except (EngineBusy, EngineUnavailable):
-            problem = UNREACHABLE
-        if problem:
+        closed = False  # the modal was closed before the workflow answered: a problem is told, not shown in it
+
+        async def apply() -> str:
+            problem = ""
+            try:
+                result = await self._engine.control(opened.email_id, control)
+                if not result.ok:
+                    problem = f"Nothing changed: {result.detail}."
+            except (EmailClosed, EmailNotFound):
+                problem = await self._replies.finished(opened.email_id)
+            except (EngineBusy, EngineUnavailable):
+                problem = UNREACHABLE
+            if problem and closed:
+                await self._replies.tell(body, problem)
+            return problem
+
+        applying = asyncio.ensure_future(apply())
+        if not await self._budget.within(applying):
+            closed = True
+            await ack()  # Slack's 3 s: the modal closes; the card shows the edit once the workflow takes it
+            return
+        if problem := applying.result():
             await ack(response_action="errors", errors={TO: problem})
             return
         await ack()  # closes the modal; the card shows the new revision

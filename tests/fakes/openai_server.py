@@ -41,6 +41,7 @@ class FakeOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     slow_seconds: float = 5.0
     ponder_seconds: float = 1.0
+    answered: int = 0  # completions answered in full (a slow one counts once it has answered)
     fault: Callable[[dict[str, Any]], str | None] | None = None
     runner: web.AppRunner | None = None
     port: int = 0
@@ -129,6 +130,7 @@ class FakeOpenAI:
                 if errors:
                     return error_answer(f"fake model produced a non-conforming reply: {errors}", status=500)
             message["content"] = json.dumps(reply, ensure_ascii=False)
+        self.answered += 1
         return web.json_response(
             {
                 "id": f"chatcmpl-{len(self.requests)}",

@@ -1,0 +1,168 @@
+"""Slack's answer within its 3 s while the workflow is busy, through the real engine.
+
+A hand-off to a running email is a Temporal update, answered when the workflow task that takes it ends; with
+local activities that task may be running the model for seconds. The app answers Slack after SLACK_ACK_SECONDS
+anyway (bot/slack/ack_budget.py). Held on purpose here: the fake model takes 6 s over one message (less than
+the 7 s after which iWF would make the call a normal activity and end the task), and a click or a reply
+arrives meanwhile. A click is answered early; a message is not (Slack sends it again if unanswered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import aiohttp
+import pytest
+
+from bot.slack.threads import thread_email_id
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import TEAM, FakeSlack, action_body, event_body, message_event, sign
+from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port
+
+pytestmark = pytest.mark.engine
+
+SLOW_MODEL_SECONDS = 6.0
+
+
+@pytest.fixture(scope="module")
+def patient_app(
+    engine: Engine,
+    smtp_sink: SmtpSink,
+    fake_openai: FakeOpenAI,
+    fake_slack: FakeSlack,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[AppProcess]:
+    """An app that waits for a slow model (20 s) and answers Slack after at most half a second."""
+    state: Path = tmp_path_factory.mktemp("ack-budget")
+    port = free_port()
+    env = app_env(
+        port,
+        engine.iwf_url,
+        engine.temporal_host_port,
+        state,
+        fake_openai.base_url,
+        smtp_sink.port,
+        slack_api_url=fake_slack.api_url,
+    )
+    env |= {"OPENAI_TIMEOUT_SECONDS": "20", "SLACK_ACK_SECONDS": "0.5"}
+    app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
+    app.start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture
+async def patient(patient_app: AppProcess, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> AsyncIterator[Slack]:
+    fake_openai.slow_seconds = SLOW_MODEL_SECONDS
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            yield Slack(session, patient_app, fake_slack)
+    finally:
+        fake_openai.slow_seconds = 5.0
+
+
+@pytest.fixture
+async def patient_api(patient_app: AppProcess) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        yield Api(session, patient_app.base_url)
+
+
+def _user(prefix: str) -> str:
+    return f"U{prefix.upper()}{time.time_ns() % 10**9}"
+
+
+async def _deliver(slack: Slack, body: str, retry: int) -> int:
+    """One delivery of an event as Slack makes it: signed at its own second, retries numbered."""
+    headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else {}
+    signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - 10 + retry)
+    status, _ = await slack.post(body, "application/json", headers, signed=signed)
+    return status
+
+
+async def _status_or_error(delivery: asyncio.Future[int]) -> int | BaseException:
+    [outcome] = await asyncio.gather(delivery, return_exceptions=True)
+    return outcome
+
+
+class Busy(NamedTuple):
+    channel: str
+    thread_ts: str
+    card: str
+    answered: int  # completions the model had answered before the slow one
+    slow_body: str  # the slow reply's event, for a re-delivery
+    slow_delivery: asyncio.Future[int]  # its first delivery, answered once the model is done with it
+
+
+async def _while_the_model_thinks(slack: Slack, fake_openai: FakeOpenAI, user: str) -> Busy:
+    """A scheduled email, then a reply the model takes SLOW_MODEL_SECONDS over; returns once the model has it
+    (the workflow task that took the reply is then running the model, so its own answer to Slack waits)."""
+    channel, ts = await slack.dm(user, "to: held@example.com; subject: Held; body: Hello; send tomorrow at 9am")
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Scheduled")
+    marker = f"SLOW {user}"
+    answered = fake_openai.answered
+    reply_ts = slack.fake.new_ts()
+    body = event_body(message_event(user, reply_ts, f"{marker} please make it warmer", thread_ts=ts), f"Ev{reply_ts}")
+    delivery = asyncio.ensure_future(_deliver(slack, body, retry=0))
+    deadline = time.monotonic() + 20
+    while not fake_openai.requests_for(marker):
+        assert time.monotonic() < deadline, "the slow reply never reached the model"
+        await asyncio.sleep(0.05)
+    return Busy(channel, ts, card, answered, body, delivery)
+
+
+async def test_a_click_while_the_model_thinks_is_answered_in_time_and_takes_effect(
+    patient: Slack, patient_api: Api, fake_openai: FakeOpenAI
+) -> None:
+    user = _user("ackclick")
+    busy = await _while_the_model_thinks(patient, fake_openai, user)
+    email_id = thread_email_id(TEAM, busy.channel, busy.thread_ts)
+    click = action_body("cancel_email", email_id, user, busy.channel, busy.card, busy.thread_ts)
+    status, _ = await patient.post(click, "application/x-www-form-urlencoded")
+    assert status == 200
+    assert fake_openai.answered == busy.answered, "Slack got its answer to the click only once the model had answered"
+    assert await _status_or_error(busy.slow_delivery) == 200
+    view = await patient_api.wait_for(email_id, "canceled", timeout=40)
+    assert view["status"] == "canceled" and view["pending_requests"] == 0
+
+
+async def test_a_reply_is_answered_only_once_taken_so_a_crash_meanwhile_loses_nothing(
+    patient: Slack, patient_api: Api, patient_app: AppProcess, fake_openai: FakeOpenAI
+) -> None:
+    """A reply arrives while the workflow task runs the model: its hand-off (a Temporal update) waits on that
+    task, and the app is killed meanwhile. An update not yet taken is dropped with the app's connection, so
+    the reply must not have been answered: Slack then delivers it again, and it is taken, once."""
+    user = _user("ackkill")
+    busy = await _while_the_model_thinks(patient, fake_openai, user)
+    late_ts = patient.fake.new_ts()
+    late = event_body(message_event(user, late_ts, "and sign it Ana", thread_ts=busy.thread_ts), f"Ev{late_ts}")
+    delivery = asyncio.ensure_future(_deliver(patient, late, retry=0))
+    await asyncio.sleep(1.0)
+    assert not delivery.done(), "the reply was answered before the engine took it"
+    patient_app.kill()
+    assert await _status_or_error(delivery) != 200
+    assert await _status_or_error(busy.slow_delivery) != 200
+    await asyncio.to_thread(patient_app.start)
+    # Slack's re-deliveries of both unanswered messages (the slow one was taken before the kill: a duplicate).
+    assert await _deliver(patient, busy.slow_body, retry=1) == 200
+    assert await _deliver(patient, late, retry=1) == 200
+    email_id = thread_email_id(TEAM, busy.channel, busy.thread_ts)
+    wanted = {f"{busy.channel}:{late_ts}", f"{busy.channel}:{_ts_of(busy.slow_body)}"}
+    deadline = time.monotonic() + 60
+    while True:
+        view = await patient_api.describe(email_id)
+        ids = [turn.get("message_id") for turn in view["conversation"]]
+        if wanted <= set(ids) and not view["pending_requests"]:
+            break
+        assert time.monotonic() < deadline, f"a reply was lost: {view}"
+        await asyncio.sleep(0.3)
+    assert all(ids.count(wanted_id) == 1 for wanted_id in wanted), view["conversation"]
+
+
+def _ts_of(event_json: str) -> str:
+    return str(json.loads(event_json)["event"]["ts"])
