@@ -171,7 +171,7 @@ def test_just_answering_changes_nothing() -> None:
         (["ana@example.com\nbob@example.com"], "not a single email address"),
         (["a@x.com, b@y.com"], "not a single email address"),
         (["a@x.com; b@y.com"], "not a single email address"),
-        (['"Ana" <ana@example.com>'], "not a single email address"),
+        (['"Ana" <ana@example.com>, <bob@example.com>'], "not a single email address"),
     ],
 )
 def test_bad_recipient_waits_and_says_why(to: list[str], why: str) -> None:
@@ -380,3 +380,26 @@ def test_a_time_echoed_back_by_the_model_keeps_the_second_of_two_repeated_hours(
         reply(action="schedule", send_at_local="2026-11-01T01:45:00"), email, timezone=zone_name, now=before
     )
     assert asked.email.send_at == datetime(2026, 11, 1, 5, 45, tzinfo=UTC), "a new time: the first 01:45"
+
+
+def test_the_reply_always_says_the_time_the_code_worked_out() -> None:
+    """The model says "9 AM" while its time field says 21:00: the user reads the time the email will go at."""
+    out = apply(
+        reply(
+            action="schedule",
+            reply="Done: it goes out tomorrow at 9 AM.",
+            **complete(),
+            send_at_local="2026-11-26T21:00:00",
+        )
+    )
+    assert out.next == "schedule"
+    assert (
+        out.reply.startswith("Done: it goes out tomorrow at 9 AM.")
+        and "Scheduled for Thu 26 Nov 2026, 9:00 PM PST." in out.reply
+    )
+
+
+def test_scheduled_in_words_with_no_time_is_a_question_not_a_claim() -> None:
+    out = apply(reply(action="schedule", reply="Scheduled for tomorrow at 9:00.", **complete()))
+    assert out.next == "wait" and not out.email.scheduled
+    assert "Scheduled" not in out.reply and "When should I send it?" in out.reply

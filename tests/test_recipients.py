@@ -46,3 +46,22 @@ def test_confirming_external_recipients_knows_an_allowed_domain_in_either_spelli
     policy = Policy(allowed_domains=("bücher.de",), confirm_external=True)
     assert not policy.needs_confirmation("a@xn--bcher-kva.de")
     assert policy.needs_confirmation("a@example.com")
+
+
+def test_an_address_written_with_its_name_is_that_one_address() -> None:
+    """Models and mail clients write "Bob Smith <bob@example.com>": one mailbox, not "not an address"."""
+    assert normalize(["Bob Smith <bob@example.com>"]) == ["bob@example.com"]
+    assert normalize(['"Smith, Bob" <bob@example.com>', "<ann@example.com>"]) == ["bob@example.com", "ann@example.com"]
+    for smuggled in ("Bob <bob@example.com>, eve@evil.example", "Bob <bob@example.com>\r\nBcc: eve@evil.example"):
+        with pytest.raises(RecipientError):
+            normalize([smuggled])
+
+
+def test_no_address_is_read_out_of_the_end_of_another_word() -> None:
+    found = addresses_in(["please email josé.garcia@example.com and jürgen@firma.de"])
+    assert "garcia@example.com" not in found and "rgen@firma.de" not in found
+
+
+def test_addresses_written_after_a_label_or_beside_another_are_the_users() -> None:
+    found = addresses_in(["send to to=bob@example.com / cc:alice@example.com/carol@example.com"])
+    assert {"bob@example.com", "alice@example.com", "carol@example.com"} <= found

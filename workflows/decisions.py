@@ -87,6 +87,9 @@ def apply_reply(
         problems.append(f"the body is {len(body)} characters long; the limit is {policy.max_body_chars}")
 
     send_at = email.send_at
+    if reply.action == "schedule" and not reply.send_at_local and send_at is None:
+        # "Scheduled!" with no time to schedule at: never shown as if it were done.
+        problems.append("when should I send it? Give me a day and a time")
     if reply.action == "hold":
         send_at = None
     elif reply.send_at_local and _same_wall_time(reply.send_at_local, email.send_at, timezone):
@@ -275,7 +278,8 @@ def _decide(
             else (f"{said} Sending in {seconds} seconds (you can undo until then).".strip())
         )
         return Outcome(email=armed, next="schedule", reply=text)
-    text = f"{said} Scheduled for {when}." if announce else (said or f"Scheduled for {when}.")
+    # The time the code worked out is always said: the model's own words may name another ("9 AM" for 21:00).
+    text = " ".join(part for part in (said.strip(), f"Scheduled for {when}.") if part)
     armed = updated.model_copy(update={"scheduled": True, "undo_until": None})
     return Outcome(email=armed, next="schedule", reply=text)
 

@@ -11,7 +11,15 @@ MAX_RECIPIENTS = 20
 # Loose on purpose: it finds candidates in what the user wrote; each is validated before it counts.
 # Labels in any script (IDNA), ending in a top-level label that is all ASCII letters or all other letters,
 # so the words written right after an address ("bob@example.comに送って") are not read as part of it.
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[\w-]+\.)+(?:[A-Za-z]{2,63}|[^\W\d_A-Za-z]{2,63})")
+# It starts where a word in a Latin script starts, so no address is read out of the end of another ("jürgen@"
+# is not "rgen@"); Chinese or Japanese is written right up to it ("请发给bob@example.com").
+_ADDRESS = re.compile(
+    r"(?<![A-Za-z0-9.+_\u00C0-\u024F-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[\w-]+\.)+(?:[A-Za-z]{2,63}|[^\W\d_A-Za-z]{2,63})"
+)
+# Characters an address may hold that people also write around one ("to=bob@…", "cc:ann@…", "a@x.org/b@y.org").
+_SEPARATORS = re.compile(r"[=/|:]")
+# "Bob Smith <bob@example.com>" or '"Smith, Bob" <bob@example.com>': one mailbox, written with its name.
+_NAMED = re.compile(r'\s*(?:"[^"\r\n]*"|[^"<>\r\n,;]*?)\s*<([^<>\s,;"]+)>\s*')
 
 
 class RecipientError(ValueError):
@@ -22,12 +30,15 @@ def addresses_in(texts: Iterable[str]) -> set[str]:
     """Every address written in these texts, lower-cased: what the user has vouched for by writing it."""
     found: set[str] = set()
     for text in texts:
-        for candidate in _ADDRESS.findall(text):
-            try:
-                checked = validate_email(candidate.strip(".'"), check_deliverability=False)
-            except EmailNotValidError:
-                continue
-            found.add((checked.ascii_email or checked.normalized).lower())
+        for match in _ADDRESS.findall(text):
+            local, _, domain = match.partition("@")
+            # Both readings of "to=bob@example.com": the user wrote bob's address, whatever the prefix.
+            for candidate in {match, f"{_SEPARATORS.split(local)[-1]}@{domain}"}:
+                try:
+                    checked = validate_email(candidate.strip(".'"), check_deliverability=False)
+                except EmailNotValidError:
+                    continue
+                found.add((checked.ascii_email or checked.normalized).lower())
     return found
 
 
@@ -57,13 +68,15 @@ def normalize(
 ) -> list[str]:
     """Validated, de-duplicated addresses in the order given.
 
-    A string with CR/LF, a comma or a display name is refused rather than
-    split: one entry is exactly one mailbox, so nothing can smuggle a second
-    recipient or a header in.
+    One entry is exactly one mailbox: "Bob Smith <bob@example.com>" is bob@example.com (the name is dropped:
+    the email's To shows addresses), while a string with CR/LF, two addresses or anything else ambiguous is
+    refused rather than split, so nothing can smuggle a second recipient or a header in.
     """
     result: list[str] = []
     for raw in addresses:
         text = raw.strip()
+        if named := _NAMED.fullmatch(text):
+            text = named.group(1)
         if any(ch in text for ch in '\r\n,;<>"') or not text:
             raise RecipientError(f"'{raw.strip()[:80]}' is not a single email address")
         try:
