@@ -30,7 +30,7 @@ install: $(VENV)/.synced
 run: install
 	$(VENV)/bin/python -m bot
 
-stop: install  # stops exactly the app, iWF and Temporal processes named by pid files in STATE_DIR/pids
+stop: install  # stops exactly the processes named by pid files in STATE_DIR/pids (app, iWF, Temporal; production: replicas, haproxy, postgres)
 	$(VENV)/bin/python -m devstack stop
 
 lint: install
@@ -65,7 +65,7 @@ bench: install
 	$(VENV)/bin/python -m bench.floor --n 300
 	$(VENV)/bin/python -m bench.cost --baseline $(COST_BASELINE) --rounds 2
 	$(VENV)/bin/python -m bench.workflow_floor
-	$(VENV)/bin/python -m bench.slack_load
+	$(VENV)/bin/python -m bench.slack_load --rates 10,25,50,100
 	$(VENV)/bin/python -m bench.scale
 
 bench-memory: install  # the iWF server's RSS with 10,000 waiting emails: defaults, GOMEMLIMIT, a capped cache

@@ -24,10 +24,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     # --- public HTTP edge -------------------------------------------------
-    host: str = Field("0.0.0.0", description="Address of the public listener (HTTP API, later Slack).")
+    host: str = Field("0.0.0.0", description="Address of the public listener (HTTP API and Slack's /slack/events).")
     port: int = Field(3000, description="Port of the public listener.")
     api_token: SecretStr | None = Field(
-        None, description="Bearer token for /api/*. Without it the API answers 503 (never open by accident)."
+        None, description="Bearer token for /api/* (the admin credential); unset: generated into STATE_DIR/api-token."
     )
     max_body_bytes: int = 64 * 1024
 
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         17000, description="First of the profile's private loopback ports (PostgreSQL, Temporal's services, replicas)."
     )
     postgres_password: SecretStr | None = Field(
-        None, description="Temporal's PostgreSQL password; one is generated into STATE_DIR/prod if unset."
+        None, description="Temporal's PostgreSQL password; one is generated into STATE_DIR/postgres-password if unset."
     )
     postgres_bin_dir: Path | None = Field(None, description="PostgreSQL's programs; default the newest Debian one.")
     temporal_server_bin: Path | None = Field(None, description="A prebuilt Temporal server instead of go install.")
@@ -107,7 +107,6 @@ class Settings(BaseSettings):
         "refuses json_schema (remembered), off always uses json_object, on never falls back.",
     )
     conversation_max_turns: int = Field(40, description="Older turns are dropped from the prompt, not from the log.")
-    default_timezone: str = "UTC"
 
     # --- mail ---------------------------------------------------------------
     google_email_address: str | None = None
