@@ -45,6 +45,10 @@ USAGE = (
 # conversation (thread_broadcast) is a thread reply like any other.
 TAKEN_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 MAX_NAME_LOOKUPS = 5  # users.info calls per message for mentions; the rest stay @U123
+NO_WORDS = (
+    "I can only read the words you type here, and this message has none I can use (a shared or forwarded "
+    "message keeps its words out of my reach). Paste the words into a message of your own."
+)
 FILES_ONLY = (
     "I can only read the words of a message: files are not added to emails. "
     "Tell me in words what to write (and to whom)."
@@ -145,9 +149,8 @@ class SlackBot:
         where = Where(channel, str(event.get("thread_ts") or ts), answering=str(ts), retry=retry)
         text = await self._plain(event.get("text"))
         files = [str(f.get("name") or f.get("title") or "a file") for f in event.get("files") or []]
-        if not text:
-            if files:
-                await self._notes.say(where, FILES_ONLY)
+        if not text:  # a file alone, or a shared or forwarded message (its content in attachments)
+            await self._notes.say(where, FILES_ONLY if files else NO_WORDS)
             return
         if len(text) > MAX_REQUEST_CHARS:
             await self._notes.say(where, too_long(len(text)))
@@ -363,10 +366,13 @@ class SlackBot:
 
     # --- assistant threads (AI app surface) --------------------------------------------
 
-    async def on_assistant_thread_started(self, say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+    async def on_assistant_thread_started(
+        self, say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts, request: AsyncBoltRequest
+    ) -> None:
         """The user opened a chat with the app: a greeting and suggested prompts. Its email starts with
-        their first message (`_reply`), so opening and closing the panel costs no workflow."""
-        await greet(say, set_suggested_prompts)
+        their first message (`_reply`), so opening and closing the panel costs no workflow. Slack delivers
+        the event again when the prompts failed: the greeting was posted then, and is not posted twice."""
+        await greet(say, set_suggested_prompts, greeting=slack_retry_num(request) == 0)
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,10 @@ PROMPTS = [
 ]
 
 
-async def greet(say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+async def greet(say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts, greeting: bool = True) -> None:
     """assistant_thread_started: a short greeting in the thread and the suggested prompts."""
-    await say(GREETING)
+    if greeting:
+        await say(GREETING)
     await set_suggested_prompts(prompts=PROMPTS, title="Try one of these")
 
 

@@ -46,8 +46,11 @@ class Replies:
         if not channel:
             await self._home.publish(user, notice=text)
             return
+        # In the card's thread (an assistant chat shows nothing else), not in the DM's main timeline.
+        message = body.get("message") or {}
+        thread_ts = (body.get("container") or {}).get("thread_ts") or message.get("thread_ts") or message.get("ts")
         try:
-            await self._client.chat_postEphemeral(channel=channel, user=user, text=text)
+            await self._client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
         except SLACK_CALL_FAILED as error:  # the last word of a handler: logged, never a failed listener
             log.warning("could not tell %s %r: %s", user, text[:80], reason(error))
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.slack.app import COMMAND_REPEATED, FILES_ONLY, NO_PROFILE
+from bot.slack.app import COMMAND_REPEATED, FILES_ONLY, NO_PROFILE, NO_WORDS
 from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import (
@@ -155,6 +155,8 @@ async def test_someone_else_cannot_cancel(slack: Slack, smtp_sink: SmtpSink) -> 
         action_body("cancel_email", email_id, stranger, channel, card, ts), "application/x-www-form-urlencoded"
     )
     await _wait_ephemeral(slack.fake, stranger, "only the person who started")
+    [told] = slack.fake.of("chat.postEphemeral", user=stranger)
+    assert told.args.get("thread_ts") == ts, "in the card's thread, not the DM's main timeline"
     await wait_for_mail(smtp_sink, "eve@example.com")
 
 
@@ -460,6 +462,31 @@ async def test_a_file_without_words_gets_an_answer_and_starts_nothing(slack: Sla
     channel, ts = await slack.dm(user, "", subtype="file_share", files=[file_object("photo.png", user, "image/png")])
     [note] = slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
     assert note.args["text"] == FILES_ONLY
+    status, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, channel, ts)}")
+    assert status == 404
+
+
+async def test_a_forwarded_message_without_words_of_its_own_gets_an_answer(slack: Slack, api: Api) -> None:
+    """A message shared into the DM: its text is empty and its content sits in `attachments` (Slack's shape
+    for a shared message). Not silence: the user is told to paste the words."""
+    user = user_id("fwd")
+    channel, ts = f"D{user}", slack.fake.new_ts()
+    event = message_event(user, ts, "")
+    event["attachments"] = [
+        {
+            "is_share": True,
+            "is_msg_unfurl": True,
+            "text": "Lunch on Friday?",
+            "author_id": "U0OTHER",
+            "channel_id": "C0GENERAL",
+            "ts": "1795000000.000100",
+            "fallback": "[November 25th, 2026 9:00 AM] other: Lunch on Friday?",
+        }
+    ]
+    status, _ = await slack.post(event_body(event, f"Ev{ts.replace('.', '')}"), "application/json")
+    assert status == 200
+    [note] = slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
+    assert note.args["text"] == NO_WORDS
     status, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, channel, ts)}")
     assert status == 404
 
