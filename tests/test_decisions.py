@@ -403,3 +403,15 @@ def test_scheduled_in_words_with_no_time_is_a_question_not_a_claim() -> None:
     out = apply(reply(action="schedule", reply="Scheduled for tomorrow at 9:00.", **complete()))
     assert out.next == "wait" and not out.email.scheduled
     assert "Scheduled" not in out.reply and "When should I send it?" in out.reply
+
+
+def test_an_edit_from_an_older_revision_is_refused_and_changes_nothing() -> None:
+    from workflows.decisions import Policy, apply_edit
+    from workflows.model import EmailEdit
+
+    email = scheduled_email(revision=3)
+    stale = EmailEdit(to=["ana@example.com"], subject="Old", body="Old words", base_revision=2)
+    out = apply_edit(email, stale, timezone=LA, now=NOW, policy=Policy())
+    assert out.email == email and "changed after you opened the editor" in out.reply
+    current = stale.model_copy(update={"base_revision": 3})
+    assert apply_edit(email, current, timezone=LA, now=NOW, policy=Policy()).email.subject == "Old"

@@ -155,6 +155,12 @@ class EmailEdit(BaseModel):
         description="Wall-clock time in the email's zone, 'YYYY-MM-DDTHH:MM' (an explicit offset such as "
         "'-08:00' is taken as given); none: not scheduled.",
     )
+    base_revision: int | None = Field(
+        None,
+        ge=0,
+        description="The revision this edit was made from (the edit modal sends it): if the email changed since, "
+        "the edit is refused rather than silently undoing the newer words.",
+    )
 
 
 ControlKind = Literal["confirm_recipient", "remove_recipient", "send_now", "undo", "edit"]

@@ -35,14 +35,22 @@ class Opened:
     email_id: str
     timezone: str
     keep_body: bool
+    revision: int | None = None  # the email's revision when the modal opened: a later change wins over it
 
     def dump(self) -> str:
-        return json.dumps({"email_id": self.email_id, "tz": self.timezone, "keep_body": self.keep_body})
+        data = {"email_id": self.email_id, "tz": self.timezone, "keep_body": self.keep_body, "rev": self.revision}
+        return json.dumps(data)
 
     @staticmethod
     def load(raw: str) -> Opened:
         data = json.loads(raw or "{}")
-        return Opened(str(data["email_id"]), str(data.get("tz") or "UTC"), bool(data.get("keep_body")))
+        revision = data.get("rev")
+        return Opened(
+            str(data["email_id"]),
+            str(data.get("tz") or "UTC"),
+            bool(data.get("keep_body")),
+            revision if isinstance(revision, int) else None,
+        )
 
 
 def _text_input(block_id: str, label: str, initial: str, limit: int, **more: Any) -> dict[str, Any]:
@@ -112,7 +120,7 @@ def edit_modal(email_id: str, view: EmailView) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": EDIT_CALLBACK,
-        "private_metadata": Opened(email_id, view.timezone, keep_body).dump(),
+        "private_metadata": Opened(email_id, view.timezone, keep_body, view.revision).dump(),
         "title": {"type": "plain_text", "text": "Edit email"},
         "submit": {"type": "plain_text", "text": "Save"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -145,6 +153,7 @@ def read_edit(
             subject=str(_value(values, SUBJECT).get("value") or ""),
             body=body if body is not None else str(_value(values, BODY).get("value") or ""),
             send_at_local=send_at_local,
+            base_revision=opened.revision,
         )
     except ValidationError as error:
         field = str(error.errors()[0]["loc"][0]) if error.errors() else TO

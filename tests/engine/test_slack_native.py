@@ -227,6 +227,36 @@ async def test_the_edit_modal_validates_in_code_and_applies_one_revision_without
     await api.call("POST", f"/api/emails/{email_id}/cancel", {"actor": owner})
 
 
+async def test_an_edit_made_from_an_older_version_does_not_undo_newer_words(slack: SlackCards, api: Api) -> None:
+    """The owner opens Edit, then asks in the thread for a new subject (a new revision), then saves the modal
+    with only the time changed: saving the older To/Subject/Body would silently undo their words. Refused."""
+    owner = user_id("stale")
+    address = f"{owner.lower()}@example.com"
+    channel, ts = await slack.dm(owner, f"to: {address}; subject: Draft; body: First")
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Not scheduled yet")
+    email_id = thread_email_id(TEAM, channel, ts)
+    click = await slack.press(EDIT_ACTION, email_id, owner, channel, card, ts)
+    await until(lambda: slack.fake.of("views.open", trigger_id=click["trigger_id"]), "views.open")
+    opened = slack.fake.views[max(slack.fake.views)]
+    before = await api.describe(email_id)
+
+    await slack.dm(owner, "subject: Newer words", thread_ts=ts)
+    deadline = time.monotonic() + 30
+    while (await api.describe(email_id))["revision"] == before["revision"]:
+        assert time.monotonic() < deadline, "the reply never made a new revision"
+        await asyncio.sleep(0.2)
+
+    when = datetime.now(UTC) + timedelta(days=1)
+    await slack.submit(owner, opened, modal_values(address, "Draft", "First", when))
+    shown = await slack.wait_card(channel, card, "changed after you opened the editor")
+    view = await api.describe(email_id)
+    assert view["subject"] == "Newer words" and view["revision"] == before["revision"] + 1, view
+    assert not view["will_send"], "the older version's time was not applied either"
+    assert "Newer words" in json.dumps(shown)
+    await api.call("POST", f"/api/emails/{email_id}/cancel", {"actor": owner})
+
+
 # --- App Home -------------------------------------------------------------------------------------------------
 
 
