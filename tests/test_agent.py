@@ -130,6 +130,7 @@ async def test_conversation_and_context_are_sent(fake: FakeOpenAI) -> None:
     context = json.loads(messages[1]["content"])
     assert context == {
         "now_local": "2026-11-25T12:00:00",
+        "utc_offset": "+01:00",
         "weekday": "Wednesday",
         "timezone": PARIS,
         "email": {

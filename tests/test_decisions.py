@@ -415,3 +415,20 @@ def test_an_edit_from_an_older_revision_is_refused_and_changes_nothing() -> None
     assert out.email == email and "changed after you opened the editor" in out.reply
     current = stale.model_copy(update={"base_revision": 3})
     assert apply_edit(email, current, timezone=LA, now=NOW, policy=Policy()).email.subject == "Old"
+
+
+def test_in_two_hours_is_two_hours_of_real_time_on_the_night_clocks_change() -> None:
+    """New York, 1 Nov 2026, 12:30 AM EDT; clocks go back at 2 AM. A wall clock moved on two hours (2:30 AM EST)
+    is three hours away: "in 2 hours" is counted by the code, in UTC, from a number of minutes."""
+    from workflows.decisions import Policy
+
+    now = datetime(2026, 11, 1, 4, 30, tzinfo=UTC)  # 12:30 AM EDT
+    out = apply_reply(
+        reply(action="schedule", **complete(), send_in_minutes=120),
+        EmailDraft(),
+        timezone="America/New_York",
+        now=now,
+        policy=Policy(),
+    )
+    assert out.next == "schedule" and out.email.send_at == now + timedelta(hours=2)
+    assert "1:30 AM EST" in out.reply, "the second 1:30 of that night, said with its zone"

@@ -30,8 +30,11 @@ Answer with a single JSON object and nothing else, with these keys:
   "to": list of recipient email addresses, or null to keep the current ones.
   "subject": the full subject, or null to keep it.
   "body": the full body text (plain text, no signature placeholders), or null to keep it.
-  "send_at_local": the send time as the user's wall clock shows it, ISO format "YYYY-MM-DDTHH:MM:SS" with no time zone,
-            or null to keep the current one. Work it out from "now_local" in the context ("in 2 hours", "tomorrow at 9").
+  "send_at_local": a send time the user named by the clock or calendar ("tomorrow at 9", "Friday 14:30"), as their
+            wall clock shows it, ISO format "YYYY-MM-DDTHH:MM:SS" with no time zone, worked out from "now_local" in
+            the context; or null.
+  "send_in_minutes": a send time the user gave relative to now ("in 10 minutes", "in 2 hours": 10, 120; "now": 0);
+            or null. Give at most one of send_at_local and send_in_minutes; both null keep the current time.
 Never invent a recipient address: if you do not know it, ask. Translating means rewriting subject and body in that
 language. The next system message is the current context as JSON.
 """
@@ -46,6 +49,7 @@ class AgentReply(BaseModel):
     subject: str | None = Field(None, max_length=998)
     body: str | None = Field(None, max_length=100_000)
     send_at_local: str | None = None
+    send_in_minutes: float | None = Field(None, ge=0, le=366 * 24 * 60)
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -65,6 +69,7 @@ class EmailAgentReply(BaseModel):
     subject: str | None = None
     body: str | None = None
     send_at_local: str | None = None
+    send_in_minutes: float | None = None
 
 
 StructuredOutputs = Literal["auto", "on", "off"]
@@ -139,6 +144,7 @@ class Agent:
     ) -> list[ChatCompletionMessageParam]:
         context = {
             "now_local": now_local.replace(tzinfo=None).isoformat(timespec="seconds"),
+            "utc_offset": now_local.isoformat(timespec="seconds")[19:] or "+00:00",
             "weekday": now_local.strftime("%A"),
             "timezone": timezone,
             "email": {

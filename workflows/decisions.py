@@ -87,11 +87,15 @@ def apply_reply(
         problems.append(f"the body is {len(body)} characters long; the limit is {policy.max_body_chars}")
 
     send_at = email.send_at
-    if reply.action == "schedule" and not reply.send_at_local and send_at is None:
+    if reply.action == "schedule" and not reply.send_at_local and reply.send_in_minutes is None and send_at is None:
         # "Scheduled!" with no time to schedule at: never shown as if it were done.
         problems.append("when should I send it? Give me a day and a time")
     if reply.action == "hold":
         send_at = None
+    elif reply.send_in_minutes is not None:
+        # "In 2 hours" is two hours of real time, counted here in UTC: on the night clocks change, a wall clock
+        # moved on by two hours is one or three hours away.
+        send_at = now + timedelta(minutes=reply.send_in_minutes)
     elif reply.send_at_local and _same_wall_time(reply.send_at_local, email.send_at, timezone):
         pass  # the time it was given, echoed back: the instant stays (the second 1:30 of a DST change too)
     elif reply.send_at_local:

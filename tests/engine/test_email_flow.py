@@ -247,3 +247,17 @@ async def test_a_domain_written_in_its_own_script_is_sent_in_the_form_mail_serve
     assert view["to"] == ["ana@xn--bcher-kva.de"] and view["unconfirmed"] == []
     [mail] = await wait_for_mail(smtp_sink, "ana@xn--bcher-kva.de")
     assert mail.message["To"] == "ana@xn--bcher-kva.de" and mail.message["Subject"] == "Grüße"
+
+
+async def test_a_time_relative_to_now_is_counted_by_the_code(api: Api) -> None:
+    """ "In 2 hours" comes from the model as a number of minutes and is added to now in UTC (a wall clock moved
+    on would be an hour off on the night clocks change): the email is scheduled exactly that far ahead."""
+    wid = unique("relative")
+    await api.start(wid, timezone="America/New_York")
+    before = datetime.now(UTC)
+    await api.say(wid, "to: rel@example.com; subject: Later; body: In a while; send in 2 hours")
+    view = await api.wait_for(wid, "scheduled")
+    after = datetime.now(UTC)
+    send_at = datetime.fromisoformat(view["send_at"])
+    assert before + timedelta(hours=2) - timedelta(seconds=1) <= send_at <= after + timedelta(hours=2), view
+    await api.call("POST", f"/api/emails/{wid}/cancel", {})

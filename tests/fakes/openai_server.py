@@ -202,7 +202,10 @@ def decide(user: str, context: dict[str, Any]) -> dict[str, Any]:
         else:
             reply[key] = value.strip()
     now = datetime.fromisoformat(context["now_local"])
-    if m := re.search(r"send in (\d+) seconds?", lower):
+    if m := re.search(r"send in (\d+) (minute|hour)s?", lower):  # as a model is told to: relative to now
+        reply["send_in_minutes"] = int(m.group(1)) * (60 if m.group(2) == "hour" else 1)
+        reply["action"] = "schedule"
+    elif m := re.search(r"send in (\d+) seconds?", lower):
         reply["send_at_local"] = (now + timedelta(seconds=int(m.group(1)))).isoformat(timespec="seconds")
         reply["action"] = "schedule"
     elif m := re.search(r"tomorrow at (\d{1,2})\s*(am|pm)?", lower):
