@@ -432,3 +432,20 @@ def test_in_two_hours_is_two_hours_of_real_time_on_the_night_clocks_change() -> 
     )
     assert out.next == "schedule" and out.email.send_at == now + timedelta(hours=2)
     assert "1:30 AM EST" in out.reply, "the second 1:30 of that night, said with its zone"
+
+
+def test_an_outside_recipient_the_user_wrote_is_asked_about_for_the_real_reason() -> None:
+    """With CONFIRM_EXTERNAL_RECIPIENTS, partner@other.com written by the user still waits for a confirmation,
+    and the question says why: outside the workspace's domains, not "not in your own messages"."""
+    from workflows.decisions import Policy
+
+    policy = Policy(allowed_domains=("corp.example",), confirm_external=True, vouched=frozenset({"partner@other.com"}))
+    out = apply_reply(
+        reply(action="schedule", **complete(to=["partner@other.com"]), send_at_local="2026-11-26T10:00"),
+        EmailDraft(),
+        timezone=LA,
+        now=NOW,
+        policy=policy,
+    )
+    assert out.next == "wait" and out.email.unconfirmed == ["partner@other.com"]
+    assert "outside corp.example" in out.reply and "not in your own messages" not in out.reply

@@ -45,6 +45,10 @@ class Policy:
     max_body_chars: int = 0  # 0: no limit
     undo_seconds: int = 0  # an email due sooner than this after it is scheduled waits this long, undoable
 
+    def is_external(self, address: str) -> bool:
+        """Outside the allowed domains, under `confirm_external`: confirmed for that reason, written or not."""
+        return bool(self.confirm_external and self.allowed_domains and not in_domains(address, self.allowed_domains))
+
     def needs_confirmation(self, address: str) -> bool:
         key = address.lower()
         if key in self.confirmed:
@@ -249,9 +253,15 @@ def _decide(
     if updated.unconfirmed:
         names, one = ", ".join(updated.unconfirmed), len(updated.unconfirmed) == 1
         it = "it" if one else "them"
+        external = policy is not None and all(policy.is_external(a) for a in updated.unconfirmed)
+        why = (
+            f"outside {', '.join(policy.allowed_domains)}"
+            if external and policy is not None
+            else "not in your own messages"
+        )
         question = (
-            f"New recipient{'' if one else 's'}: {names}. {'It is' if one else 'They are'} not in your own "
-            f"messages, so I will not write to {it} until you confirm {it} (or remove {it}) on the card."
+            f"New recipient{'' if one else 's'}: {names}. {'It is' if one else 'They are'} {why}, so I will "
+            f"not write to {it} until you confirm {it} (or remove {it}) on the card."
         )
         return Outcome(
             email=updated.model_copy(update={"scheduled": False}),

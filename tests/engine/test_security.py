@@ -110,6 +110,7 @@ async def test_external_recipients_need_confirmation_when_configured(variant: An
         await api.say(wid, "to: in@example.com, out@partner.example; subject: Plan; body: Hi; send in 20 seconds")
         view = await api.wait_for(wid, "waiting")
         assert view["to"] == ["in@example.com"] and view["unconfirmed"] == ["out@partner.example"]
+        assert "outside example.com" in view["last_reply"], "the user wrote it: the reason is the domain"
         status, _ = await api.call("POST", f"/api/emails/{wid}/recipients/confirm", {"address": "out@partner.example"})
         assert status == 202
         view = await api.wait_for(wid, "scheduled")
