@@ -17,12 +17,13 @@ from workflows.sendtime import is_valid_timezone
 log = logging.getLogger(__name__)
 
 
-def _one_address(text: str) -> bool:
+def _reply_address(text: str) -> str:
+    """The profile's address as the mail server takes it (IDNA: "anna@müller.de" is "anna@xn--mller-kva.de"),
+    or "" when it cannot be sent to: a Reply-To refused only at the send time would fail every email."""
     try:
-        normalize([text])
+        return normalize([text], special_use=True)[0]
     except RecipientError:
-        return False
-    return True
+        return ""
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class UserCache:
             zone=zone if is_valid_timezone(zone) else "UTC",
             name=str(name or ""),
             real_name=str(real_name),
-            email=email if _one_address(email) else "",
+            email=_reply_address(email) if email else "",
         )
         self._entries[user] = (profile, time.monotonic() + self.ttl_seconds)
         return profile

@@ -171,6 +171,18 @@ async def test_the_email_says_who_asked_for_it(slack: Slack, smtp_sink: SmtpSink
     assert mail.mail_from == "assistant@example.org", "the envelope sender stays the account"
 
 
+async def test_a_profile_address_with_a_non_latin_domain_is_sent_as_the_mail_server_takes_it(
+    slack: Slack, smtp_sink: SmtpSink
+) -> None:
+    """Slack's profile.email as the user's domain spells it: Reply-To carries its IDNA form, and the email goes
+    out (it failed at its send time, every time, with the address as Slack gave it)."""
+    user = f"UANNA{unique('a')[-8:]}"
+    slack.fake.emails[user] = {"email": "anna@müller.de"}
+    await slack.dm(user, "to: idna-reply@example.com; subject: Hallo; body: Hi; send in 1 seconds")
+    [mail] = await wait_for_mail(smtp_sink, "idna-reply@example.com")
+    assert mail.message["Reply-To"].addresses[0].addr_spec == "anna@xn--mller-kva.de"
+
+
 async def test_api_emails_can_name_their_owner(api: Api, smtp_sink: SmtpSink) -> None:
     wid = unique("named")
     status, _ = await api.call(
