@@ -121,6 +121,25 @@ def home_view(
     return {"type": "home", "blocks": blocks}
 
 
+def unlisted_view(notice: str) -> dict[str, Any]:
+    """The Home tab when the emails cannot be listed (the engine out of reach) but a click must be answered."""
+    return {
+        "type": "home",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "Your emails"}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f":warning: {escape(notice)}"}]},
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "Your emails could not be listed just now: the email service is out of reach. Nothing "
+                    "about them changed; open this tab again in a moment.",
+                },
+            },
+        ],
+    }
+
+
 def merged(listed: Sequence[Listed], fresh: dict[str, EmailView]) -> list[Listed]:
     """The search's results (each described just now) plus the emails that just changed and that the search
     does not find yet (visibility lags), newest first."""
@@ -197,8 +216,11 @@ class HomeRefresher:
                 emails = merged(await self._engine.emails_of(user, self._limit), fresh)
             except (EngineBusy, EngineUnavailable) as error:
                 log.warning("App Home of %s not refreshed: %s", user, error)
-                return
-            view = home_view(emails, await self._permalinks(emails), notice)
+                if not notice:
+                    return  # the tab keeps its last listing
+                view = unlisted_view(notice)  # the answer to a click on the tab: said, even without a listing
+            else:
+                view = home_view(emails, await self._permalinks(emails), notice)
             try:
                 await self._client.views_publish(user_id=user, view=view)
             except SLACK_CALL_FAILED as error:

@@ -7,14 +7,16 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from bot.slack.app import COMMAND_UNREACHABLE, EDIT_NOT_SAVED, NOT_TAKEN
+from bot.slack.controls import UNREACHABLE
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import FakeSlack, command_body, event_body, message_event, sign
+from tests.fakes.slack_server import FakeSlack, command_body, event_body, home_action_payload, message_event, sign
 from tests.harness import (
     API_TOKEN,
     SLACK_SIGNING_SECRET,
@@ -306,6 +308,16 @@ async def test_a_proxy_answering_for_the_engine_with_text_is_503_not_500(
             assert status == 200
             notes = [c.args["text"] for c in fake_slack.of("chat.postMessage", channel=channel, thread_ts=ts)]
             assert notes == [NOT_TAKEN, EDIT_NOT_SAVED], notes
+
+            # A click on the Home tab (no channel to answer in): the tab itself says so, without a listing.
+            click = home_action_payload("send_now", "slack-T0TEAM-D0-1.2", user, {"id": "V0HOME", "type": "home"})
+            status, _ = await slack.post(urlencode({"payload": json.dumps(click)}), "application/x-www-form-urlencoded")
+            assert status == 200
+            deadline = time.monotonic() + 10
+            while not (published := fake_slack.of("views.publish", user_id=user)):
+                assert time.monotonic() < deadline, "the Home tab was never told"
+                await asyncio.sleep(0.1)
+            assert UNREACHABLE in json.dumps(published[-1].args["view"])
     finally:
         app.stop()
         await runner.cleanup()
