@@ -32,7 +32,7 @@ from bot.slack.controls import UNREACHABLE, OwnerControls, Replies
 from bot.slack.home import HomeRefresher
 from bot.slack.markup import escape, mentioned_users, to_plain
 from bot.slack.notes import ThreadNotes, Where
-from bot.slack.threads import RootUnavailable, ThreadDirectory, command_email_id, thread_email_id
+from bot.slack.threads import RootUnavailable, ThreadDirectory, command_email_id, command_key, thread_email_id
 from bot.slack.users import ProfileUnavailable, UserCache
 from workflows.decisions import Policy
 from workflows.model import MAX_REQUEST_CHARS, CancelInput, CardRef, Control, DraftInput, RequestResult, UserRequest
@@ -277,10 +277,21 @@ class SlackBot:
             return
         user, team = command["user_id"], command["team_id"]
         # Slack never retries a command, but a user whose command timed out on Slack's side types it again:
-        # the same words from the same user within a few minutes name the same email, so that makes one.
-        window = int(time.time() // COMMAND_REPEAT_SECONDS)
-        key = hashlib.sha256(f"{team}\0{user}\0{text}\0{window}".encode()).hexdigest()[:20]
+        # the same words from the same user within ten minutes name the same email, so that makes one. Ids
+        # are per ten-minute window; the previous window's email counts too while it is younger than that.
+        now = time.time()
+        window = int(now // COMMAND_REPEAT_SECONDS)
+
+        key = command_key(team, user, text, window)
         email_id = command_email_id(team, key)
+        earlier = command_email_id(team, command_key(team, user, text, window - 1))
+        try:
+            if await self._started_since(earlier, now - COMMAND_REPEAT_SECONDS):
+                await ack(response_type="ephemeral", text=await self._repeated(earlier))
+                return
+        except (EngineBusy, EngineUnavailable):
+            await ack(response_type="ephemeral", text=COMMAND_UNREACHABLE)
+            return
         request = UserRequest(text=text, message_id=f"cmd:{key}", actor=user)
         card = CardRef(channel=user, root_text=f":email: New email: {escape(text)}")
         try:
@@ -294,9 +305,32 @@ class SlackBot:
             await ack(response_type="ephemeral", text=COMMAND_UNREACHABLE)
             return
         if not started:
-            await ack(response_type="ephemeral", text=COMMAND_REPEATED)
+            await ack(response_type="ephemeral", text=await self._repeated(email_id))
             return
         await ack(response_type="ephemeral", text="On it: I am opening a thread for this email in our DM.")
+
+    async def _started_since(self, email_id: str, since: float) -> bool:
+        """Whether this command's email exists and was asked for after `since` (a Unix time)."""
+        try:
+            view = await self._engine.describe(email_id)
+        except EmailNotFound:
+            return False
+        except EmailClosed:
+            return True  # finished; its first words' time is not known: a repeat so close is the same command
+        return bool(view.conversation) and view.conversation[0].at.timestamp() > since
+
+    async def _repeated(self, email_id: str) -> str:
+        """The truthful answer to the same words again: under way, or already sent or canceled."""
+        try:
+            view = await self._engine.describe(email_id)
+        except (EmailNotFound, EmailClosed, EngineBusy, EngineUnavailable):
+            return COMMAND_REPEATED
+        if view.status.is_final:
+            return (
+                f"You sent me these same words a few minutes ago, and that email is already {view.status.value}, "
+                "so I did not start another. To send it again, say so in its thread in our DM, or change the words."
+            )
+        return COMMAND_REPEATED
 
     # --- buttons --------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ message's metadata, looked up once."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,11 @@ REMEMBERED = 10_000  # threads and roots kept per process (oldest forgotten firs
 def thread_email_id(team: str, channel: str, thread_ts: str) -> str:
     """One workflow per thread, named by where it lives, so any replica finds it without a lookup."""
     return "slack-" + "-".join(_ID_PART.sub("", part) for part in (team, channel, thread_ts))
+
+
+def command_key(team: str, user: str, text: str, window: int) -> str:
+    """A slash command's key: the same words from the same user in one ten-minute window (see the caller)."""
+    return hashlib.sha256(f"{team}\0{user}\0{text}\0{window}".encode()).hexdigest()[:20]
 
 
 def command_email_id(team: str, key: str) -> str:

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.slack.app import COMMAND_REPEATED, FILES_ONLY, NO_PROFILE, NO_WORDS
-from bot.slack.threads import thread_email_id
+from bot.slack.app import COMMAND_REPEAT_SECONDS, COMMAND_REPEATED, FILES_ONLY, NO_PROFILE, NO_WORDS
+from bot.slack.threads import command_email_id, command_key, thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import (
     TEAM,
@@ -94,6 +94,33 @@ async def test_schedule_email_command_acks_then_the_workflow_opens_the_thread(
     assert mail.message["Subject"] == "Hello again"
     view = await api.describe(email_id)
     assert view["status"] == "sent" and view["owner"] == user
+    # The same words once more: not "under way" (it is sent), and no second email.
+    once_more = command_body(
+        "to: cara@example.com; subject: Hello; body: Hi Cara; send in 4 seconds", user, slack.fake.response_url(user)
+    )
+    status, text = await slack.post(once_more, "application/x-www-form-urlencoded")
+    answer = json.loads(text)["text"]
+    assert status == 200 and "already sent" in answer and "did not start another" in answer, answer
+
+
+async def test_the_same_command_across_a_ten_minute_mark_makes_one_email(slack: Slack, api: Api) -> None:
+    """Command ids are per ten-minute window; the same words typed again just after a window's end (the first
+    started at 9:59:58, the second at 10:00:03) find the earlier window's email and start no second one."""
+    user = user_id("edge")
+    text = "to: edge@example.com; subject: Edge; body: Once; send tomorrow at 9am"
+    window = int(time.time() // COMMAND_REPEAT_SECONDS)
+    earlier = command_email_id(TEAM, command_key(TEAM, user, text, window - 1))
+    status, _ = await api.call("POST", f"/api/emails/{earlier}", {"owner": user, "text": text})
+    assert status == 201, "the first command's email, as if started just before this window began"
+    await api.wait_for(earlier, "scheduled")
+    status, answer = await slack.post(
+        command_body(text, user, slack.fake.response_url(user)), "application/x-www-form-urlencoded"
+    )
+    assert status == 200 and json.loads(answer) == {"response_type": "ephemeral", "text": COMMAND_REPEATED}
+    current = command_email_id(TEAM, command_key(TEAM, user, text, window))
+    status, _ = await api.call("GET", f"/api/emails/{current}")
+    assert status == 404, "no second email"
+    await api.call("POST", f"/api/emails/{earlier}/cancel", {"actor": user})
 
 
 async def test_a_command_is_not_lost_when_the_app_dies_right_after_the_ack(
