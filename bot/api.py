@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -293,24 +293,27 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(
-        openapi_document(
-            ApiModels(
-                StartBody,
-                MessageBody,
-                DraftBody,
-                CancelBody,
-                StartResult,
-                RecipientBody,
-                TokenBody,
-                TokenResult,
-                ControlBody,
-                EditBody,
-                EmailList,
-            )
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document of this API (served at /openapi.json)."""
+    return openapi_document(
+        ApiModels(
+            StartBody,
+            MessageBody,
+            DraftBody,
+            CancelBody,
+            StartResult,
+            RecipientBody,
+            TokenBody,
+            TokenResult,
+            ControlBody,
+            EditBody,
+            EmailList,
         )
     )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(api_document())
 
 
 def add_api_routes(app: web.Application, engine: EmailEngine, api_token: str) -> None:

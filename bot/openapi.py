@@ -117,7 +117,7 @@ def openapi_document(models: ApiModels) -> dict[str, Any]:
     }
     common = _errors(400, 401, 404, 503)
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",  # pydantic writes JSON Schema 2020-12 (anyOf with "null"): 3.1's dialect, not 3.0's
         "info": {
             "title": "email-agent",
             "version": "1",
