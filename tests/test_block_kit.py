@@ -219,7 +219,9 @@ def test_bad_fields_are_answered_beside_their_blocks() -> None:
         submitted("not an address", "", "B", datetime(2020, 1, 1, tzinfo=UTC)), Opened("wf", ZONE, False)
     )
     assert edit is not None
-    errors = field_errors(edit_errors(edit, timezone=ZONE, now=NOW, policy=Policy()), keep_body=False)
+    errors = field_errors(
+        edit_errors(edit, timezone=ZONE, now=NOW, policy=Policy()), Opened("wf", ZONE, keep_body=False)
+    )
     assert set(errors) == {TO, SUBJECT, SEND_AT}
     assert "in the past" in errors[SEND_AT]
     limited = Policy(allowed_domains=("example.com",), max_body_chars=100)
@@ -271,3 +273,30 @@ def test_home_empty_state_and_a_new_email_the_search_does_not_find_yet() -> None
     listed = [("old", view(subject="Old"))]
     assert [i for i, _ in merged(listed, {"new": view(subject="New"), "old": view(subject="Stale")})] == ["new", "old"]
     assert merged(listed, {"old": view(subject="Stale")})[0][1].subject == "Old", "the listing's describe is fresher"
+
+
+def test_an_email_with_as_many_recipients_as_allowed_fits_every_surface() -> None:
+    """MAX_RECIPIENTS_PER_EMAIL allows 100: with long addresses, a subject of "&"s (escaped five times longer)
+    and more new recipients than the card has buttons for, the card, the Home tab and the modal stay within
+    Slack's limits (Slack refuses the whole message or view otherwise: a card never updated, a modal never
+    opened), and say how many they do not show."""
+    many = [f"recipient-number-{n:03d}-with-a-long-name@a-long-department.example.com" for n in range(100)]
+    new = [f"new-{n:02d}@partner.example" for n in range(15)]
+    crowded = view(to=many, unconfirmed=new, subject="&" * 998, will_send=False)
+    blocks = render("slack-T0-D0-1.2", crowded)
+    check_limits(blocks, 50)
+    text = json.dumps(blocks)
+    assert "and " in text and " more" in text and "5 more new recipients" in text
+    check_limits(home_view([("slack-T0-D0-1.2", crowded)])["blocks"], 100)
+    modal = edit_modal("slack-T0-D0-1.2", crowded)
+    check_modal(modal)
+    opened = Opened.load(modal["private_metadata"])
+    assert opened.keep_to and TO not in {b.get("block_id") for b in modal["blocks"]}
+    values = {
+        SUBJECT: {"value": {"type": "plain_text_input", "value": "Fewer words"}},
+        BODY: {"value": {"type": "plain_text_input", "value": "Body"}},
+        SEND_AT: {"value": {"type": "datetimepicker", "selected_date_time": None}},
+    }
+    edit, errors = read_edit(values, opened, to=many)
+    assert not errors and edit is not None and edit.to == many
+    assert set(field_errors({"to": "too many"}, opened)) == {SUBJECT}, "shown on a field the modal has"

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.slack.markup import fit, listed
 from workflows.model import EmailStatus, EmailView, utcnow
 from workflows.sendtime import is_valid_timezone, seconds_until
 
@@ -20,6 +21,8 @@ SEND_NOW_ACTION = "send_now"
 UNDO_ACTION = "undo_send"
 EDIT_ACTION = "edit_email"
 BODY_LIMIT = 2500  # a section's text holds 3000 characters
+FIELD_LIMIT = 1900  # a section field holds 2000, its label included
+RECIPIENTS_SHOWN = 10  # new recipients with their own buttons; the next appear as these are decided
 
 LABELS = {
     EmailStatus.INITIALIZED: ":hourglass_flowing_sand: Starting",
@@ -59,8 +62,9 @@ def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[
             {
                 "type": "section",
                 "fields": [
-                    {"type": "mrkdwn", "text": f"*To*\n{_escape(', '.join(view.to)) or '_not set_'}"},
-                    {"type": "mrkdwn", "text": f"*Subject*\n{_escape(view.subject) or '_not set_'}"},
+                    # A field holds 2,000 characters: up to 100 recipients, or a subject of "&"s escaped, do not.
+                    {"type": "mrkdwn", "text": f"*To*\n{listed(view.to, FIELD_LIMIT) or '_not set_'}"},
+                    {"type": "mrkdwn", "text": f"*Subject*\n{fit(_escape(view.subject), FIELD_LIMIT) or '_not set_'}"},
                 ],
             }
         )
@@ -178,14 +182,14 @@ def recipient_value(email_id: str, address: str) -> str:
 def _recipient_blocks(email_id: str, addresses: list[str]) -> list[dict[str, Any]]:
     """One line per recipient the model proposed and the owner never wrote: nothing is sent until they decide."""
     blocks: list[dict[str, Any]] = []
-    for address in addresses[:10]:
+    for address in addresses[:RECIPIENTS_SHOWN]:
         blocks.append(
             {
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
                     "text": f":raised_hand: *New recipient:* {_escape(address)}\n"
-                    "It is not in your messages: nothing is sent until you confirm or remove it.",
+                    "Nothing is sent until you confirm or remove it.",
                 },
             }
         )
@@ -210,6 +214,10 @@ def _recipient_blocks(email_id: str, addresses: list[str]) -> list[dict[str, Any
                 ],
             }
         )
+    if len(addresses) > RECIPIENTS_SHOWN:
+        more = len(addresses) - RECIPIENTS_SHOWN
+        text = f"…and {more} more new recipient{'s' if more > 1 else ''}: they appear here as you decide on these."
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
     return blocks
 
 

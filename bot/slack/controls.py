@@ -20,7 +20,7 @@ from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, Engi
 from bot.slack.ack_budget import AckBudget
 from bot.slack.card import EDIT_ACTION, SEND_NOW_ACTION, UNDO_ACTION
 from bot.slack.home import OPEN_THREAD_ACTION, HomeRefresher
-from bot.slack.modal import EDIT_CALLBACK, TO, Opened, edit_modal, field_errors, read_edit
+from bot.slack.modal import EDIT_CALLBACK, Opened, edit_modal, field_errors, first_field, read_edit
 from bot.slack.web_errors import SLACK_CALL_FAILED, reason
 from workflows.decisions import Policy, edit_errors
 from workflows.model import Control, ControlKind, EmailStatus, utcnow
@@ -152,18 +152,21 @@ class OwnerControls:
         except (ValueError, KeyError):
             await ack()
             return  # not a modal this app opened
-        kept_body = None
-        if opened.keep_body:
-            try:
-                kept_body = (await self._engine.describe(opened.email_id)).body
+        kept_body: str | None = None
+        kept_to: list[str] | None = None
+        if opened.keep_body or opened.keep_to:  # fields the modal could not hold: as they are (base_revision
+            try:  # refuses the edit if they changed since)
+                current = await self._engine.describe(opened.email_id)
             except (EmailNotFound, EngineBusy, EngineUnavailable):
-                await ack(response_action="errors", errors={TO: UNREACHABLE})
+                await ack(response_action="errors", errors={first_field(opened): UNREACHABLE})
                 return
-        edit, errors = read_edit((view.get("state") or {}).get("values") or {}, opened, kept_body)
+            kept_body = current.body if opened.keep_body else None
+            kept_to = current.to if opened.keep_to else None
+        edit, errors = read_edit((view.get("state") or {}).get("values") or {}, opened, kept_body, kept_to)
         if edit is not None and not errors:
             errors = edit_errors(edit, timezone=opened.timezone, now=utcnow(), policy=self._policy)
         if edit is None or errors:
-            await ack(response_action="errors", errors=field_errors(errors, opened.keep_body))
+            await ack(response_action="errors", errors=field_errors(errors, opened))
             return
         # One modal, one content: a double submit is one edit; a corrected one after a refusal is another.
         digest = hashlib.sha256(f"{view.get('id')}:{edit.model_dump_json()}".encode()).hexdigest()[:24]
@@ -190,6 +193,6 @@ class OwnerControls:
             await ack()  # Slack's 3 s: the modal closes; the card shows the edit once the workflow takes it
             return
         if problem := applying.result():
-            await ack(response_action="errors", errors={TO: problem})
+            await ack(response_action="errors", errors={first_field(opened): problem})
             return
         await ack()  # closes the modal; the card shows the new revision

@@ -26,7 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.engine import EmailEngine, EngineBusy, EngineUnavailable
 from bot.slack.card import LABELS, UNDO_ACTION, button, can_send_now, cancel_button, send_now_label, undo_text
 from bot.slack.card import SEND_NOW_ACTION as SEND_NOW
-from bot.slack.markup import escape
+from bot.slack.markup import escape, fit, listed
 from bot.slack.web_errors import SLACK_CALL_FAILED, reason
 from workflows.model import EmailStatus, EmailView, utcnow
 
@@ -44,8 +44,8 @@ Listed = tuple[str, EmailView]
 
 
 def _line(view: EmailView, now: datetime) -> str:
-    subject = escape(view.subject) or "_New email_"
-    to = escape(", ".join(view.to)) or "_no recipient yet_"
+    subject = fit(escape(view.subject), 300) or "_New email_"  # a section holds 3,000 characters
+    to = listed(view.to, 600) or "_no recipient yet_"
     if view.status == EmailStatus.SENT:
         return f"*{subject}*  to {to}\n{LABELS[view.status]}" + (
             f" · {view.send_at_local}" if view.send_at_local else ""

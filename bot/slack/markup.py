@@ -11,7 +11,7 @@ Slack documents it as the message's content; reading one field keeps all paths t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 _TOKEN = re.compile(r"<([^<>]*)>")
 _ENTITY = re.compile(r"&(amp|lt|gt);")
@@ -28,6 +28,28 @@ def unescape(text: str) -> str:
 def escape(text: str) -> str:
     """Plain text made safe to post back as mrkdwn: it can then neither mention nor link."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fit(escaped: str, limit: int) -> str:
+    """Escaped text cut to `limit` characters if longer, never inside an entity ("&amp;" whole or not at all)."""
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut.rstrip() + "…"
+
+
+def listed(items: Sequence[str], limit: int) -> str:
+    """Escaped items joined with commas, as many as fit in `limit` characters, then "and N more"."""
+    pieces = [escape(item) for item in items]
+    for count in range(len(pieces), 0, -1):
+        rest = len(pieces) - count
+        text = ", ".join(pieces[:count]) + (f" and {rest} more" if rest else "")
+        if len(text) <= limit:
+            return text
+    return f"{len(pieces)} address{'es' if len(pieces) > 1 else ''}" if pieces else ""
 
 
 def mentioned_users(text: str) -> list[str]:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from bot.slack.markup import escape
+from bot.slack.markup import listed
 from workflows.model import EmailEdit, EmailView
 from workflows.sendtime import is_valid_timezone
 
@@ -36,9 +36,16 @@ class Opened:
     timezone: str
     keep_body: bool
     revision: int | None = None  # the email's revision when the modal opened: a later change wins over it
+    keep_to: bool = False  # more recipients than a Slack field holds: kept as they are
 
     def dump(self) -> str:
-        data = {"email_id": self.email_id, "tz": self.timezone, "keep_body": self.keep_body, "rev": self.revision}
+        data = {
+            "email_id": self.email_id,
+            "tz": self.timezone,
+            "keep_body": self.keep_body,
+            "rev": self.revision,
+            "keep_to": self.keep_to,
+        }
         return json.dumps(data)
 
     @staticmethod
@@ -50,7 +57,12 @@ class Opened:
             str(data.get("tz") or "UTC"),
             bool(data.get("keep_body")),
             revision if isinstance(revision, int) else None,
+            bool(data.get("keep_to")),
         )
+
+
+def _note(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
 def _text_input(block_id: str, label: str, initial: str, limit: int, **more: Any) -> dict[str, Any]:
@@ -63,17 +75,23 @@ def _text_input(block_id: str, label: str, initial: str, limit: int, **more: Any
 def edit_modal(email_id: str, view: EmailView) -> dict[str, Any]:
     """The modal, filled with the email as it stands. The picker shows the time in the user's Slack zone."""
     keep_body = len(view.body) > INPUT_LIMIT
-    blocks: list[dict[str, Any]] = [
-        _text_input(
-            TO,
-            "To",
-            ", ".join(view.to),
-            INPUT_LIMIT,
-            placeholder={"type": "plain_text", "text": "ana@example.com, bob@example.com"},
-        ),
-    ]
+    keep_to = len(", ".join(view.to)) > INPUT_LIMIT
+    blocks: list[dict[str, Any]] = []
+    if keep_to:
+        kept = f"To: {listed(view.to, 1500)} ({len(view.to)} recipients, more than a Slack field holds): kept as "
+        blocks.append(_note(kept + "they are. Ask me in the thread to change them."))
+    else:
+        blocks.append(
+            _text_input(
+                TO,
+                "To",
+                ", ".join(view.to),
+                INPUT_LIMIT,
+                placeholder={"type": "plain_text", "text": "ana@example.com, bob@example.com"},
+            )
+        )
     if view.unconfirmed:
-        waiting = escape(", ".join(view.unconfirmed))
+        waiting = listed(view.unconfirmed, 1500)
         blocks.append(
             {
                 "type": "context",
@@ -120,7 +138,7 @@ def edit_modal(email_id: str, view: EmailView) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": EDIT_CALLBACK,
-        "private_metadata": Opened(email_id, view.timezone, keep_body, view.revision).dump(),
+        "private_metadata": Opened(email_id, view.timezone, keep_body, view.revision, keep_to).dump(),
         "title": {"type": "plain_text", "text": "Edit email"},
         "submit": {"type": "plain_text", "text": "Save"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -134,12 +152,13 @@ def _value(values: dict[str, Any], block_id: str) -> dict[str, Any]:
 
 
 def read_edit(
-    values: dict[str, Any], opened: Opened, body: str | None = None
+    values: dict[str, Any], opened: Opened, body: str | None = None, to: list[str] | None = None
 ) -> tuple[EmailEdit | None, dict[str, str]]:
     """The submitted state as an EmailEdit, or the errors of fields that cannot even be read. The picker's
     instant becomes the wall-clock time in the email's zone, with that zone's offset at that instant. `body`: the kept
     body, when the modal had no body field."""
-    to = [part.strip() for part in _SEPARATORS.split(str(_value(values, TO).get("value") or "")) if part.strip()]
+    if to is None:
+        to = [part.strip() for part in _SEPARATORS.split(str(_value(values, TO).get("value") or "")) if part.strip()]
     chosen = _value(values, SEND_AT).get("selected_date_time")
     send_at_local = None
     if chosen is not None:
@@ -161,11 +180,18 @@ def read_edit(
     return edit, {}
 
 
-def field_errors(errors: dict[str, str], keep_body: bool) -> dict[str, str]:
-    """edit_errors' keys are the block ids; the body's error goes to To when the modal has no body field."""
+def first_field(opened: Opened) -> str:
+    """The modal's first input: where a problem with no field of its own is shown."""
+    return SUBJECT if opened.keep_to else TO
+
+
+def field_errors(errors: dict[str, str], opened: Opened) -> dict[str, str]:
+    """edit_errors' keys are the block ids; the error of a field the modal did not show (a kept body or To)
+    goes to its first input instead, since Slack refuses errors for blocks the view does not have."""
     shown: dict[str, str] = {}
     for key, message in errors.items():
-        block = TO if key == BODY and keep_body else key
+        kept = (key == BODY and opened.keep_body) or (key == TO and opened.keep_to)
+        block = first_field(opened) if kept else key
         text = message[:1].upper() + message[1:]
         shown[block] = f"{shown[block]} {text}" if block in shown else text
     return shown
