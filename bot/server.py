@@ -160,16 +160,20 @@ class RunningApp:
             # Only a validly signed request is remembered, so a forger cannot fill the guard; Bolt
             # refuses the invalid ones itself, once the body is known to be readable.
             valid = bool(verifier and timestamp.isdigit() and verifier.is_valid(text, timestamp, signature))
+            if not valid:  # refused before anything reads the body (Bolt would refuse it too, after parsing it)
+                return web.json_response({"error": "invalid request signature"}, status=401)
             try:
                 bolt_request = await to_bolt_request(request)
-            except (ValueError, RecursionError):  # JSON that does not parse: Slack never sends it
-                if not valid:
-                    return web.json_response({"error": "invalid request signature"}, status=401)
+            except (ValueError, RecursionError, AttributeError, TypeError):  # not JSON, or not an object ("[]")
                 return web.json_response({"error": "the body is not the JSON Slack sends"}, status=400)
             if valid and not replays.claim(signature):
                 log.warning("refused a replayed Slack request")
                 return web.json_response({"error": "replayed request"}, status=401)
-            response = await slack.async_dispatch(bolt_request)
+            try:
+                response = await slack.async_dispatch(bolt_request)
+            except (AttributeError, TypeError, KeyError):  # JSON, but not an object of Slack's shape ("[]")
+                replays.forget(signature)
+                return web.json_response({"error": "the body is not the JSON Slack sends"}, status=400)
             if valid and response.status >= 500:
                 replays.forget(signature)
             return await to_aiohttp_response(response)

@@ -52,7 +52,11 @@ def test_an_address_written_with_its_name_is_that_one_address() -> None:
     """Models and mail clients write "Bob Smith <bob@example.com>": one mailbox, not "not an address"."""
     assert normalize(["Bob Smith <bob@example.com>"]) == ["bob@example.com"]
     assert normalize(['"Smith, Bob" <bob@example.com>', "<ann@example.com>"]) == ["bob@example.com", "ann@example.com"]
-    for smuggled in ("Bob <bob@example.com>, eve@evil.example", "Bob <bob@example.com>\r\nBcc: eve@evil.example"):
+    for smuggled in (
+        "Bob <bob@example.com>, eve@evil.example",
+        "Bob <bob@example.com>\r\nBcc: eve@evil.example",
+        "bob@example.com <eve@evil.example>",  # written as bob's, sent to eve's: two mailboxes
+    ):
         with pytest.raises(RecipientError):
             normalize([smuggled])
 

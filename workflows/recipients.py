@@ -19,7 +19,8 @@ _ADDRESS = re.compile(
 # Characters an address may hold that people also write around one ("to=bob@…", "cc:ann@…", "a@x.org/b@y.org").
 _SEPARATORS = re.compile(r"[=/|:]")
 # "Bob Smith <bob@example.com>" or '"Smith, Bob" <bob@example.com>': one mailbox, written with its name.
-_NAMED = re.compile(r'\s*(?:"[^"\r\n]*"|[^"<>\r\n,;]*?)\s*<([^<>\s,;"]+)>\s*')
+# An unquoted name holds no "@": "bob@x.com <eve@y.com>" is two mailboxes, refused, not eve's alone.
+_NAMED = re.compile(r'\s*(?:"[^"\r\n]*"|[^"<>\r\n,;@]*?)\s*<([^<>\s,;"]+)>\s*')
 
 
 class RecipientError(ValueError):

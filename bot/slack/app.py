@@ -7,6 +7,7 @@ itself is posted and updated by the workflow (NotifyState).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -56,6 +57,7 @@ FILES_ONLY = (
 
 
 COMMAND_REPEAT_SECONDS = 600
+COMMAND_DESCRIBE_SECONDS = 1.0
 COMMAND_UNREACHABLE = (
     "I could not reach the email service just now, so I did not start this email. "
     "Please run the command again in a moment."
@@ -312,18 +314,20 @@ class SlackBot:
     async def _started_since(self, email_id: str, since: float) -> bool:
         """Whether this command's email exists and was asked for after `since` (a Unix time)."""
         try:
-            view = await self._engine.describe(email_id)
+            # A describe is a Temporal query, held while the email's workflow task runs (the model, for
+            # seconds): not waited for past a second, as the command's answer must reach Slack within 3 s.
+            view = await asyncio.wait_for(self._engine.describe(email_id), COMMAND_DESCRIBE_SECONDS)
         except EmailNotFound:
             return False
-        except EmailClosed:
-            return True  # finished; its first words' time is not known: a repeat so close is the same command
+        except (EmailClosed, TimeoutError):
+            return True  # it exists (finished, or busy right now): a repeat so close is the same command
         return bool(view.conversation) and view.conversation[0].at.timestamp() > since
 
     async def _repeated(self, email_id: str) -> str:
         """The truthful answer to the same words again: under way, or already sent or canceled."""
         try:
-            view = await self._engine.describe(email_id)
-        except (EmailNotFound, EmailClosed, EngineBusy, EngineUnavailable):
+            view = await asyncio.wait_for(self._engine.describe(email_id), COMMAND_DESCRIBE_SECONDS)
+        except (EmailNotFound, EmailClosed, EngineBusy, EngineUnavailable, TimeoutError):
             return COMMAND_REPEATED
         if view.status.is_final:
             return (

@@ -601,7 +601,12 @@ async def test_a_body_that_is_not_json_is_refused_without_a_500(slack: Slack) ->
     signed one (Slack never sends it) is 400."""
     log = slack.app.log_path
     written_before = log.stat().st_size
-    for body, content_type in (("{", "application/json"), ("payload=%7B", "application/x-www-form-urlencoded")):
+    for body, content_type in (
+        ("{", "application/json"),
+        ("payload=%7B", "application/x-www-form-urlencoded"),
+        ("[]", "application/json"),
+        ("payload=1", "application/x-www-form-urlencoded"),
+    ):
         async with slack.session.post(slack.url, data=body, headers={"Content-Type": content_type}) as response:
             assert response.status == 401, (body, response.status, await response.text())
         status, text = await slack.post(body, content_type)

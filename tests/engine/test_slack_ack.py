@@ -19,9 +19,10 @@ from typing import NamedTuple
 import aiohttp
 import pytest
 
+from bot.slack.app import COMMAND_REPEATED
 from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import TEAM, FakeSlack, action_body, event_body, message_event, sign
+from tests.fakes.slack_server import TEAM, FakeSlack, action_body, command_body, event_body, message_event, sign
 from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port
 
 pytestmark = pytest.mark.engine
@@ -166,3 +167,26 @@ async def test_a_reply_is_answered_only_once_taken_so_a_crash_meanwhile_loses_no
 
 def _ts_of(event_json: str) -> str:
     return str(json.loads(event_json)["event"]["ts"])
+
+
+async def test_a_repeated_command_is_answered_in_time_while_the_first_is_with_the_model(
+    patient: Slack, fake_openai: FakeOpenAI
+) -> None:
+    """The same /schedule-email again while its email's workflow task runs the model: the answer may not wait for
+    that task (a describe is a Temporal query, held until the task ends), or Slack shows the user a timeout."""
+    user = _user("ackcmd")
+    text = f"to: cmd@example.com; subject: Twice; body: SLOW {user}; send tomorrow at 9am"
+    status, answer = await patient.post(
+        command_body(text, user, patient.fake.response_url(user)), "application/x-www-form-urlencoded"
+    )
+    assert status == 200 and "On it" in answer
+    deadline = time.monotonic() + 20
+    while not fake_openai.requests_for(f"SLOW {user}"):
+        assert time.monotonic() < deadline, "the command never reached the model"
+        await asyncio.sleep(0.05)
+    answered = fake_openai.answered
+    status, again = await patient.post(
+        command_body(text, user, patient.fake.response_url(user)), "application/x-www-form-urlencoded"
+    )
+    assert status == 200 and json.loads(again)["text"] == COMMAND_REPEATED
+    assert fake_openai.answered == answered, "the repeat was answered only once the model had answered"
