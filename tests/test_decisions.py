@@ -405,16 +405,31 @@ def test_scheduled_in_words_with_no_time_is_a_question_not_a_claim() -> None:
     assert "Scheduled" not in out.reply and "When should I send it?" in out.reply
 
 
-def test_an_edit_from_an_older_revision_is_refused_and_changes_nothing() -> None:
+def test_an_edit_from_an_older_version_is_refused_and_changes_nothing() -> None:
     from workflows.decisions import Policy, apply_edit
     from workflows.model import EmailEdit
 
-    email = scheduled_email(revision=3)
-    stale = EmailEdit(to=["ana@example.com"], subject="Old", body="Old words", base_revision=2)
+    email = scheduled_email(version=3)
+    stale = EmailEdit(to=["ana@example.com"], subject="Old", body="Old words", base_version=2)
     out = apply_edit(email, stale, timezone=LA, now=NOW, policy=Policy())
     assert out.email == email and "changed after you opened the editor" in out.reply
-    current = stale.model_copy(update={"base_revision": 3})
+    current = stale.model_copy(update={"base_version": 3})
     assert apply_edit(email, current, timezone=LA, now=NOW, policy=Policy()).email.subject == "Old"
+
+
+def test_every_change_to_the_email_bumps_its_version_not_only_its_words() -> None:
+    """Undo (a hold) or a new time leaves the revision (the words) as it is; an edit opened before must still
+    be refused, so the version moves on every change the record keeps."""
+    from tests.test_states import Attributes
+    from workflows.record import Record
+
+    record = Record(Attributes())  # type: ignore[arg-type]
+    record.email = scheduled_email()
+    first = record.email.version
+    record.email = record.email.model_copy(update={"scheduled": False, "send_at": None})  # Undo
+    assert record.email.version == first + 1 and record.email.revision == scheduled_email().revision
+    record.email = record.email.model_copy()  # no change: no new version
+    assert record.email.version == first + 1
 
 
 def test_in_two_hours_is_two_hours_of_real_time_on_the_night_clocks_change() -> None:

@@ -182,8 +182,8 @@ def edit_errors(edit: EmailEdit, *, timezone: str, now: datetime, policy: Policy
 def apply_edit(email: EmailDraft, edit: EmailEdit, *, timezone: str, now: datetime, policy: Policy) -> Outcome:
     """The owner's own version, one new revision, no model: the same rules as for the model's proposals, except
     that recipients the owner typed are vouched for."""
-    if edit.base_revision is not None and edit.base_revision != email.revision:
-        problem = "the email changed after you opened the editor (a newer message or edit); open Edit again to see it"
+    if edit.base_version is not None and edit.base_version != email.version:
+        problem = "the email changed after you opened the editor (a message, an edit, Undo); open Edit again to see it"
         return Outcome(email=email, next="wait", reply=f"Your edit was not applied: {problem}.", problem=problem)
     draft, errors = _checked_edit(edit, timezone=timezone, now=now, policy=policy)
     if errors or draft is None:

@@ -59,6 +59,11 @@ class EmailDraft(BaseModel):
         None, description="Scheduled within the undo window: until then the card offers Undo."
     )
     revision: int = 0
+    version: int = Field(
+        0,
+        description="Bumped on every change (content, time, hold), by Record.email: what an edit made from an "
+        "older view is checked against, so it cannot silently put back what changed since.",
+    )
 
     @property
     def is_complete(self) -> bool:
@@ -155,11 +160,11 @@ class EmailEdit(BaseModel):
         description="Wall-clock time in the email's zone, 'YYYY-MM-DDTHH:MM' (an explicit offset such as "
         "'-08:00' is taken as given); none: not scheduled.",
     )
-    base_revision: int | None = Field(
+    base_version: int | None = Field(
         None,
         ge=0,
-        description="The revision this edit was made from (the edit modal sends it): if the email changed since, "
-        "the edit is refused rather than silently undoing the newer words.",
+        description="The email's `version` this edit was made from (the edit modal sends it): if the email changed "
+        "since (its words, its time, a hold), the edit is refused rather than silently undoing that change.",
     )
 
 
@@ -204,6 +209,7 @@ class EmailView(BaseModel):
     pending_requests: int
     send_attempts: int
     revision: int
+    version: int = 0
     sent_message_id: str
     conversation: list[Turn]
     card: CardRef | None = Field(None, description="Where the user sees the email (a chat thread), if anywhere.")

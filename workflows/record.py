@@ -107,6 +107,9 @@ class Record:
 
     @email.setter
     def email(self, value: EmailDraft) -> None:
+        current = self.email
+        changed = value.model_dump(exclude={"version"}) != current.model_dump(exclude={"version"})
+        value = value.model_copy(update={"version": current.version + 1 if changed else current.version})
         self._p.set_data_attribute(DA_EMAIL, value.model_dump_json())
 
     @property
@@ -306,6 +309,7 @@ def build_view(record: Record) -> EmailView:
         pending_requests=pending,
         send_attempts=record.send_attempts,
         revision=email.revision,
+        version=email.version,
         sent_message_id=record.get_str(DA_SENT_MESSAGE_ID),
         conversation=record.conversation,
         card=record.card,

@@ -35,7 +35,7 @@ class Opened:
     email_id: str
     timezone: str
     keep_body: bool
-    revision: int | None = None  # the email's revision when the modal opened: a later change wins over it
+    version: int | None = None  # the email's version when the modal opened: a later change wins over it
     keep_to: bool = False  # more recipients than a Slack field holds: kept as they are
 
     def dump(self) -> str:
@@ -43,7 +43,7 @@ class Opened:
             "email_id": self.email_id,
             "tz": self.timezone,
             "keep_body": self.keep_body,
-            "rev": self.revision,
+            "ver": self.version,
             "keep_to": self.keep_to,
         }
         return json.dumps(data)
@@ -51,12 +51,12 @@ class Opened:
     @staticmethod
     def load(raw: str) -> Opened:
         data = json.loads(raw or "{}")
-        revision = data.get("rev")
+        version = data.get("ver")
         return Opened(
             str(data["email_id"]),
             str(data.get("tz") or "UTC"),
             bool(data.get("keep_body")),
-            revision if isinstance(revision, int) else None,
+            version if isinstance(version, int) else None,
             bool(data.get("keep_to")),
         )
 
@@ -138,7 +138,7 @@ def edit_modal(email_id: str, view: EmailView) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": EDIT_CALLBACK,
-        "private_metadata": Opened(email_id, view.timezone, keep_body, view.revision, keep_to).dump(),
+        "private_metadata": Opened(email_id, view.timezone, keep_body, view.version, keep_to).dump(),
         "title": {"type": "plain_text", "text": "Edit email"},
         "submit": {"type": "plain_text", "text": "Save"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -172,7 +172,7 @@ def read_edit(
             subject=str(_value(values, SUBJECT).get("value") or ""),
             body=body if body is not None else str(_value(values, BODY).get("value") or ""),
             send_at_local=send_at_local,
-            base_revision=opened.revision,
+            base_version=opened.version,
         )
     except ValidationError as error:
         field = str(error.errors()[0]["loc"][0]) if error.errors() else TO

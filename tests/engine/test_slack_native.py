@@ -257,6 +257,32 @@ async def test_an_edit_made_from_an_older_version_does_not_undo_newer_words(slac
     await api.call("POST", f"/api/emails/{email_id}/cancel", {"actor": owner})
 
 
+async def test_an_edit_opened_before_a_hold_does_not_arm_the_email_again(slack: SlackCards, api: Api) -> None:
+    """A hold changes the time, not the words (the revision stays): the modal opened before it, saved as it
+    was, would schedule the email again. Its version is older, so it is refused and the email stays on hold."""
+    owner = user_id("holdstale")
+    address = f"{owner.lower()}@example.com"
+    channel, ts = await slack.dm(owner, f"to: {address}; subject: Hold; body: Wait; send tomorrow at 9am")
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Scheduled")
+    email_id = thread_email_id(TEAM, channel, ts)
+    click = await slack.press(EDIT_ACTION, email_id, owner, channel, card, ts)
+    await until(lambda: slack.fake.of("views.open", trigger_id=click["trigger_id"]), "views.open")
+    opened = slack.fake.views[max(slack.fake.views)]
+    scheduled = await api.describe(email_id)
+
+    await slack.dm(owner, "hold it for now", thread_ts=ts)
+    held = await api.wait_for(email_id, "waiting")
+    assert not held["will_send"] and held["revision"] == scheduled["revision"], "a hold keeps the words"
+
+    when = datetime.fromisoformat(scheduled["send_at"])
+    await slack.submit(owner, opened, modal_values(address, "Hold", "Wait", when))
+    await slack.wait_card(channel, card, "changed after you opened the editor")
+    view = await api.describe(email_id)
+    assert not view["will_send"] and view["send_at"] is None, view
+    await api.call("POST", f"/api/emails/{email_id}/cancel", {"actor": owner})
+
+
 # --- App Home -------------------------------------------------------------------------------------------------
 
 
