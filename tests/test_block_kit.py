@@ -178,7 +178,11 @@ def test_the_modal_is_filled_with_the_email_and_its_send_time() -> None:
     inputs = {b["block_id"]: b["element"] for b in modal["blocks"] if b["type"] == "input"}
     assert inputs[TO]["initial_value"] == "bob@example.com" and inputs[BODY]["multiline"] is True
     assert inputs[SEND_AT]["initial_date_time"] == int(datetime(2026, 11, 27, 17, 0, tzinfo=UTC).timestamp())
-    assert Opened.load(modal["private_metadata"]) == Opened("wf-1", ZONE, keep_body=False, version=view().version)
+    card = view().card
+    assert card is not None
+    assert Opened.load(modal["private_metadata"]) == Opened(
+        "wf-1", ZONE, keep_body=False, version=view().version, channel=card.channel, thread_ts=card.thread_ts
+    )
     on_hold = edit_modal("wf-1", view(will_send=False))
     assert "initial_date_time" not in next(b for b in on_hold["blocks"] if b["block_id"] == SEND_AT)["element"]
 

@@ -96,7 +96,9 @@ def apply_reply(
         problems.append("when should I send it? Give me a day and a time")
     if reply.action == "hold":
         send_at = None
-    elif reply.send_in_minutes is not None:
+    elif reply.send_in_minutes is not None and reply.action == "schedule":
+        # Only with "schedule" (the user gave a time now): a model that repeats the "120" of an earlier "in 2
+        # hours" while drafting would otherwise move the email two hours on from each later message.
         # "In 2 hours" is two hours of real time, counted here in UTC: on the night clocks change, a wall clock
         # moved on by two hours is one or three hours away.
         send_at = now + timedelta(minutes=reply.send_in_minutes)

@@ -31,18 +31,21 @@ class AckBudget:
         """Runs `hand_off` (which tells the user about the failures it knows) until it ends or the budget is
         spent. Within the budget its exception propagates; after it, the exception is logged."""
         task: asyncio.Task[None] = asyncio.ensure_future(hand_off)
-        if await self.within(task):
+        if await self.within(task, what):
             task.result()
             return
         log.info("answered Slack before the engine took the %s; the hand-off goes on", what)
-        task.add_done_callback(lambda ended: self._log_failure(ended, what))
 
-    async def within(self, task: asyncio.Task[Any]) -> bool:
-        """Waits for `task` at most the budget; True if it ended. Either way it is kept running to its end."""
+    async def within(self, task: asyncio.Task[Any], what: str) -> bool:
+        """Waits for `task` at most the budget; True if it ended (its outcome is then the caller's). Either way
+        it is kept running to its end, and a failure after the budget is logged."""
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         done, _ = await asyncio.wait({task}, timeout=self.seconds)
-        return task in done
+        if task in done:
+            return True
+        task.add_done_callback(lambda ended: self._log_failure(ended, what))
+        return False
 
     @staticmethod
     def _log_failure(ended: asyncio.Task[Any], what: str) -> None:

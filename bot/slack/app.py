@@ -74,12 +74,12 @@ NO_ROOT = (
     "Please send it again in a minute."
 )
 NOT_TAKEN = (
-    "I could not reach the email service for several minutes, so I did not take this message. "
-    "Please send it again when you see this."
+    "I could not reach the email service for several minutes, so this message may not have been taken. "
+    "If the card does not show it, please send it again."
 )
 EDIT_NOT_SAVED = (
-    "I could not reach the email service for several minutes, so your edit was not saved as the draft. "
-    "Please edit the message again, or send the words as a new reply."
+    "I could not reach the email service for several minutes, so your edit may not have been saved as the "
+    "draft. If the card does not show it, edit the message again or send the words as a new reply."
 )
 NO_PROFILE = (
     "I could not read your time zone from Slack just now, so I did not start this email (a guessed zone "
@@ -404,13 +404,10 @@ class SlackBot:
 
     # --- assistant threads (AI app surface) --------------------------------------------
 
-    async def on_assistant_thread_started(
-        self, say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts, request: AsyncBoltRequest
-    ) -> None:
-        """The user opened a chat with the app: a greeting and suggested prompts. Its email starts with
-        their first message (`_reply`), so opening and closing the panel costs no workflow. Slack delivers
-        the event again when the prompts failed: the greeting was posted then, and is not posted twice."""
-        await greet(say, set_suggested_prompts, greeting=slack_retry_num(request) == 0)
+    async def on_assistant_thread_started(self, say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+        """The user opened a chat with the app: suggested prompts and a greeting. Its email starts with
+        their first message (`_reply`), so opening and closing the panel costs no workflow."""
+        await greet(say, set_suggested_prompts)
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,12 @@ PROMPTS = [
 ]
 
 
-async def greet(say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts, greeting: bool = True) -> None:
-    """assistant_thread_started: a short greeting in the thread and the suggested prompts."""
-    if greeting:
-        await say(GREETING)
+async def greet(say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+    """assistant_thread_started: the suggested prompts, then a short greeting in the thread. In that order: a
+    failure leaves the event unanswered and Slack delivers it again, which sets the prompts again (they replace
+    the old) and greets, so the greeting is posted once, after everything else has worked."""
     await set_suggested_prompts(prompts=PROMPTS, title="Try one of these")
+    await say(GREETING)
 
 
 def is_listing_question(text: str) -> bool:

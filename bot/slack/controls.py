@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 UNREACHABLE = "I could not reach the email service just now, so nothing changed. Please try again in a moment."
 NOT_YOURS = "Only the person who started this email can change it."
+BUSY_EDITING = "I am working on this email right now (answering your last message). Click Edit again in a few seconds."
 
 
 class Replies:
@@ -124,12 +125,17 @@ class OwnerControls:
         await ack()
         user, email_id = body["user"]["id"], str(action["value"])
         try:
-            view = await self._engine.describe(email_id)
+            # A describe is a Temporal query, held while the email's workflow task runs (the model, for
+            # seconds); the trigger_id is good for 3 s from the click, so this waits for it no longer than that.
+            view = await asyncio.wait_for(self._engine.describe(email_id), self._budget.seconds)
         except EmailNotFound:
             await self._replies.tell(body, await self._replies.finished(email_id))
             return
         except (EngineBusy, EngineUnavailable):
             await self._replies.tell(body, UNREACHABLE)
+            return
+        except TimeoutError:
+            await self._replies.tell(body, BUSY_EDITING)
             return
         if view.owner and view.owner != user:
             await self._replies.tell(body, NOT_YOURS)
@@ -183,12 +189,13 @@ class OwnerControls:
                 problem = await self._replies.finished(opened.email_id)
             except (EngineBusy, EngineUnavailable):
                 problem = UNREACHABLE
-            if problem and closed:
-                await self._replies.tell(body, problem)
+            if problem and closed:  # said beside the card (a view_submission has no channel of its own)
+                where = {"channel": {"id": opened.channel}, "container": {"thread_ts": opened.thread_ts}}
+                await self._replies.tell({**body, **where} if opened.channel else body, problem)
             return problem
 
         applying = asyncio.ensure_future(apply())
-        if not await self._budget.within(applying):
+        if not await self._budget.within(applying, "edit"):
             closed = True
             await ack()  # Slack's 3 s: the modal closes; the card shows the edit once the workflow takes it
             return

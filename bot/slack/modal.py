@@ -37,6 +37,8 @@ class Opened:
     keep_body: bool
     version: int | None = None  # the email's version when the modal opened: a later change wins over it
     keep_to: bool = False  # more recipients than a Slack field holds: kept as they are
+    channel: str = ""  # the card's DM and thread: where a refusal that comes after the modal closed is said
+    thread_ts: str = ""
 
     def dump(self) -> str:
         data = {
@@ -45,6 +47,8 @@ class Opened:
             "keep_body": self.keep_body,
             "ver": self.version,
             "keep_to": self.keep_to,
+            "channel": self.channel,
+            "thread": self.thread_ts,
         }
         return json.dumps(data)
 
@@ -58,6 +62,8 @@ class Opened:
             bool(data.get("keep_body")),
             version if isinstance(version, int) else None,
             bool(data.get("keep_to")),
+            str(data.get("channel") or ""),
+            str(data.get("thread") or ""),
         )
 
 
@@ -138,7 +144,15 @@ def edit_modal(email_id: str, view: EmailView) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": EDIT_CALLBACK,
-        "private_metadata": Opened(email_id, view.timezone, keep_body, view.version, keep_to).dump(),
+        "private_metadata": Opened(
+            email_id,
+            view.timezone,
+            keep_body,
+            view.version,
+            keep_to,
+            view.card.channel if view.card else "",
+            view.card.thread_ts if view.card else "",
+        ).dump(),
         "title": {"type": "plain_text", "text": "Edit email"},
         "submit": {"type": "plain_text", "text": "Save"},
         "close": {"type": "plain_text", "text": "Cancel"},

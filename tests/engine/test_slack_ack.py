@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
 
 from bot.slack.app import COMMAND_REPEATED
+from bot.slack.card import EDIT_ACTION
+from bot.slack.controls import BUSY_EDITING
+from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO
 from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM, FakeSlack, action_body, command_body, event_body, message_event, sign
@@ -99,12 +102,20 @@ class Busy(NamedTuple):
     slow_delivery: asyncio.Future[int]  # its first delivery, answered once the model is done with it
 
 
-async def _while_the_model_thinks(slack: Slack, fake_openai: FakeOpenAI, user: str) -> Busy:
+async def _while_the_model_thinks(
+    slack: Slack,
+    fake_openai: FakeOpenAI,
+    user: str,
+    first: Callable[[str, str, str], Awaitable[Any]] | None = None,
+) -> Busy:
     """A scheduled email, then a reply the model takes SLOW_MODEL_SECONDS over; returns once the model has it
-    (the workflow task that took the reply is then running the model, so its own answer to Slack waits)."""
+    (the workflow task that took the reply is then running the model, so its own answer to Slack waits).
+    `first(channel, thread_ts, card_ts)` runs before that reply."""
     channel, ts = await slack.dm(user, "to: held@example.com; subject: Held; body: Hello; send tomorrow at 9am")
     card = await slack.card(channel, ts)
     await slack.wait_card(channel, card, "Scheduled")
+    if first is not None:
+        await first(channel, ts, card)
     marker = f"SLOW {user}"
     answered = fake_openai.answered
     reply_ts = slack.fake.new_ts()
@@ -190,3 +201,66 @@ async def test_a_repeated_command_is_answered_in_time_while_the_first_is_with_th
     )
     assert status == 200 and json.loads(again)["text"] == COMMAND_REPEATED
     assert fake_openai.answered == answered, "the repeat was answered only once the model had answered"
+
+
+async def test_a_modal_refusal_that_comes_after_slacks_answer_is_said_beside_the_card(
+    patient: Slack, patient_api: Api, fake_openai: FakeOpenAI
+) -> None:
+    """The edit is saved while the model holds the workflow task, behind a Cancel: the modal closes within the
+    budget, and the refusal that comes later ("already canceled") is said in the card's thread, where the
+    user is looking, not only on the Home tab."""
+    user = _user("acklate")
+    modals: list[dict[str, Any]] = []
+
+    async def open_the_editor(channel: str, thread_ts: str, card: str) -> None:
+        """Before the model is busy: a describe (a query) waits for a running workflow task to end."""
+        email_id = thread_email_id(TEAM, channel, thread_ts)
+        click = await patient.press(EDIT_ACTION, email_id, user, channel, card, thread_ts)
+        deadline = time.monotonic() + 10
+        while not patient.fake.of("views.open", trigger_id=click["trigger_id"]):
+            assert time.monotonic() < deadline, "the modal never opened"
+            await asyncio.sleep(0.05)
+        modals.append(patient.fake.views[max(patient.fake.views)])
+
+    busy = await _while_the_model_thinks(patient, fake_openai, user, first=open_the_editor)
+    email_id = thread_email_id(TEAM, busy.channel, busy.thread_ts)
+    [opened] = modals
+    cancel = action_body("cancel_email", email_id, user, busy.channel, busy.card, busy.thread_ts)
+    status, _ = await patient.post(cancel, "application/x-www-form-urlencoded")
+    assert status == 200
+    values = {
+        TO: {"value": {"type": "plain_text_input", "value": "held@example.com"}},
+        SUBJECT: {"value": {"type": "plain_text_input", "value": "Too late"}},
+        BODY: {"value": {"type": "plain_text_input", "value": "Hello"}},
+        SEND_AT: {"value": {"type": "datetimepicker", "selected_date_time": None}},
+    }
+    assert await patient.submit(user, opened, values) is None, "the modal closes within the budget"
+    assert fake_openai.answered == busy.answered, "Slack got its answer only once the model had answered"
+    await patient_api.wait_for(email_id, "canceled", timeout=40)
+    deadline = time.monotonic() + 20
+    while True:
+        told = [c for c in patient.fake.of("chat.postEphemeral", user=user) if "already canceled" in c.args["text"]]
+        if told:
+            break
+        assert time.monotonic() < deadline, patient.fake.of("chat.postEphemeral", user=user)
+        await asyncio.sleep(0.1)
+    assert told[0].args["channel"] == busy.channel and told[0].args.get("thread_ts") == busy.thread_ts
+    assert await _status_or_error(busy.slow_delivery) == 200
+
+
+async def test_edit_while_the_model_thinks_says_so_in_time_instead_of_a_modal_that_cannot_open(
+    patient: Slack, fake_openai: FakeOpenAI
+) -> None:
+    """Edit needs the email as it stands (a describe, held while the workflow task runs the model) and Slack's
+    trigger_id lasts 3 s: past the budget the user is told to click again, rather than a modal opened too late
+    (Slack refuses it) or nothing at all."""
+    user = _user("ackedit")
+    busy = await _while_the_model_thinks(patient, fake_openai, user)
+    email_id = thread_email_id(TEAM, busy.channel, busy.thread_ts)
+    await patient.press(EDIT_ACTION, email_id, user, busy.channel, busy.card, busy.thread_ts)
+    deadline = time.monotonic() + 5
+    while not [c for c in patient.fake.of("chat.postEphemeral", user=user) if c.args["text"] == BUSY_EDITING]:
+        assert time.monotonic() < deadline, patient.fake.of("chat.postEphemeral", user=user)
+        await asyncio.sleep(0.05)
+    assert fake_openai.answered == busy.answered, "told only once the model had answered"
+    assert await _status_or_error(busy.slow_delivery) == 200
