@@ -464,3 +464,11 @@ def test_an_outside_recipient_the_user_wrote_is_asked_about_for_the_real_reason(
     )
     assert out.next == "wait" and out.email.unconfirmed == ["partner@other.com"]
     assert "outside corp.example" in out.reply and "not in your own messages" not in out.reply
+
+
+def test_a_relative_time_repeated_while_drafting_does_not_move_the_email() -> None:
+    """The model repeats the "120" of an earlier "in 2 hours" while making the body warmer: only a "schedule"
+    (the user gave a time now) moves the email; a draft keeps its time."""
+    email = scheduled_email()
+    out = apply(reply(action="draft", body="Warmer words", send_in_minutes=120), email)
+    assert out.email.send_at == email.send_at
