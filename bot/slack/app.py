@@ -447,7 +447,9 @@ def build_slack_app(
 
     async def on_home_opened(event: dict[str, Any]) -> None:
         if event.get("tab") == "home":
-            await home.opened(str(event["user"]))
+            # Answered within the budget even while an email's task holds its describe (a query) for seconds:
+            # the publish goes on, and a lost one costs only a reopened tab.
+            await budget.run(home.opened(str(event["user"])), "Home tab")
 
     app.event("app_home_opened")(on_home_opened)
     return SlackEdge(app, home, budget)
