@@ -434,9 +434,10 @@ def build_slack_app(
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "socket-mode-only",
-        # Ack only once the request is in the workflow (a start and an RPC, ~0.1 s): if this process dies
-        # first, Slack gets no 200 and re-delivers, instead of the message being lost after an early ack.
-        # An RPC that waits on a long workflow task is answered within `ack_seconds` (bot.slack.ack_budget).
+        # A message is acked only once the request is in the workflow (a start, or an RPC that may wait on the
+        # workflow task): if this process dies first, Slack gets no 200 and re-delivers, instead of the message
+        # being lost after an early ack. Clicks, modal submits and app_home_opened are answered within
+        # `ack_seconds` whatever the engine is doing (bot.slack.ack_budget).
         process_before_response=True,
     )
     budget = AckBudget(ack_seconds)

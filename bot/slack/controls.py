@@ -160,7 +160,7 @@ class OwnerControls:
             return  # not a modal this app opened
         kept_body: str | None = None
         kept_to: list[str] | None = None
-        if opened.keep_body or opened.keep_to:  # fields the modal could not hold: as they are (base_revision
+        if opened.keep_body or opened.keep_to:  # fields the modal could not hold: as they are (base_version
             try:  # refuses the edit if they changed since)
                 current = await self._engine.describe(opened.email_id)
             except (EmailNotFound, EngineBusy, EngineUnavailable):
