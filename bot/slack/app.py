@@ -319,8 +319,13 @@ class SlackBot:
             view = await asyncio.wait_for(self._engine.describe(email_id), COMMAND_DESCRIBE_SECONDS)
         except EmailNotFound:
             return False
-        except (EmailClosed, TimeoutError):
-            return True  # it exists (finished, or busy right now): a repeat so close is the same command
+        except EmailClosed:
+            return True  # finished; its first words' time is not known: a repeat so close is the same command
+        except TimeoutError:
+            # Not known: the engine is out of reach (the start will say so) or that email is busy. Going on
+            # with this window's start loses nothing; at worst a repeat across a ten-minute mark, typed while
+            # the first email's model call runs, makes a second email.
+            return False
         return bool(view.conversation) and view.conversation[0].at.timestamp() > since
 
     async def _repeated(self, email_id: str) -> str:
