@@ -37,9 +37,14 @@ async def test_a_claim_recorded_after_its_caller_died_is_never_resent_blindly(
     await gated_api.start(wid)
     hold = gate.hold(_claim)
     try:
-        await gated_api.say(wid, "to: oc@example.com; subject: Orphan claim; body: Hello; send in 1 seconds")
+        # Said and waited for together: on a busy machine the say's answer may come only with the workflow task
+        # that runs on into the delivery, whose claim is the call held here (see harness.say_until).
+        saying = asyncio.ensure_future(
+            gated_api.say(wid, "to: oc@example.com; subject: Orphan claim; body: Hello; send in 1 seconds")
+        )
         await hold.wait_arrived(30)
         await asyncio.to_thread(app.kill)  # the delivering execution dies waiting for its claim's answer
+        await asyncio.gather(saying, return_exceptions=True)  # answered before the kill, or cut by it
         await asyncio.to_thread(app.start)
     finally:
         hold.release()  # the claim is then recorded, for an execution that no longer exists
