@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from bot.slack.card import EDIT_ACTION
 from devstack.production import ProductionStack
 from devstack.stack import LocalStack
 from settings import REPO_ROOT
@@ -425,6 +426,17 @@ class SlackCards:
         await self.interactive(payload)
         return payload
 
+    async def open_editor(
+        self, email_id: str, user: str, channel: str, card_ts: str, thread_ts: str, timeout: float = 10
+    ) -> dict[str, Any]:
+        """Clicks Edit on the card and returns the modal the app opened with that click's trigger_id."""
+        click = await self.press(EDIT_ACTION, email_id, user, channel, card_ts, thread_ts)
+        deadline = time.monotonic() + timeout
+        while not self.fake.of("views.open", trigger_id=click["trigger_id"]):
+            assert time.monotonic() < deadline, "the modal never opened"
+            await asyncio.sleep(0.05)
+        return self.fake.views[max(self.fake.views)]
+
     async def home_press(self, action_id: str, value: str, user: str) -> None:
         """A click on a button of the user's Home tab, as last published."""
         home = self.fake.homes.get(user, {"type": "home"})
@@ -490,6 +502,13 @@ class Slack(SlackCards):
         }
         async with self.session.post(self.url, data=body.encode(), headers=all_headers) as response:
             return response.status, await response.text()
+
+    async def deliver(self, body: str, retry: int) -> int:
+        """One delivery of an event as Slack makes it: signed at its own second, retries numbered."""
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else {}
+        signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - 10 + retry)
+        status, _ = await self.post(body, "application/json", headers, signed=signed)
+        return status
 
     async def event(self, event: dict[str, Any]) -> tuple[int, str]:
         status, text = await self.post(event_body(event, f"Ev{time.time_ns()}"), "application/json")

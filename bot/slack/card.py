@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.slack.markup import fit, listed
+from bot.slack.markup import escape, fit, listed
 from workflows.model import EmailStatus, EmailView, utcnow
 from workflows.sendtime import is_valid_timezone, seconds_until
 
@@ -37,11 +37,6 @@ LABELS = {
 }
 
 
-def _escape(text: str) -> str:
-    """Slack mrkdwn: user and model text must not become mentions or links."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _trim(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
@@ -64,11 +59,11 @@ def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[
                 "fields": [
                     # A field holds 2,000 characters: up to 100 recipients, or a subject of "&"s escaped, do not.
                     {"type": "mrkdwn", "text": f"*To*\n{listed(view.to, FIELD_LIMIT) or '_not set_'}"},
-                    {"type": "mrkdwn", "text": f"*Subject*\n{fit(_escape(view.subject), FIELD_LIMIT) or '_not set_'}"},
+                    {"type": "mrkdwn", "text": f"*Subject*\n{fit(escape(view.subject), FIELD_LIMIT) or '_not set_'}"},
                 ],
             }
         )
-        quoted = "\n".join(f">{line}" for line in _escape(view.body).split("\n")) if view.body else ""
+        quoted = "\n".join(f">{line}" for line in escape(view.body).split("\n")) if view.body else ""
         body = _trim(quoted, BODY_LIMIT) or "_no body yet_"
         blocks.append(
             {
@@ -83,14 +78,14 @@ def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": f":robot_face: {_escape(_trim(view.last_reply, 1500))}"},
+                "text": {"type": "mrkdwn", "text": f":robot_face: {escape(_trim(view.last_reply, 1500))}"},
             }
         )
     if view.last_error and view.status != EmailStatus.SENT:
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f":warning: {_escape(_trim(view.last_error, 500))}"}],
+                "elements": [{"type": "mrkdwn", "text": f":warning: {escape(_trim(view.last_error, 500))}"}],
             }
         )
     if view.draft and not view.status.is_final:
@@ -100,7 +95,7 @@ def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[
                 "text": {
                     "type": "mrkdwn",
                     "text": ":pencil2: *You edited a message.* The email above does not use the edit yet:\n>"
-                    + _escape(_trim(view.draft, 1000)),
+                    + escape(_trim(view.draft, 1000)),
                 },
             }
         )
@@ -121,7 +116,7 @@ def _when(view: EmailView, now: datetime) -> str:
     if view.undo_until is not None:
         return f":hourglass_flowing_sand: {undo_text(view, now)}"
     icon = ":calendar:" if view.will_send else ":double_vertical_bar:"
-    return f"{icon} {_escape(view.plan)}"
+    return f"{icon} {escape(view.plan)}"
 
 
 def undo_text(view: EmailView, now: datetime) -> str:
@@ -188,7 +183,7 @@ def _recipient_blocks(email_id: str, addresses: list[str]) -> list[dict[str, Any
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": f":raised_hand: *New recipient:* {_escape(address)}\n"
+                    "text": f":raised_hand: *New recipient:* {escape(address)}\n"
                     "Nothing is sent until you confirm or remove it.",
                 },
             }

@@ -16,10 +16,16 @@ from aiohttp import web
 from bot.slack.app import COMMAND_UNREACHABLE, EDIT_NOT_SAVED, NOT_TAKEN
 from bot.slack.controls import UNREACHABLE
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import FakeSlack, command_body, event_body, home_action_payload, message_event, sign
+from tests.fakes.slack_server import (
+    FakeSlack,
+    command_body,
+    edited_event,
+    event_body,
+    home_action_payload,
+    message_event,
+)
 from tests.harness import (
     API_TOKEN,
-    SLACK_SIGNING_SECRET,
     Api,
     AppProcess,
     Engine,
@@ -285,24 +291,14 @@ async def test_a_proxy_answering_for_the_engine_with_text_is_503_not_500(
             channel, ts = f"D{user}", fake_slack.new_ts()
             body = event_body(message_event(user, ts, "to: p@example.com; subject: P; body: P"), f"Ev{ts}")
             for retry, expected in ((0, 500), (1, 500), (3, 200)):
-                headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_error"} if retry else {}
-                signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - 10 + retry)
-                status, _ = await slack.post(body, "application/json", headers, signed=signed)
-                assert status == expected, (retry, status)
+                assert await slack.deliver(body, retry) == expected, retry
             [said] = fake_slack.of("chat.postMessage", channel=channel, thread_ts=ts)
             assert said.args["text"] == NOT_TAKEN
 
             # The same for an edit of a message: on the last delivery the user learns it was not saved.
-            edited = {
-                "type": "message",
-                "subtype": "message_changed",
-                "channel_type": "im",
-                "channel": channel,
-                "hidden": True,
-                "ts": fake_slack.new_ts(),
-                "message": {"type": "message", "user": user, "text": "to: p@example.com; body: Q", "ts": ts},
-                "previous_message": {"type": "message", "user": user, "text": "to: p@example.com; body: P", "ts": ts},
-            }
+            edited = edited_event(
+                user, channel, ts, "to: p@example.com; body: Q", "to: p@example.com; body: P", fake_slack.new_ts()
+            )
             body = event_body(edited, f"Ev{time.time_ns()}")
             status, _ = await slack.post(body, "application/json", {"X-Slack-Retry-Num": "3"})
             assert status == 200

@@ -24,11 +24,11 @@ from tests.fakes.slack_server import (
     action_body,
     action_payload,
     command_body,
+    edited_event,
     event_body,
     file_object,
     message_event,
     sign,
-    slack_encode,
 )
 from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, Slack, SmtpSink, wait_for_mail
 
@@ -192,27 +192,14 @@ async def test_an_edited_message_is_saved_as_a_draft_and_shown(slack: Slack, api
     channel, ts = await slack.dm(user, "to: fox@example.com; subject: Draft; body: First version")
     card = await slack.card(channel, ts)
     await slack.wait_card(channel, card, "Waiting for you")
-    edited = {
-        "type": "message",
-        "subtype": "message_changed",
-        "channel_type": "im",
-        "channel": channel,
-        "hidden": True,
-        "ts": slack.fake.new_ts(),
-        "message": {
-            "type": "message",
-            "user": user,
-            "text": slack_encode("to: fox@example.com; subject: Draft; body: Second version, Q&A"),
-            "ts": ts,
-            "edited": {"user": user, "ts": slack.fake.new_ts()},
-        },
-        "previous_message": {
-            "type": "message",
-            "user": user,
-            "text": slack_encode("to: fox@example.com; subject: Draft; body: First version"),
-            "ts": ts,
-        },
-    }
+    edited = edited_event(
+        user,
+        channel,
+        ts,
+        "to: fox@example.com; subject: Draft; body: Second version, Q&A",
+        "to: fox@example.com; subject: Draft; body: First version",
+        slack.fake.new_ts(),
+    )
     status, _ = await slack.post(event_body(edited, f"Ev{time.time_ns()}"), "application/json")
     assert status == 200
     shown = await slack.wait_card(channel, card, "You edited a message")
@@ -346,14 +333,6 @@ async def test_slack_rate_limits_on_the_request_path_are_waited_out(slack: Slack
     assert view["timezone"] == "Asia/Tokyo", "the 429 was retried after Retry-After, not given up on"
 
 
-async def _deliver(slack: Slack, body: str, retry: int) -> int:
-    """One delivery of an event as Slack makes it: signed at its own second, retries numbered."""
-    headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_error"} if retry else {}
-    signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - 10 + retry)
-    status, _ = await slack.post(body, "application/json", headers, signed=signed)
-    return status
-
-
 async def test_a_note_is_posted_once_when_slack_delivers_the_message_again(slack: Slack) -> None:
     """Slack re-delivers a message whose answer it did not get in time (the note had gone out): the
     re-deliveries find the note in the thread by its metadata and do not post it again."""
@@ -365,15 +344,15 @@ async def test_a_note_is_posted_once_when_slack_delivers_the_message_again(slack
     def notes() -> list[Call]:
         return [c for c in slack.fake.of("chat.postMessage", channel=channel) if c.args.get("thread_ts") == root]
 
-    assert await _deliver(slack, first, retry=0) == 200
+    assert await slack.deliver(first, retry=0) == 200
     [note] = notes()
     assert "don't have an email for this thread" in note.args["text"]
     metadata = json.loads(note.args["metadata"]) if isinstance(note.args["metadata"], str) else note.args["metadata"]
     assert metadata == {"event_type": "email_agent_note", "event_payload": {"answering": ts}}
     for retry in (1, 2):
-        assert await _deliver(slack, first, retry=retry) == 200
+        assert await slack.deliver(first, retry=retry) == 200
     assert len(notes()) == 1, "answered once, however often Slack delivers it"
-    assert await _deliver(slack, later, retry=0) == 200
+    assert await slack.deliver(later, retry=0) == 200
     assert len(notes()) == 2, "another message in the thread gets its own answer"
 
 
@@ -386,10 +365,10 @@ async def test_without_the_users_zone_no_email_starts_and_slacks_redelivery_star
     channel, ts = f"D{user}", slack.fake.new_ts()
     body = event_body(message_event(user, ts, "hello"), event_id=f"Ev{ts.replace('.', '')}")
     email_id = thread_email_id(TEAM, channel, ts)
-    assert await _deliver(slack, body, retry=0) == 500
+    assert await slack.deliver(body, retry=0) == 500
     status, _ = await api.call("GET", f"/api/emails/{email_id}")
     assert status == 404, "nothing started in a guessed zone"
-    assert await _deliver(slack, body, retry=1) == 200
+    assert await slack.deliver(body, retry=1) == 200
     view = await api.wait_for(email_id, "waiting")
     assert view["timezone"] == "America/Los_Angeles"
     assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == ["hello"]
@@ -400,7 +379,7 @@ async def test_on_slacks_last_delivery_without_the_users_zone_the_user_is_told(s
     slack.fake.rate_limit_next["users.info"] = 3
     channel, ts = f"D{user}", slack.fake.new_ts()
     body = event_body(message_event(user, ts, "hello"), event_id=f"Ev{ts.replace('.', '')}")
-    assert await _deliver(slack, body, retry=3) == 200
+    assert await slack.deliver(body, retry=3) == 200
     [said] = slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
     assert said.args["text"] == NO_PROFILE
     status, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, channel, ts)}")
@@ -418,10 +397,10 @@ async def test_a_chats_first_message_waits_for_slack_when_its_thread_cannot_be_l
     ts = slack.fake.new_ts()
     event = message_event(user, ts, "to: root@example.com; subject: Rooted; body: Hi", thread_ts=thread)
     body = event_body(event, event_id=f"Ev{ts.replace('.', '')}")
-    assert await _deliver(slack, body, retry=0) == 500
+    assert await slack.deliver(body, retry=0) == 500
     said = [c.args["text"] for c in slack.fake.of("chat.postMessage", channel=channel, thread_ts=thread)]
     assert not [text for text in said if "don't have an email" in text], said
-    assert await _deliver(slack, body, retry=1) == 200
+    assert await slack.deliver(body, retry=1) == 200
     view = await api.wait_for(thread_email_id(TEAM, channel, thread), "waiting")
     assert view["card"]["assistant"] is True and view["subject"] == "Rooted"
 
@@ -548,7 +527,7 @@ async def test_on_slacks_last_delivery_with_slack_out_of_reach_the_user_is_told(
     channel, ts = f"D{user}", slack.fake.new_ts()
     body = event_body(message_event(user, ts, "hello"), event_id=f"Ev{ts.replace('.', '')}")
     try:
-        assert await _deliver(slack, body, retry=3) == 200
+        assert await slack.deliver(body, retry=3) == 200
         assert slack.fake.drop_next["users.info"] < 100, "users.info was called, and got no answer"
     finally:
         slack.fake.drop_next.pop("users.info", None)

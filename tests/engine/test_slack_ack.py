@@ -13,7 +13,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -25,8 +24,8 @@ from bot.slack.controls import BUSY_EDITING
 from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO
 from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import TEAM, FakeSlack, action_body, command_body, event_body, message_event, sign
-from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, Engine, Slack, SmtpSink, app_env, free_port
+from tests.fakes.slack_server import TEAM, FakeSlack, action_body, command_body, event_body, message_event
+from tests.harness import Api, AppProcess, Slack, variant_of
 
 pytestmark = pytest.mark.engine
 
@@ -34,27 +33,11 @@ SLOW_MODEL_SECONDS = 6.0
 
 
 @pytest.fixture(scope="module")
-def patient_app(
-    engine: Engine,
-    smtp_sink: SmtpSink,
-    fake_openai: FakeOpenAI,
-    fake_slack: FakeSlack,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[AppProcess]:
+def patient_app(app_process: AppProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
     """An app that waits for a slow model (20 s) and answers Slack after at most half a second."""
-    state: Path = tmp_path_factory.mktemp("ack-budget")
-    port = free_port()
-    env = app_env(
-        port,
-        engine.iwf_url,
-        engine.temporal_host_port,
-        state,
-        fake_openai.base_url,
-        smtp_sink.port,
-        slack_api_url=fake_slack.api_url,
+    app = variant_of(
+        app_process, tmp_path_factory.mktemp("ack-budget"), OPENAI_TIMEOUT_SECONDS="20", SLACK_ACK_SECONDS="0.5"
     )
-    env |= {"OPENAI_TIMEOUT_SECONDS": "20", "SLACK_ACK_SECONDS": "0.5"}
-    app = AppProcess(env=env, log_path=state / "app.log", base_url=f"http://127.0.0.1:{port}")
     app.start()
     yield app
     app.stop()
@@ -78,14 +61,6 @@ async def patient_api(patient_app: AppProcess) -> AsyncIterator[Api]:
 
 def _user(prefix: str) -> str:
     return f"U{prefix.upper()}{time.time_ns() % 10**9}"
-
-
-async def _deliver(slack: Slack, body: str, retry: int) -> int:
-    """One delivery of an event as Slack makes it: signed at its own second, retries numbered."""
-    headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else {}
-    signed = sign(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) - 10 + retry)
-    status, _ = await slack.post(body, "application/json", headers, signed=signed)
-    return status
 
 
 async def _status_or_error(delivery: asyncio.Future[int]) -> int | BaseException:
@@ -120,7 +95,7 @@ async def _while_the_model_thinks(
     answered = fake_openai.answered
     reply_ts = slack.fake.new_ts()
     body = event_body(message_event(user, reply_ts, f"{marker} please make it warmer", thread_ts=ts), f"Ev{reply_ts}")
-    delivery = asyncio.ensure_future(_deliver(slack, body, retry=0))
+    delivery = asyncio.ensure_future(slack.deliver(body, retry=0))
     deadline = time.monotonic() + 20
     while not fake_openai.requests_for(marker):
         assert time.monotonic() < deadline, "the slow reply never reached the model"
@@ -153,7 +128,7 @@ async def test_a_reply_is_answered_only_once_taken_so_a_crash_meanwhile_loses_no
     busy = await _while_the_model_thinks(patient, fake_openai, user)
     late_ts = patient.fake.new_ts()
     late = event_body(message_event(user, late_ts, "and sign it Ana", thread_ts=busy.thread_ts), f"Ev{late_ts}")
-    delivery = asyncio.ensure_future(_deliver(patient, late, retry=0))
+    delivery = asyncio.ensure_future(patient.deliver(late, retry=0))
     await asyncio.sleep(1.0)
     assert not delivery.done(), "the reply was answered before the engine took it"
     patient_app.kill()
@@ -161,8 +136,8 @@ async def test_a_reply_is_answered_only_once_taken_so_a_crash_meanwhile_loses_no
     assert await _status_or_error(busy.slow_delivery) != 200
     await asyncio.to_thread(patient_app.start)
     # Slack's re-deliveries of both unanswered messages (the slow one was taken before the kill: a duplicate).
-    assert await _deliver(patient, busy.slow_body, retry=1) == 200
-    assert await _deliver(patient, late, retry=1) == 200
+    assert await patient.deliver(busy.slow_body, retry=1) == 200
+    assert await patient.deliver(late, retry=1) == 200
     email_id = thread_email_id(TEAM, busy.channel, busy.thread_ts)
     wanted = {f"{busy.channel}:{late_ts}", f"{busy.channel}:{_ts_of(busy.slow_body)}"}
     deadline = time.monotonic() + 60
@@ -215,12 +190,7 @@ async def test_a_modal_refusal_that_comes_after_slacks_answer_is_said_beside_the
     async def open_the_editor(channel: str, thread_ts: str, card: str) -> None:
         """Before the model is busy: a describe (a query) waits for a running workflow task to end."""
         email_id = thread_email_id(TEAM, channel, thread_ts)
-        click = await patient.press(EDIT_ACTION, email_id, user, channel, card, thread_ts)
-        deadline = time.monotonic() + 10
-        while not patient.fake.of("views.open", trigger_id=click["trigger_id"]):
-            assert time.monotonic() < deadline, "the modal never opened"
-            await asyncio.sleep(0.05)
-        modals.append(patient.fake.views[max(patient.fake.views)])
+        modals.append(await patient.open_editor(email_id, user, channel, card, thread_ts))
 
     busy = await _while_the_model_thinks(patient, fake_openai, user, first=open_the_editor)
     email_id = thread_email_id(TEAM, busy.channel, busy.thread_ts)

@@ -236,9 +236,7 @@ async def test_an_edit_made_from_an_older_version_does_not_undo_newer_words(slac
     card = await slack.card(channel, ts)
     await slack.wait_card(channel, card, "Not scheduled yet")
     email_id = thread_email_id(TEAM, channel, ts)
-    click = await slack.press(EDIT_ACTION, email_id, owner, channel, card, ts)
-    await until(lambda: slack.fake.of("views.open", trigger_id=click["trigger_id"]), "views.open")
-    opened = slack.fake.views[max(slack.fake.views)]
+    opened = await slack.open_editor(email_id, owner, channel, card, ts)
     before = await api.describe(email_id)
 
     await slack.dm(owner, "subject: Newer words", thread_ts=ts)
@@ -266,9 +264,7 @@ async def test_an_edit_opened_before_a_hold_does_not_arm_the_email_again(slack: 
     card = await slack.card(channel, ts)
     await slack.wait_card(channel, card, "Scheduled")
     email_id = thread_email_id(TEAM, channel, ts)
-    click = await slack.press(EDIT_ACTION, email_id, owner, channel, card, ts)
-    await until(lambda: slack.fake.of("views.open", trigger_id=click["trigger_id"]), "views.open")
-    opened = slack.fake.views[max(slack.fake.views)]
+    opened = await slack.open_editor(email_id, owner, channel, card, ts)
     scheduled = await api.describe(email_id)
 
     await slack.dm(owner, "hold it for now", thread_ts=ts)

@@ -347,6 +347,27 @@ def event_body(event: dict[str, Any], event_id: str) -> str:
     )
 
 
+def edited_event(user: str, channel: str, ts: str, text: str, previous: str, event_ts: str) -> dict[str, Any]:
+    """The user edited their DM `ts` from `previous` to `text`: Slack's message_changed event (both texts encoded
+    as Slack sends them); `event_ts` is the event's own ts."""
+    return {
+        "type": "message",
+        "subtype": "message_changed",
+        "channel_type": "im",
+        "channel": channel,
+        "hidden": True,
+        "ts": event_ts,
+        "message": {
+            "type": "message",
+            "user": user,
+            "text": slack_encode(text),
+            "ts": ts,
+            "edited": {"user": user, "ts": event_ts},
+        },
+        "previous_message": {"type": "message", "user": user, "text": slack_encode(previous), "ts": ts},
+    }
+
+
 def message_event(
     user: str,
     ts: str,
