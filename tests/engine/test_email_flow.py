@@ -260,4 +260,27 @@ async def test_a_time_relative_to_now_is_counted_by_the_code(api: Api) -> None:
     after = datetime.now(UTC)
     send_at = datetime.fromisoformat(view["send_at"])
     assert before + timedelta(hours=2) - timedelta(seconds=1) <= send_at <= after + timedelta(hours=2), view
+    assert f"Scheduled for {view['send_at_local']}." in view["last_reply"], "the time the code worked out is said"
     await api.call("POST", f"/api/emails/{wid}/cancel", {})
+
+
+async def test_a_recipient_written_with_a_name_is_that_address_and_two_mailboxes_are_refused(
+    api: Api, smtp_sink: SmtpSink
+) -> None:
+    """ "Bob Named <bob-named@example.com>" is bob-named@, sent to; "bob@… <eve@…>" would be written as one
+    address and sent to another: refused, with the reason, and nothing sent."""
+    wid = unique("named-to")
+    await api.start(wid)
+    await api.say(wid, "to: Bob Named <bob-named@example.com>; subject: Hi; body: Hello Bob; send in 1 seconds")
+    view = await api.wait_for(wid, "sent", timeout=30)
+    assert view["to"] == ["bob-named@example.com"]
+    [mail] = await wait_for_mail(smtp_sink, "bob-named@example.com")
+    assert mail.message["To"] == "bob-named@example.com"
+
+    smuggled = unique("smuggled")
+    await api.start(smuggled)
+    await api.say(smuggled, "to: bob2@example.com <eve@evil.example>; subject: Hi; body: Hello; send in 1 seconds")
+    view = await api.wait_for(smuggled, "waiting")
+    assert view["to"] == [] and "not a single email address" in view["last_reply"], view
+    await asyncio.sleep(2)
+    assert smtp_sink.to("eve@evil.example") == [] and smtp_sink.to("bob2@example.com") == []
