@@ -55,6 +55,17 @@ class EmailNotFound(LookupError):
     pass
 
 
+BUSY = object()  # a describe that did not answer in the time it was given
+
+
+@dataclass(frozen=True)
+class Listing:
+    """An owner's emails as described just now, and those found whose workflow was too busy to answer."""
+
+    emails: list[tuple[str, EmailView]]
+    busy: list[str]
+
+
 class EmailClosed(RuntimeError):
     """The workflow has ended (sent or canceled): it takes no more requests. The message is for the user."""
 
@@ -240,21 +251,34 @@ class EmailEngine:
         return ActionResult.model_validate_json(raw)
 
     async def emails_of(self, owner: str, limit: int = 50) -> list[tuple[str, EmailView]]:
+        """An owner's emails, newest first, each described for its current state (waiting as long as that
+        takes: an email whose workflow task is running the model answers when the model has)."""
+        return (await self.listing(owner, limit)).emails
+
+    async def listing(self, owner: str, limit: int = 50, wait_seconds: float | None = None) -> Listing:
         """An owner's emails, newest first: found by the EmailOwner search attribute (Temporal visibility, a
-        moment behind the workflows), each then described for its current state."""
+        moment behind the workflows), each then described for its current state. A describe is a query,
+        answered only between workflow tasks; one that has not answered within `wait_seconds` (its task is
+        running a step, the model perhaps, for seconds) is listed as busy instead of holding up the rest."""
         quoted = owner.replace("\\", "\\\\").replace("'", "\\'")
         request = WorkflowSearchRequest(query=f"{SA_OWNER}='{quoted}'", page_size=limit)
         answer = await self._run(lambda: self._search.search_workflow(request))
         entries = answer.workflow_executions if isinstance(answer.workflow_executions, list) else []
         ids = list(dict.fromkeys(entry.workflow_id for entry in entries))
-        views = await asyncio.gather(*(self._describe_if_any(email_id) for email_id in ids))
-        return [(email_id, view) for email_id, view in zip(ids, views, strict=True) if view is not None]
+        views = await asyncio.gather(*(self._describe_within(email_id, wait_seconds) for email_id in ids))
+        return Listing(
+            emails=[(i, v) for i, v in zip(ids, views, strict=True) if isinstance(v, EmailView)],
+            busy=[i for i, v in zip(ids, views, strict=True) if v is BUSY],
+        )
 
-    async def _describe_if_any(self, email_id: str) -> EmailView | None:
+    async def _describe_within(self, email_id: str, wait_seconds: float | None) -> EmailView | object | None:
+        """Its view; None if it does not exist; BUSY if it did not answer in time."""
         try:
-            return await self.describe(email_id)
+            return await asyncio.wait_for(self.describe(email_id), wait_seconds)
         except EmailNotFound:
             return None
+        except TimeoutError:
+            return BUSY
 
     async def describe(self, email_id: str) -> EmailView:
         try:

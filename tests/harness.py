@@ -623,3 +623,38 @@ class SocketSlack(SlackCards):
         if wait_ack:
             await self.socket.wait_ack(envelope)
         return envelope
+
+
+# --- waiting on the fake Slack --------------------------------------------------------------------------
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+def home_sections(home: dict[str, Any]) -> dict[str, str]:
+    """Each listed subject -> the header of its section."""
+    sections: dict[str, str] = {}
+    current = ""
+    for block in home.get("blocks", []):
+        if block["type"] == "header":
+            current = block["text"]["text"]
+        elif block["type"] == "section" and block["text"]["text"].startswith("*"):
+            sections[block["text"]["text"].split("*")[1]] = current
+    return sections
+
+
+async def wait_home(fake: FakeSlack, user: str, check: Callable[[dict[str, str]], bool], after: int = 0) -> Call:
+    """The first views.publish of `user`'s Home tab (after the `after`-th) whose sections pass `check`."""
+    call: Call = await until(
+        lambda: next(
+            (c for c in fake.of("views.publish", user_id=user)[after:] if check(home_sections(c.args["view"]))), None
+        ),
+        f"a Home tab of {user} as expected",
+    )
+    return call

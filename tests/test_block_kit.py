@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.slack.assistant import scheduled_summary
 from bot.slack.card import CANCEL_ACTION, SEND_NOW_ACTION, UNDO_ACTION, fallback_text, render
 from bot.slack.home import OPEN_THREAD_ACTION, home_view, merged
 from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO, Opened, edit_modal, field_errors, read_edit
@@ -304,3 +305,25 @@ def test_an_email_with_as_many_recipients_as_allowed_fits_every_surface() -> Non
     edit, errors = read_edit(values, opened, to=many)
     assert not errors and edit is not None and edit.to == many
     assert set(field_errors({"to": "too many"}, opened)) == {SUBJECT}, "shown on a field the modal has"
+
+
+def test_home_lists_busy_emails_as_last_seen_with_cancel_and_says_how_many_more() -> None:
+    seen = view(subject="Quarterly & more", to=["ana@example.com"])
+    busy = [("wf-seen", seen), ("wf-new", None)] + [(f"wf-{i}", None) for i in range(10)]
+    home = home_view([("wf-going", view(subject="Going"))], busy=busy, links={"wf-seen": "https://x/p1"}, now=NOW)
+    check_limits(home["blocks"], 100)
+    headers = [b["text"]["text"] for b in home["blocks"] if b["type"] == "header"]
+    assert headers == ["Your emails", "Going out", "Being worked on"]
+    text = json.dumps(home, ensure_ascii=False)
+    assert "*Quarterly &amp; more*  to ana@example.com" in text and "*An email*" in text
+    assert "…and 7 more." in text and "No emails yet" not in text
+    actions = {b["block_id"]: [e["action_id"] for e in b["elements"]] for b in home["blocks"] if b["type"] == "actions"}
+    assert actions["home-wf-seen"] == [CANCEL_ACTION, OPEN_THREAD_ACTION]
+    assert actions["home-wf-new"] == [CANCEL_ACTION]
+
+
+def test_the_listing_answer_counts_the_emails_too_busy_to_describe() -> None:
+    assert scheduled_summary([]) == "Nothing is scheduled right now. Your App Home tab lists all your emails."
+    assert "but I am working on 1 email that may be." in scheduled_summary([], busy=1)
+    going = scheduled_summary([("a", view(subject="Going"))], busy=2)
+    assert going.startswith("Scheduled:\n• *Going*") and "also working on 2 more emails that may be scheduled" in going

@@ -184,8 +184,8 @@ class SlackBot:
         scheduled?' as a thread's first words is answered from the listing instead."""
         user = str(request.actor)
         if is_listing_question(request.text):
-            emails = await self._engine.emails_of(user)
-            await self._notes.say(where, scheduled_summary(emails))
+            listing = await self._engine.listing(user, wait_seconds=COMMAND_DESCRIBE_SECONDS)
+            await self._notes.say(where, scheduled_summary(listing.emails, busy=len(listing.busy)))
             return None
         card = CardRef(channel=where.channel, thread_ts=where.thread_ts, assistant=assistant)
         start = await self._users.start_of(user, card=card, first_request=request)

@@ -56,20 +56,24 @@ def is_listing_question(text: str) -> bool:
     return " ".join(text.split()).rstrip("?").lower() == LISTING_QUESTION.rstrip("?").lower()
 
 
-def scheduled_summary(emails: Sequence[tuple[str, EmailView]]) -> str:
-    """The answer to 'What have I scheduled?': the emails going out, soonest first, in the user's zone."""
+def scheduled_summary(emails: Sequence[tuple[str, EmailView]], busy: int = 0) -> str:
+    """The answer to 'What have I scheduled?': the emails going out, soonest first, in the user's zone, and how
+    many were too busy to say (in the middle of a step, the model writing perhaps)."""
     going = sorted(
         (v for _, v in emails if v.will_send and not v.status.is_final),
         key=lambda v: v.send_at.timestamp() if v.send_at else 0.0,
     )
+    emails_word = "email that" if busy == 1 else "emails that"
     if not going:
-        return "Nothing is scheduled right now. Your App Home tab lists all your emails."
+        working = f", but I am working on {busy} {emails_word} may be" if busy else ""
+        return f"Nothing is scheduled right now{working}. Your App Home tab lists all your emails."
+    working = f"\nI am also working on {busy} more {emails_word} may be scheduled in a moment." if busy else ""
     lines = [
         f"• *{escape(v.subject) or 'New email'}* to {escape(', '.join(v.to))}: {escape(v.send_at_local or '')}"
         for v in going[:20]
     ]
     more = f"\n…and {len(going) - 20} more." if len(going) > 20 else ""
-    return "Scheduled:\n" + "\n".join(lines) + more + "\nYour App Home tab lists them all, with buttons."
+    return "Scheduled:\n" + "\n".join(lines) + more + working + "\nYour App Home tab lists them all, with buttons."
 
 
 def follow_thread(client: WebClient, card: CardRef, view: EmailView) -> None:

@@ -6,7 +6,9 @@ calls the notifier's `settled`, which hands the change to `HomeRefresher.changed
 opens the tab costs nothing (a refresh is a search and a describe per listed email); opening it always
 publishes it fresh. The listing
 comes from the engine's search by owner (Temporal visibility, a moment behind the workflows), each email
-described for its current state; the email that just changed is merged in, so a new one shows at once.
+described for its current state (an email whose workflow task is busy, the model writing, is shown as last
+seen under "Being worked on" after DESCRIBE_SECONDS rather than holding up the tab); the email that just
+changed is merged in, so a new one shows at once.
 Publishes are coalesced per user, at most one per `interval` seconds, so a busy email cannot flood
 views.publish (Slack allows about 10 per user per minute before answering 429s).
 """
@@ -34,13 +36,17 @@ log = logging.getLogger(__name__)
 
 MAX_LINKS = 10_000  # thread permalinks remembered (they never change); about 1.5 MB at most
 OPEN_THREAD_ACTION = "open_thread"  # a link button: Slack still sends the click, which is only acked
-GOING_MAX, WAITING_MAX, RECENT_MAX = 15, 15, 5  # 2 blocks each: well under a view's 100
+GOING_MAX, WAITING_MAX, RECENT_MAX, BUSY_MAX = 15, 15, 5, 5  # 2 blocks each: under a view's 100 in all
+# How long a listing waits for each email's describe (a query, answered only between its workflow tasks): one
+# that is running the model is shown as being worked on instead of holding up the tab for seconds.
+DESCRIBE_SECONDS = 1.0
 START_HINT = (
     "Send me a DM (one thread, one email), open a chat with me from the assistant icon, or use "
     "`/schedule-email` anywhere."
 )
 
 Listed = tuple[str, EmailView]
+Busy = tuple[str, EmailView | None]  # an email too busy to describe, and how it looked when last seen
 
 
 def _line(view: EmailView, now: datetime) -> str:
@@ -72,6 +78,23 @@ def _email_blocks(email_id: str, view: EmailView, link: str | None, now: datetim
     return blocks
 
 
+def _busy_blocks(email_id: str, seen: EmailView | None, link: str | None) -> list[dict[str, Any]]:
+    """An email whose workflow is in the middle of a step: what it was when last seen, and Cancel (a click is
+    answered whatever the email is doing). The tab is published again when the step ends."""
+    what = "*An email*"
+    if seen is not None:
+        subject = fit(escape(seen.subject), 300) or "_New email_"
+        what = f"*{subject}*  to {listed(seen.to, 600) or '_no recipient yet_'}"
+    text = f"{what}\n{LABELS[EmailStatus.PROCESSING]}: it shows here again as soon as I am done."
+    elements = [cancel_button(email_id)]
+    if link:
+        elements.append({**button(OPEN_THREAD_ACTION, "Open thread", email_id), "url": link})
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": f"home-{email_id}"[:255], "elements": elements},
+    ]
+
+
 def _section(
     title: str, emails: Sequence[Listed], limit: int, links: dict[str, str], now: datetime
 ) -> list[dict[str, Any]]:
@@ -87,10 +110,14 @@ def _section(
 
 
 def home_view(
-    emails: Sequence[Listed], links: dict[str, str] | None = None, notice: str = "", now: datetime | None = None
+    emails: Sequence[Listed],
+    links: dict[str, str] | None = None,
+    notice: str = "",
+    now: datetime | None = None,
+    busy: Sequence[Busy] = (),
 ) -> dict[str, Any]:
-    """The Home tab: what goes out (soonest first), what waits for the user, the last few finished. `now`
-    counts the seconds left of an undo window."""
+    """The Home tab: what goes out (soonest first), what waits for the user, what is being worked on, the last
+    few finished. `now` counts the seconds left of an undo window."""
     links, now = links or {}, now or utcnow()
     going = sorted(
         ((i, v) for i, v in emails if v.will_send and not v.status.is_final),
@@ -104,7 +131,7 @@ def home_view(
     zone = next((v.timezone for _, v in emails), "")
     intro = START_HINT + (f" Times are in your time zone ({escape(zone)})." if zone else "")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": intro}]})
-    if not emails:
+    if not emails and not busy:
         blocks.append(
             {
                 "type": "section",
@@ -117,6 +144,13 @@ def home_view(
         )
     blocks += _section("Going out", going, GOING_MAX, links, now)
     blocks += _section("Waiting for you", waiting, WAITING_MAX, links, now)
+    if busy:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Being worked on"}})
+        for email_id, seen in busy[:BUSY_MAX]:
+            blocks.extend(_busy_blocks(email_id, seen, links.get(email_id)))
+        if len(busy) > BUSY_MAX:
+            more = f"…and {len(busy) - BUSY_MAX} more."
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
     blocks += _section("Recently sent or canceled", recent, RECENT_MAX, links, now)
     return {"type": "home", "blocks": blocks}
 
@@ -142,7 +176,7 @@ def unlisted_view(notice: str) -> dict[str, Any]:
 
 def merged(listed: Sequence[Listed], fresh: dict[str, EmailView]) -> list[Listed]:
     """The search's results (each described just now) plus the emails that just changed and that the search
-    does not find yet (visibility lags), newest first."""
+    does not find yet (visibility lags) or found too busy to describe, newest first."""
     found = {email_id for email_id, _ in listed}
     return [*((i, v) for i, v in fresh.items() if i not in found), *listed]
 
@@ -171,6 +205,7 @@ class HomeRefresher:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._links: dict[tuple[str, str], str] = {}  # (channel, thread ts) -> permalink; they never change
+        self._seen: dict[str, EmailView] = {}  # email id -> its last view listed, shown while it is busy
 
     def changed_threadsafe(self, owner: str, email_id: str, view: EmailView) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closing: the app is stopping
@@ -213,14 +248,19 @@ class HomeRefresher:
         async with lock:  # one at a time per user, so an older listing never lands after a newer one
             self._last[user] = time.monotonic()
             try:
-                emails = merged(await self._engine.emails_of(user, self._limit), fresh)
+                listing = await self._engine.listing(user, self._limit, DESCRIBE_SECONDS)
             except (EngineBusy, EngineUnavailable) as error:
                 log.warning("App Home of %s not refreshed: %s", user, error)
                 if not notice:
                     return  # the tab keeps its last listing
                 view = unlisted_view(notice)  # the answer to a click on the tab: said, even without a listing
             else:
-                view = home_view(emails, await self._permalinks(emails), notice)
+                emails = merged(listing.emails, fresh)
+                shown = {email_id for email_id, _ in emails}
+                busy = [(i, self._seen.get(i)) for i in listing.busy if i not in shown]
+                self._remember(emails)
+                seen = [(i, v) for i, v in busy if v is not None]
+                view = home_view(emails, await self._permalinks([*emails, *seen]), notice, busy=busy)
             try:
                 await self._client.views_publish(user_id=user, view=view)
             except SLACK_CALL_FAILED as error:
@@ -229,6 +269,13 @@ class HomeRefresher:
             horizon = time.monotonic() - self._interval
             self._last = {u: t for u, t in self._last.items() if t > horizon}
             self._locks = {u: lk for u, lk in self._locks.items() if lk.locked() or u in self._last}
+
+    def _remember(self, emails: Sequence[Listed]) -> None:
+        for email_id, view in emails:
+            self._seen.pop(email_id, None)
+            self._seen[email_id] = view  # newest last, so the oldest go first
+        while len(self._seen) > MAX_LINKS:
+            self._seen.pop(next(iter(self._seen)))
 
     async def _permalinks(self, emails: Sequence[Listed]) -> dict[str, str]:
         threads = {

@@ -19,13 +19,13 @@ import aiohttp
 import pytest
 
 from bot.slack.app import COMMAND_REPEATED
-from bot.slack.card import EDIT_ACTION
+from bot.slack.card import CANCEL_ACTION, EDIT_ACTION, SEND_NOW_ACTION
 from bot.slack.controls import BUSY_EDITING
 from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO
 from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM, FakeSlack, action_body, command_body, event_body, message_event
-from tests.harness import Api, AppProcess, Slack, variant_of
+from tests.harness import Api, AppProcess, Slack, variant_of, wait_home
 
 pytestmark = pytest.mark.engine
 
@@ -233,4 +233,35 @@ async def test_edit_while_the_model_thinks_says_so_in_time_instead_of_a_modal_th
         assert time.monotonic() < deadline, patient.fake.of("chat.postEphemeral", user=user)
         await asyncio.sleep(0.05)
     assert fake_openai.answered == busy.answered, "told only once the model had answered"
+    assert await _status_or_error(busy.slow_delivery) == 200
+
+
+async def test_the_home_tab_shows_a_busy_email_as_being_worked_on_and_follows_it_when_done(
+    patient: Slack, fake_openai: FakeOpenAI
+) -> None:
+    """Each listed email is described (a query, held while its workflow task runs the model): the tab is
+    published without waiting for the busy one, which shows as it was last seen, under "Being worked on", with
+    Cancel; once the model is done the tab is published again with the email where it belongs."""
+    user = _user("ackhome")
+
+    async def listed_once(channel: str, thread_ts: str, card: str) -> None:
+        await patient.open_home(user)
+        await wait_home(patient.fake, user, lambda s: s.get("Held") == "Going out")
+
+    busy = await _while_the_model_thinks(patient, fake_openai, user, listed_once)
+    email_id = thread_email_id(TEAM, busy.channel, busy.thread_ts)
+    published = len(patient.fake.of("views.publish", user_id=user))
+    await patient.open_home(user)
+    working = await wait_home(patient.fake, user, lambda s: s.get("Held") == "Being worked on", after=published)
+    assert fake_openai.answered == busy.answered, "the tab waited for the model"
+    buttons = [
+        e["action_id"]
+        for b in working.args["view"]["blocks"]
+        if b.get("block_id") == f"home-{email_id}"
+        for e in b["elements"]
+    ]
+    assert CANCEL_ACTION in buttons and SEND_NOW_ACTION not in buttons, buttons
+    after = patient.fake.of("views.publish", user_id=user).index(working) + 1
+    await wait_home(patient.fake, user, lambda s: s.get("Held", "Being worked on") != "Being worked on", after=after)
+    assert fake_openai.answered > busy.answered
     assert await _status_or_error(busy.slow_delivery) == 200

@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +37,9 @@ from tests.harness import (
     app_env,
     free_port,
     socket_mode_env,
+    until,
     wait_for_mail,
+    wait_home,
 )
 
 pytestmark = pytest.mark.engine
@@ -51,15 +53,6 @@ def user_id(prefix: str) -> str:
 
 def action_ids(content: dict[str, Any]) -> list[str]:
     return [e["action_id"] for b in content.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
-
-
-async def until(condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
 
 
 @pytest.fixture(scope="module")
@@ -280,28 +273,6 @@ async def test_an_edit_opened_before_a_hold_does_not_arm_the_email_again(slack: 
 
 
 # --- App Home -------------------------------------------------------------------------------------------------
-
-
-def home_sections(home: dict[str, Any]) -> dict[str, str]:
-    """Each listed subject -> the header of its section."""
-    sections: dict[str, str] = {}
-    current = ""
-    for block in home.get("blocks", []):
-        if block["type"] == "header":
-            current = block["text"]["text"]
-        elif block["type"] == "section" and block["text"]["text"].startswith("*"):
-            sections[block["text"]["text"].split("*")[1]] = current
-    return sections
-
-
-async def wait_home(fake: FakeSlack, user: str, check: Callable[[dict[str, str]], bool], after: int = 0) -> Call:
-    """The first views.publish of `user`'s Home tab (after the `after`-th) whose sections pass `check`."""
-    return await until(
-        lambda: next(
-            (c for c in fake.of("views.publish", user_id=user)[after:] if check(home_sections(c.args["view"]))), None
-        ),
-        f"a Home tab of {user} as expected",
-    )
 
 
 async def test_app_home_lists_the_users_emails_and_follows_their_changes(slack: SlackCards, api: Api) -> None:
