@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from bench.chaos.plan import MODEL_FAULTS, SMTP_FAULTS, Config, Email, Faults
 from tests.harness import SmtpSink
+
+
+@dataclass(frozen=True)
+class Kill:
+    at: float  # wall clock, as the sink stamps mail
+    victim: str
+    down_for: float
 
 
 @dataclass
@@ -36,6 +44,7 @@ class Report:
     faults_by_email: dict[str, list[str]] = field(default_factory=dict)  # email index: faults in order
     max_lateness_s: float = 0.0
     latest: str = ""  # the email that arrived latest after its send time
+    latest_why: list[str] = field(default_factory=list)  # its send attempts and the kills while it was due
     canceled: int = 0
     revised: int = 0
     delivered: int = 0
@@ -106,6 +115,7 @@ class Report:
         lines = [f"| {k.ljust(width)} | {v} |" for k, v in rows]
         if self.latest:
             lines.append(f"  latest: {self.latest}")
+            lines.extend(f"    {why}" for why in self.latest_why)
         told = (
             "unconfirmed_delivered",
             "unconfirmed_not_delivered",
@@ -123,7 +133,13 @@ class Report:
 
 
 def check(
-    emails: list[Email], sink: SmtpSink, config: Config, faults: Faults, kills: dict[str, int], removed: list[str]
+    emails: list[Email],
+    sink: SmtpSink,
+    config: Config,
+    faults: Faults,
+    kills: dict[str, int],
+    removed: list[str],
+    kill_log: list[Kill] | None = None,
 ) -> Report:
     """Each email against what arrived for its recipient and what the user was last told about it."""
     report = Report(
@@ -178,9 +194,11 @@ def check(
             report.delivered += 1
             report.confirmed_afterwards += "checked the account's sent mail" in view.get("last_reply", "")
             if view.get("send_at"):
-                lateness = mails[0].at - datetime.fromisoformat(view["send_at"]).timestamp()
+                due = datetime.fromisoformat(view["send_at"]).timestamp()
+                lateness = mails[0].at - due
                 if lateness > report.max_lateness_s:
                     report.max_lateness_s, report.latest = lateness, label
+                    report.latest_why = _why_late(view, due, mails[0].at, kill_log or [])
             continue
         # Nothing arrived.
         if status == "failed" and view.get("last_error"):
@@ -198,3 +216,15 @@ def check(
         else:
             report.lost.append(f"{label}: never scheduled, though it was asked to be ({view.get('plan')!r})")
     return report
+
+
+def _why_late(view: dict[str, Any], due: float, arrived: float, kill_log: list[Kill]) -> list[str]:
+    """What happened between an email's send time and its arrival: its attempts and every kill meanwhile
+    (a kill shortly before the send time counts too: a process coming back takes seconds)."""
+    why = [f"send attempts {view.get('send_attempts')}; last error {view.get('last_error')!r}"]
+    why += [
+        f"{kill.victim} killed at {kill.at - due:+.1f} s, down {kill.down_for:.1f} s"
+        for kill in kill_log
+        if due - 10 <= kill.at <= arrived
+    ]
+    return why

@@ -17,7 +17,7 @@ import aiohttp
 
 from bench.chaos.client import Client
 from bench.chaos.plan import MODEL_TIMEOUT_SECONDS, Config, Faults, plan
-from bench.chaos.report import Report, check
+from bench.chaos.report import Kill, Report, check
 from bench.harness import embedded, production, production_state_in
 from tests.imap_server import ImapServer
 
@@ -34,6 +34,7 @@ class Chaos:
         kinds = ["app", "iwf", "temporal"] + (["postgres"] if config.profile == "production" else [])
         self.kills: Counter[str] = Counter(dict.fromkeys(kinds, 0))
         self.removed: list[str] = []
+        self.kill_log: list[Kill] = []  # when each kill happened, to explain an email that went out late
         self.t0 = 0.0
         self.imap: ImapServer | None = None
 
@@ -96,7 +97,7 @@ class Chaos:
             await asyncio.gather(*(client.drive(email) for email in emails))
             await chaos
             await asyncio.sleep(3)  # anything still in flight would be a duplicate: give it the chance to show
-            return check(emails, self.sink, self.config, self.faults, dict(self.kills), self.removed)
+            return check(emails, self.sink, self.config, self.faults, dict(self.kills), self.removed, self.kill_log)
 
     async def kill_loop(self) -> None:
         config, rng = self.config, self.kill_rng
@@ -117,6 +118,7 @@ class Chaos:
 
     def kill(self, victim: str, down_for: float) -> None:
         self.kills[victim] += 1
+        self.kill_log.append(Kill(time.time(), victim, down_for))
         if self.config.profile == "production":
             # A replica at random among the live ones; Temporal and PostgreSQL are one process each.
             names = [n for n in self.prod.started if n.split("-")[0] == victim]
