@@ -327,3 +327,24 @@ def test_the_listing_answer_counts_the_emails_too_busy_to_describe() -> None:
     assert "but I am working on 1 email that may be." in scheduled_summary([], busy=1)
     going = scheduled_summary([("a", view(subject="Going"))], busy=2)
     assert going.startswith("Scheduled:\n• *Going*") and "also working on 2 more emails that may be scheduled" in going
+
+
+def test_user_and_model_text_is_escaped_before_it_is_cut_so_the_card_stays_within_slacks_limits() -> None:
+    """Escaping makes "<", ">" and "&" four or five times longer: cut before escaping, a pasted bit of HTML in
+    an edit or a reply quoting it would make a section longer than Slack takes, and every card update fail."""
+    html = view(
+        body="<p>" * 2000,
+        draft="<p>\n" * 333,
+        last_reply="<b>" * 500,
+        last_error="&" * 400,
+        status=EmailStatus.WAITING,
+        will_send=False,
+    )
+    blocks = render("slack-T0-D0-1.2", html)
+    check_limits(blocks, 50)
+    text = json.dumps(blocks)
+    assert "&lt;p&gt;" in text and "&lt;b&gt;" in text and "&amp;" in text
+    for block in blocks:
+        if block["type"] == "section" and "text" in block:
+            cut = block["text"]["text"]
+            assert not cut.endswith(("&…", "&l…", "&lt…", "&am…", "&amp…")), "an entity cut in half"

@@ -63,8 +63,8 @@ def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[
                 ],
             }
         )
-        quoted = "\n".join(f">{line}" for line in escape(view.body).split("\n")) if view.body else ""
-        body = _trim(quoted, BODY_LIMIT) or "_no body yet_"
+        quoted = _quoted(view.body) if view.body else ""
+        body = fit(quoted, BODY_LIMIT) or "_no body yet_"
         blocks.append(
             {
                 "type": "section",
@@ -78,14 +78,14 @@ def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": f":robot_face: {escape(_trim(view.last_reply, 1500))}"},
+                "text": {"type": "mrkdwn", "text": f":robot_face: {fit(escape(view.last_reply), 1500)}"},
             }
         )
     if view.last_error and view.status != EmailStatus.SENT:
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f":warning: {escape(_trim(view.last_error, 500))}"}],
+                "elements": [{"type": "mrkdwn", "text": f":warning: {fit(escape(view.last_error), 500)}"}],
             }
         )
     if view.draft and not view.status.is_final:
@@ -94,8 +94,8 @@ def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": ":pencil2: *You edited a message.* The email above does not use the edit yet:\n>"
-                    + escape(_trim(view.draft, 1000)),
+                    "text": ":pencil2: *You edited a message.* The email above does not use the edit yet:\n"
+                    + fit(_quoted(view.draft), 1000),
                 },
             }
         )
@@ -105,6 +105,11 @@ def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[
     if actions:
         blocks.append({"type": "actions", "block_id": "email_actions", "elements": actions})
     return blocks
+
+
+def _quoted(text: str) -> str:
+    """Escaped, each line as a quote (escaping first: a cut made afterwards keeps within Slack's limits)."""
+    return "\n".join(f">{line}" for line in escape(text).split("\n"))
 
 
 def _when(view: EmailView, now: datetime) -> str:
