@@ -30,6 +30,7 @@ from workflows.states import (
     ScheduleState,
     Services,
 )
+from workflows.states.common import MAYBE_SENT_CANCELED
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -263,6 +264,70 @@ def test_a_re_executed_delivery_asks_the_mail_server_when_it_can() -> None:
             wait = (record.email.send_at - datetime.now(UTC)).total_seconds()
             assert 80 < wait <= 86, "not before the earlier hand-over must be over"
             assert "interrupted moments ago" in record.get_str("last_error")
+
+
+class OnlyThese(RecordingMailer):
+    """A Sent folder that holds exactly the given Message-IDs."""
+
+    def __init__(self, *found: str) -> None:
+        super().__init__()
+        self.found = set(found)
+
+    def was_delivered(self, message_id: str, settle: bool = True) -> bool | None:
+        self.asked.append((message_id, settle))
+        return message_id in self.found
+
+
+def _while_an_earlier_hand_over_may_be_under_way() -> tuple[Attributes, MemoryLedger, str]:
+    """Round 1 claimed by another process a moment ago, not in the Sent folder yet: back to Schedule, and
+    the email may have gone out."""
+    real_clock = lambda: datetime.now(UTC)  # noqa: E731 - the ledger stamps claims with the real time
+    ledger, attributes = MemoryLedger(), scheduled()
+    _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
+    intent = Record(attributes).delivery
+    assert intent is not None
+    ledger.claim(intent, "Deliver-1:elsewhere", 0)
+    svc = services(RecordingMailer(delivered=False), ledger, handover_seconds=90, clock=real_clock)
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert Record(attributes).status == EmailStatus.SCHEDULED and Record(attributes).maybe_sent
+    return attributes, ledger, intent.message_id
+
+
+def test_words_edited_while_an_earlier_hand_over_may_be_under_way_are_not_sent_as_a_second_email() -> None:
+    """The owner edits while round 1 may still be going out elsewhere: round 2 has a new Message-ID, and looks
+    for round 1's first. Found: that went out, and the new words are not sent as a second email. Not found
+    (its hand-over is over by then): the new words go out."""
+    for found in (True, False):
+        attributes, ledger, first_id = _while_an_earlier_hand_over_may_be_under_way()
+        record = Record(attributes)
+        record.email = record.email.model_copy(update={"subject": "Fixed", "revision": 2})
+        record.delivery = record.delivery.model_copy(update={"not_before": None})  # type: ignore[union-attr]
+        mailer = OnlyThese(first_id) if found else OnlyThese()
+        svc = services(mailer, ledger)
+        _ready_to_deliver(attributes, svc)
+        second = Record(attributes).delivery
+        assert second is not None and second.message_id != first_id and second.round == 2
+        DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+        record = Record(attributes)
+        assert record.status == EmailStatus.SENT
+        if found:
+            assert mailer.sent == [] and record.get_str("sent_message_id") == first_id
+            assert "did not send the new version" in record.get_str("last_reply")
+        else:
+            assert [m.subject for m in mailer.sent] == ["Fixed"]
+            assert record.get_str("sent_message_id") == second.message_id
+        assert (first_id, False) in mailer.asked
+
+
+def test_a_cancel_while_an_earlier_hand_over_may_be_under_way_does_not_promise_it_was_not_sent() -> None:
+    attributes, _, _ = _while_an_earlier_hand_over_may_be_under_way()
+    decision = ScheduleState(services(RecordingMailer())).execute(  # type: ignore[arg-type]
+        CTX, None, results((CH_CANCEL, "{}"), timer=False), attributes, None
+    )
+    record = Record(attributes)
+    assert record.status == EmailStatus.CANCELED and record.get_str("last_reply") == MAYBE_SENT_CANCELED
+    assert "may still have delivered it" in MAYBE_SENT_CANCELED
+    assert decision.next_states
 
 
 def test_a_taken_over_claim_is_live_again_for_a_third_execution() -> None:

@@ -21,6 +21,7 @@ from workflows.mailer import SendError
 class Delivered:
     where: str
     note: str = ""  # for the user, when it was confirmed only afterwards (the server's answer was lost)
+    earlier_message_id: str = ""  # set when what went out was an earlier version's copy, not this round's
 
 
 Outcome = Delivered | SendError

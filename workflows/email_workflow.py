@@ -58,6 +58,7 @@ from workflows.record import (
     build_view,
 )
 from workflows.states import (
+    LOCKED_CANCEL,
     LOCKED_INBOX,
     AgentState,
     CancelByRequestState,
@@ -154,7 +155,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
         detail = "received" if not queued else f"received; {queued} earlier request(s) go first"
         return RequestResult(accepted=True, queued_behind=queued, detail=detail).model_dump_json()
 
-    @rpc(timeout_seconds=10, data_attribute_loading_policy=LOCKED_INBOX)
+    @rpc(timeout_seconds=10, data_attribute_loading_policy=LOCKED_CANCEL)
     def cancel(self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication) -> str:
         request = CancelInput.model_validate_json(input)
         record = Record(persistence)
@@ -167,6 +168,9 @@ class EmailAgentWorkflow(ObjectWorkflow):
         # The flag is what a state deciding under the lock reads; the message wakes a waiting state.
         record.set(DA_CANCEL_REQUESTED, 1)
         communication.publish_to_internal_channel(CH_CANCEL, request.model_dump_json())
+        if record.maybe_sent:
+            detail = "canceled: no copy will be sent from now on, but an earlier attempt may have delivered it"
+            return ActionResult(ok=True, detail=detail).model_dump_json()
         return ActionResult(ok=True, detail="canceled: it will not be sent").model_dump_json()
 
     @rpc(timeout_seconds=10, data_attribute_loading_policy=LOCKED_INBOX)

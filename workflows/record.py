@@ -218,6 +218,11 @@ class Record:
         this email may have gone out, and nothing may say otherwise until a delivery is confirmed."""
         return bool(self._str(DA_MAYBE_SENT))
 
+    @property
+    def maybe_sent_id(self) -> str:
+        """The Message-ID of the copy that may have gone out ("" if none)."""
+        return self._str(DA_MAYBE_SENT)
+
     def at_rest(self) -> EmailStatus:
         """The status of an email waiting for its owner, not scheduled: "delivery unknown" once it may have gone
         out (so the card, describe and the idle close keep saying so), else waiting."""

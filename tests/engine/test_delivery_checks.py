@@ -5,6 +5,7 @@ user "delivery unknown". Without a Sent folder to ask, the same faults stay "unc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -201,3 +202,41 @@ async def test_the_app_killed_before_the_message_left_is_sent_once_after_its_han
     assert "checked the account's sent mail" not in view["last_reply"], "it was sent, not found"
     await asyncio.sleep(2)
     assert len(filing.to("takeover@example.com")) == 1
+
+
+async def test_words_edited_while_a_lost_hand_over_may_still_arrive_do_not_go_out_as_a_second_email(
+    checking_api: Api, filing: SmtpSink, imap_server: ImapServer, checking_app: AppProcess
+) -> None:
+    """The delivering execution dies while the server holds its answer; the server took the message, but the
+    provider files it in the Sent folder late (Gmail's index can lag). The next execution finds a young claim
+    and nothing filed: that hand-over may still be going, so it waits. The owner edits meanwhile (new words,
+    a new Message-ID), and the late copy is filed. The next round looks for the first copy before sending
+    the new words: one email arrives, the one that was already out, and the owner is told why."""
+    late: list[bytes] = []
+    filing.sent_folder = late.append  # taken, not filed yet
+    wid = unique("edited-late")
+    await checking_api.start(wid)
+    text = "to: edlate@example.com; subject: First words; body: Hello; send in 1 seconds"
+    await kill_while_the_server_holds_its_answer(checking_api, checking_app, filing, wid, text)
+    deadline = time.monotonic() + 90
+    view: dict[str, Any] = {}
+    while not (view.get("status") == "scheduled" and "interrupted moments ago" in view.get("last_error", "")):
+        assert time.monotonic() < deadline, view
+        await asyncio.sleep(0.3)
+        with contextlib.suppress(AssertionError, aiohttp.ClientError):  # the restarted worker may not be up yet
+            view = await checking_api.describe(wid)
+    await checking_api.say(wid, "subject: Second words")
+    deadline = time.monotonic() + 60
+    while view["subject"] != "Second words" or view["pending_requests"]:
+        assert time.monotonic() < deadline and view["status"] == "scheduled", view
+        await asyncio.sleep(0.3)
+        view = await checking_api.describe(wid)
+    [first] = filing.to("edlate@example.com")
+    for content in late:  # the provider's index catches up
+        imap_server.file(content)
+    view = await checking_api.wait_for(wid, "sent", "unconfirmed", "failed", timeout=150)
+    await asyncio.sleep(2)
+    mails = filing.to("edlate@example.com")
+    assert [m.message["Subject"] for m in mails] == ["First words"], "the new words went out as a second email"
+    assert view["status"] == "sent" and view["sent_message_id"] == first.message["Message-ID"], view
+    assert "did not send the new version" in view["last_reply"], view["last_reply"]

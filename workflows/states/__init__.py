@@ -6,7 +6,7 @@ iWF server retries the state API and the workflow continues from the last comple
 """
 
 from workflows.states.card import NotifyGaveUpState, NotifyState
-from workflows.states.common import INBOX_KEYS, LOCKED_INBOX, Services
+from workflows.states.common import INBOX_KEYS, LOCKED_CANCEL, LOCKED_INBOX, Services
 from workflows.states.conversation import (
     AgentState,
     CancelByRequestState,
@@ -18,6 +18,7 @@ from workflows.states.sending import DeliverState, DeliveryCrashedState, Schedul
 
 __all__ = [
     "INBOX_KEYS",
+    "LOCKED_CANCEL",
     "LOCKED_INBOX",
     "AgentState",
     "CancelByRequestState",

@@ -64,7 +64,12 @@ def load(*keys: str, lock: Sequence[str] = ()) -> PersistenceLoadingPolicy:
     )
 
 
+MAYBE_SENT_CANCELED = (
+    "Canceled: no copy will be sent from now on. An earlier attempt may still have delivered it: I could not "
+    "tell, so check with the recipient."
+)
 LOCKED_INBOX = load(DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, lock=INBOX_KEYS)
+LOCKED_CANCEL = load(DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, DA_MAYBE_SENT, lock=INBOX_KEYS)  # says if it may be out
 # What taking up a request, or ending the email, touches: the conversation gets the request, the card is
 # refreshed alongside, and a cancel clears what is pending.
 TAKE_UP_KEYS = [
@@ -229,5 +234,8 @@ def cancel(record: Record) -> StateDecision:
     """Call only under the inbox lock: requests still queued are moot once the email is canceled."""
     record.status = EmailStatus.CANCELED
     record.set(DA_PENDING, 0)
-    record.tell("Canceled: this email will not be sent.")
+    if record.maybe_sent:
+        record.tell(MAYBE_SENT_CANCELED)
+    else:
+        record.tell("Canceled: this email will not be sent.")
     return finish(record, "canceled")

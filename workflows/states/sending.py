@@ -192,7 +192,8 @@ class DeliverState(WorkflowState[None]):
         )
         execution = f"{ctx.state_execution_id}:{uuid.uuid4()}"
         key = f"{intent.message_id}#{intent.round}"
-        outcome = services.deliveries.run(key, lambda: _hand_over(services, intent, outgoing, execution))
+        earlier = record.maybe_sent_id
+        outcome = services.deliveries.run(key, lambda: _hand_over(services, intent, outgoing, execution, earlier))
         return _apply(record, email, intent, outcome, services)
 
 
@@ -201,13 +202,22 @@ class StillUnderWay(TransientSendError):
     uses no attempt of the budget), and no new round before `retry_after`, whatever the owner asks."""
 
 
-def _hand_over(services: Services, intent: DeliveryIntent, outgoing: OutgoingEmail, execution: str) -> Outcome:
+def _hand_over(
+    services: Services, intent: DeliveryIntent, outgoing: OutgoingEmail, execution: str, earlier_id: str = ""
+) -> Outcome:
     """Claim the hand-over in the ledger, then give the email to the mail server, once per process (the
-    registry runs this): what comes back is what happened, as far as it can be known."""
+    registry runs this): what comes back is what happened, as far as it can be known. `earlier_id` is the
+    Message-ID of a copy that may have gone out in an earlier round (an edit since gives this round a new one)."""
     if intent.round > 1 and services.mailer.was_delivered(intent.message_id, settle=False) is True:
         # An earlier round whose answer was lost arrived after all (a search index may lag behind). Asked
         # before the claim: the claim's age is what others judge it by, and this look may take a while.
         return Delivered("delivered by an earlier attempt (confirmed by the mail account)", _CONFIRMED_AFTERWARDS)
+    if earlier_id and earlier_id != intent.message_id and services.mailer.was_delivered(earlier_id, settle=False):
+        # The words changed while an earlier hand-over was still under way (or its outcome unknown), and that
+        # copy arrived: sending these words too would be a second, different email.
+        return Delivered(
+            "an earlier version was delivered (confirmed by the mail account)", earlier_message_id=earlier_id
+        )
     asked = services.clock()
     claim = services.ledger.claim(intent, execution, services.daily_send_limit)
     if claim.refused:
@@ -275,6 +285,15 @@ def _after_an_earlier_attempt(services: Services, message_id_: str) -> Outcome |
 def _apply(
     record: Record, email: EmailDraft, intent: DeliveryIntent, outcome: Outcome, services: Services
 ) -> StateDecision:
+    if isinstance(outcome, Delivered) and outcome.earlier_message_id:
+        record.set(DA_SENT_MESSAGE_ID, outcome.earlier_message_id)
+        record.status = EmailStatus.SENT
+        record.tell(
+            "An earlier version of this email went out before your last change could: I found it in the "
+            "account's sent mail, so I did not send the new version as a second email. Start a new email if "
+            "the change matters."
+        )
+        return finish(record, outcome.where)
     if isinstance(outcome, Delivered):
         record.set(DA_SENT_MESSAGE_ID, intent.message_id)
         record.status = EmailStatus.SENT
@@ -318,6 +337,10 @@ def _failed(record: Record, email: EmailDraft, error: SendError, services: Servi
         # if the owner says "send now" or "send again" meanwhile (the next round's claim is a new one, blind
         # to the old), and even once this email has failed.
         record.delivery = intent.model_copy(update={"not_before": services.clock() + timedelta(seconds=hold)})
+    if under_way and intent is not None:
+        # ...and that copy may arrive: a cancel meanwhile cannot promise "not sent", and a round with words
+        # edited meanwhile (a new Message-ID) first looks for this one.
+        record.set(DA_MAYBE_SENT, intent.message_id)
     if isinstance(error, PermanentSendError) or (not under_way and attempts >= services.send_max_attempts):
         record.email = email.model_copy(update={"send_at": None, "scheduled": False})
         tried = "" if isinstance(error, PermanentSendError) else f" after {attempts} attempts"
