@@ -11,7 +11,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from workflows.agent import AgentReply
-from workflows.decisions import Outcome, apply_reply, hold
+from workflows.decisions import Outcome, Policy, apply_reply, hold, send_now
 from workflows.model import EmailDraft
 
 LA = "America/Los_Angeles"
@@ -380,6 +380,41 @@ def test_a_time_echoed_back_by_the_model_keeps_the_second_of_two_repeated_hours(
         reply(action="schedule", send_at_local="2026-11-01T01:45:00"), email, timezone=zone_name, now=before
     )
     assert asked.email.send_at == datetime(2026, 11, 1, 5, 45, tzinfo=UTC), "a new time: the first 01:45"
+
+
+def test_an_echoed_time_keeps_a_send_time_made_from_now_which_carries_microseconds_the_model_never_saw() -> None:
+    """ "In 90 minutes" at 00:45:10.123456 PDT on the night clocks go back is the second 1:15 (PST). The model
+    is shown it to the second; echoing that (or the same minute without seconds) keeps the instant."""
+    zone_name = "America/Los_Angeles"
+    now = datetime(2026, 11, 1, 7, 45, 10, 123456, tzinfo=UTC)
+    first = apply_reply(
+        reply(action="schedule", send_in_minutes=90),
+        EmailDraft(to=["a@example.com"], subject="S", body="B"),
+        timezone=zone_name,
+        now=now,
+    )
+    send_at = first.email.send_at
+    assert send_at is not None and send_at.astimezone(ZoneInfo(zone_name)).fold == 1
+    for echoed in ("2026-11-01T01:15:10", "2026-11-01T01:15"):
+        later = apply_reply(
+            reply(action="schedule", subject="S2", send_at_local=echoed), first.email, timezone=zone_name, now=now
+        )
+        assert later.email.send_at == send_at, echoed
+
+
+def test_an_over_long_body_kept_for_the_owner_to_shorten_is_not_sent_by_send_now() -> None:
+    policy = Policy(max_body_chars=100)
+    kept = apply_reply(
+        reply(action="schedule", to=["a@example.com"], subject="S", body="x" * 500, send_in_minutes=5),
+        EmailDraft(),
+        timezone="UTC",
+        now=NOW,
+        policy=policy,
+    )
+    assert kept.next == "wait" and not kept.email.scheduled and len(kept.email.body) == 500
+    pressed = send_now(kept.email, timezone="UTC", now=NOW, policy=policy)
+    assert pressed.next == "wait" and not pressed.email.scheduled
+    assert "the limit is 100" in pressed.reply
 
 
 def test_the_reply_always_says_the_time_the_code_worked_out() -> None:

@@ -15,6 +15,7 @@ from workflows.sendtime import (
     format_local,
     is_valid_timezone,
     resolve,
+    resolve_proposed,
     seconds_until,
 )
 
@@ -301,3 +302,16 @@ def test_seconds_until_is_never_negative_and_never_fires_early(instant: datetime
         assert now + timedelta(seconds=seconds) < instant + timedelta(seconds=1)
     else:
         assert seconds == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=40), zone_name=st.sampled_from(ZONES))
+@example(text="9999-12-31T211Z", zone_name="Pacific/Kiritimati")
+@example(text="0001-01-01T00:00+05:00", zone_name="America/Los_Angeles")
+def test_the_models_time_with_any_offset_never_escapes_as_other_errors(text: str, zone_name: str) -> None:
+    """An offset off the end of the calendar in the user's zone is a question for the user, not a crash of the
+    step (which would be retried, then end as "the assistant failed")."""
+    try:
+        resolve_proposed(text, zone_name, utc(2026, 1, 1))
+    except SendTimeError:
+        pass

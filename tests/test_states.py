@@ -18,8 +18,9 @@ from workflows.agent import AgentReply, AgentUnavailableError
 from workflows.deliveries import Delivered, DeliveryRegistry
 from workflows.ledger import ClaimRequest, ClaimResult, DeliveryLedgerWorkflow
 from workflows.mailer import AmbiguousSendError, OutgoingEmail, PermanentSendError, TransientSendError
+from workflows.mailer.message import build_message
 from workflows.model import DeliveryIntent, EmailDraft, EmailStatus, Turn
-from workflows.record import CH_CANCEL, CH_USER_INPUT, Record, build_view
+from workflows.record import CH_CANCEL, CH_USER_INPUT, DA_OWNER_PROFILE, Record, build_view
 from workflows.states import (
     AgentState,
     CancelByRequestState,
@@ -328,6 +329,22 @@ def test_a_cancel_while_an_earlier_hand_over_may_be_under_way_does_not_promise_i
     assert record.status == EmailStatus.CANCELED and record.get_str("last_reply") == MAYBE_SENT_CANCELED
     assert "may still have delivered it" in MAYBE_SENT_CANCELED
     assert decision.next_states
+
+
+def test_a_sender_name_with_a_tab_or_line_break_is_sent_as_one_line_not_refused_at_send_time() -> None:
+    """A Slack profile's name is not checked by anyone before the send: a tab in it once failed every email of
+    that owner, permanently, after the daily-limit claim."""
+    mailer = RecordingMailer()
+    svc = services(mailer, MemoryLedger())
+    profile = json.dumps({"name": "Ana\tMaría\u2028Example", "email": None})
+    attributes = scheduled(**{DA_OWNER_PROFILE: profile})
+    _ready_to_deliver(attributes, svc)
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    [sent] = mailer.sent
+    assert sent.from_name == "Ana María Example (via email-agent)"
+    message = build_message(sent, "agent@example.com")
+    assert message["From"].addresses[0].display_name == "Ana María Example (via email-agent)"
+    assert Record(attributes).status == EmailStatus.SENT
 
 
 def test_a_taken_over_claim_is_live_again_for_a_third_execution() -> None:

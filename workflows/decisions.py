@@ -87,8 +87,6 @@ def apply_reply(
         subject = " ".join(reply.subject.split())  # one line: a header cannot carry CR/LF
     if reply.body is not None:
         body = reply.body.strip("\n")
-    if policy.max_body_chars and len(body) > policy.max_body_chars:
-        problems.append(f"the body is {len(body)} characters long; the limit is {policy.max_body_chars}")
 
     send_at = email.send_at
     if reply.action == "schedule" and not reply.send_at_local and reply.send_in_minutes is None and send_at is None:
@@ -124,14 +122,19 @@ def apply_reply(
 
 
 def _same_wall_time(local_text: str, send_at: datetime | None, timezone: str) -> bool:
-    """Whether the model's wall-clock time is the email's current one as shown to it (no offset, to the second)."""
+    """Whether the model's wall-clock time is the email's current one as shown to it (no offset)."""
     if send_at is None:
         return False
     try:
         proposed = datetime.fromisoformat(local_text.strip())
     except ValueError:
         return False
-    return proposed.tzinfo is None and proposed == send_at.astimezone(zone(timezone)).replace(tzinfo=None)
+    if proposed.tzinfo is not None:
+        return False
+    shown = send_at.astimezone(zone(timezone)).replace(tzinfo=None, microsecond=0)
+    # To the second, as it was shown (a time made from "now" carries microseconds the model never saw), or
+    # to the minute when the model left the seconds out.
+    return proposed == shown or (proposed.second == proposed.microsecond == 0 and proposed == shown.replace(second=0))
 
 
 def decide_recipient(
@@ -244,6 +247,10 @@ def _decide(
     which is always shown first."""
     prefix = f"{said} " if announce else ""
     to, subject, body = updated.to, updated.subject, updated.body
+    if policy is not None and policy.max_body_chars and len(body) > policy.max_body_chars:
+        # Checked on every way out (the model's words, Send now, a confirmed recipient), not only when the
+        # body changes: an over-long body is kept for the owner to shorten, and must not be sent as it is.
+        problems = [*problems, f"the body is {len(body)} characters long; the limit is {policy.max_body_chars}"]
     if problems:
         # Nothing half-understood goes out: the email waits until the user answers.
         return Outcome(

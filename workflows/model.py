@@ -7,11 +7,12 @@ change is a pydantic change.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class EmailStatus(StrEnum):
@@ -113,9 +114,24 @@ class UserRequest(BaseModel):
     actor: str | None = None
 
 
+def one_line_name(name: str | None) -> str | None:
+    """A display name as one line of visible text: a tab, line break or other control character in a Slack
+    profile or an API call becomes a space (it would otherwise fail every send at the header check)."""
+    if name is None:
+        return None
+    visible = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in name)
+    cleaned = " ".join(visible.encode("utf-8", "replace").decode("utf-8").split())[:100]
+    return cleaned or None
+
+
 class OwnerProfile(BaseModel):
     name: str | None = None
     email: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        return one_line_name(value)
 
 
 class StartInput(BaseModel):

@@ -73,7 +73,10 @@ def resolve_proposed(local_text: str, timezone: str, now: datetime) -> datetime:
     if offset is not None:
         wall = parsed.replace(tzinfo=None)
         if offset not in {wall.replace(tzinfo=tz, fold=fold).utcoffset() for fold in (0, 1)}:
-            at = format_local(parsed.astimezone(UTC), timezone)
+            try:
+                at = format_local(parsed.astimezone(UTC), timezone)
+            except OverflowError as error:  # off the end of the calendar in the user's zone
+                raise SendTimeError(f"'{local_text}' is not a date I can use. When should I send it?") from error
             raise SendTimeError(
                 f"the time came as {wall:%Y-%m-%d %H:%M} at UTC{parsed:%z}, which is {at} for you. When should "
                 "I send it, in your own time?"
