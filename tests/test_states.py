@@ -427,6 +427,20 @@ def test_the_daily_limit_refuses_before_sending() -> None:
     assert "daily limit of 1" in record.get_str("last_error")
 
 
+def test_one_owners_emails_in_any_zones_count_against_one_daily_ledger() -> None:
+    """At 11:00 UTC it is the 24th at UTC-12, the 25th in UTC and the 26th at UTC+14: an owner picking a zone
+    per email (an API token may) must not get three days' worth of the limit."""
+    clock = lambda: datetime(2026, 11, 25, 11, 0, tzinfo=UTC)  # noqa: E731
+    ledgers = set()
+    for zone_name in ("Etc/GMT+12", "UTC", "Pacific/Kiritimati"):
+        attributes = scheduled(timezone=zone_name)
+        _ready_to_deliver(attributes, services(RecordingMailer(), MemoryLedger(), clock=clock))
+        intent = Record(attributes).delivery
+        assert intent is not None
+        ledgers.add(intent.ledger)
+    assert len(ledgers) == 1 and ledgers.pop().endswith("-20261125")
+
+
 def test_a_crashed_delivery_that_never_claimed_is_a_definite_failure() -> None:
     ledger = MemoryLedger()
     attributes = scheduled()

@@ -15,7 +15,7 @@ import hashlib
 import json
 import random
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import httpx
@@ -49,7 +49,7 @@ from iwf.workflow_state import WorkflowState
 from pydantic import BaseModel, Field
 
 from workflows.model import DeliveryIntent, utcnow
-from workflows.sendtime import seconds_until, zone
+from workflows.sendtime import seconds_until
 
 DA_CLAIMS = "claims"  # JSON {"<message_id>#<round>": {"execution": str, "at": iso}}
 SHARED_SHARDS = 32  # emails without an owner spread over this many ledgers per day
@@ -91,16 +91,19 @@ def ledger_scope(worker_url: str) -> str:
 LEDGER_PREFIX = "ledger-"  # a reserved id prefix: no email may take a ledger's id (and so block its claims)
 
 
-def ledger_id(scope: str, owner: str | None, email_id: str, local_day: str) -> str:
+def ledger_id(scope: str, owner: str | None, email_id: str, day: str) -> str:
     if owner:
         who = hashlib.sha256(owner.encode()).hexdigest()[:20]
     else:
         who = f"shared{int(hashlib.sha256(email_id.encode()).hexdigest(), 16) % SHARED_SHARDS}"
-    return f"{LEDGER_PREFIX}{scope}-{who}-{local_day}"
+    return f"{LEDGER_PREFIX}{scope}-{who}-{day}"
 
 
-def local_day(now: datetime, timezone: str) -> str:
-    return now.astimezone(zone(timezone)).strftime("%Y%m%d")
+def ledger_day(now: datetime) -> str:
+    """The day a ledger counts, in UTC for everyone: counted in each email's own zone, an owner could spread
+    emails over three calendar days at one instant (an API token may pick the zone per email) and multiply
+    the daily limit by three."""
+    return now.astimezone(UTC).strftime("%Y%m%d")
 
 
 class LedgerOpenState(WorkflowState[str]):

@@ -28,7 +28,7 @@ from iwf.workflow_state import WorkflowState
 from iwf.workflow_state_options import WorkflowStateOptions
 
 from workflows.deliveries import Delivered, Outcome
-from workflows.ledger import ledger_id, local_day
+from workflows.ledger import ledger_day, ledger_id
 from workflows.mailer import (
     AmbiguousSendError,
     OutgoingEmail,
@@ -139,7 +139,7 @@ class ScheduleState(WorkflowState[None]):
                 self._services.ledger_scope,
                 record.get_str(DA_OWNER) or None,
                 ctx.workflow_id,
-                local_day(self._services.clock(), record.timezone),
+                ledger_day(self._services.clock()),
             ),
         )
         # From here on requests and cancels are refused ("being sent"), so nothing can be accepted unread.
