@@ -467,7 +467,9 @@ class SlackCards:
     async def say_in_thread(self, user: str, channel: str, thread_ts: str, text: str) -> str:
         """A user's message in a thread (an assistant chat included); returns its ts."""
         ts = self.fake.new_ts()
-        await self.event(message_event(user, ts, text, thread_ts=thread_ts))
+        event = message_event(user, ts, text, thread_ts=thread_ts)
+        self.fake.keep(channel, event)
+        await self.event(event)
         return ts
 
     async def wait_card(self, channel: str, card_ts: str, text: str, timeout: float = 30) -> dict[str, Any]:
@@ -547,6 +549,7 @@ class Slack(SlackCards):
         file_share (with `files`) or thread_broadcast. `retries` > 1 re-delivers it as Slack does."""
         channel, ts = f"D{user}", self.fake.new_ts()
         event = message_event(user, ts, text, thread_ts=thread_ts, encoded=encoded, subtype=subtype, files=files)
+        self.fake.keep(channel, event)
         body = event_body(event, event_id=f"Ev{ts.replace('.', '')}")
         first = int(time.time()) - retries  # each delivery's own second, whatever the clock does meanwhile
         for attempt in range(retries):
@@ -601,6 +604,7 @@ class SocketSlack(SlackCards):
         `lose_acks` drops the app's first acks on the way, so Slack would deliver it again."""
         channel, ts = f"D{user}", self.fake.new_ts()
         event = message_event(user, ts, text, thread_ts=thread_ts, encoded=encoded)
+        self.fake.keep(channel, event)
         await self.event(event, wait_ack=wait_ack, lose_acks=lose_acks)
         return channel, ts
 

@@ -113,6 +113,18 @@ def files_not_attached(names: list[str]) -> str:
     return f"I used the words of your message. The {what} not added to the email: emails go out without attachments."
 
 
+def _own_plain_message(root: dict[str, Any] | None, user: str | None) -> bool:
+    """A thread's root that is the user's own message (not the bot's, not a thread the bot opened for an email)."""
+    return (
+        root is not None
+        and user is not None
+        and root.get("user") == user
+        and not root.get("bot_id")
+        and root.get("subtype") in (None, "file_share")
+        and not root.get("metadata")
+    )
+
+
 class SlackBot:
     def __init__(
         self, engine: EmailEngine, client: AsyncWebClient, users: UserCache, replies: Replies, budget: AckBudget
@@ -201,8 +213,14 @@ class SlackBot:
             return await self._request(team, where, request, untracked=False)
         except EmailNotFound:
             pass
-        if is_assistant_thread(event, await self._threads.root_of(where.channel, where.thread_ts)):
+        root = await self._threads.root_of(where.channel, where.thread_ts)
+        if is_assistant_thread(event, root):
             return await self._start(team, where, request, assistant=True)
+        if _own_plain_message(root, request.actor):
+            # The thread under one of the user's own messages that started nothing (too long, a file alone, a
+            # note that asked them to send it again, "What have I scheduled?"): the reply they were asked for
+            # starts the email right here, rather than "I don't have an email for this thread".
+            return await self._start(team, where, request, assistant=False)
         await self._notes.say(where, NO_EMAIL_HERE)
         return None
 

@@ -549,6 +549,27 @@ async def test_a_message_longer_than_the_assistant_reads_is_answered_and_starts_
     assert status == 404
 
 
+async def test_the_shorter_message_sent_again_in_the_notes_thread_starts_the_email_there(
+    slack: Slack, api: Api
+) -> None:
+    """Told "please send a shorter one" in the thread of their own message, a user answers in that thread:
+    that starts the email there (the thread is theirs), not "I don't have an email for this thread"."""
+    user = user_id("again")
+    channel, ts = await slack.dm(user, "to: again@example.com; subject: Again; body: " + "words " * 1_600)
+    [note] = slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
+    assert "8,000" in note.args["text"]
+    await slack.dm(user, "to: again@example.com; subject: Again; body: Shorter", thread_ts=ts)
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Not scheduled yet")
+    view = await api.describe(thread_email_id(TEAM, channel, ts))
+    assert view["subject"] == "Again" and view["owner"] == user
+    assert not [
+        c
+        for c in slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
+        if "don't have an email" in c.args["text"]
+    ]
+
+
 async def test_a_click_carrying_a_large_message_is_taken(slack: Slack, api: Api) -> None:
     """Slack's interactive payloads carry the whole message or view they came from (a card with a long
     body, a full App Home): more than an API body may be (64 KiB), and still Slack's to send."""

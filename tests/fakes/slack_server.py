@@ -87,6 +87,11 @@ class FakeSlack:
     def new_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
 
+    def keep(self, channel: str, event: dict[str, Any]) -> None:
+        """A user's message, kept as Slack keeps it: conversations.replies shows it (as a thread's root too)."""
+        kept = {k: event.get(k) for k in ("type", "user", "text", "ts", "thread_ts", "subtype")}
+        self.messages[(channel, str(event["ts"]))] = kept
+
     async def _response_url(self, request: web.Request) -> web.Response:
         self.calls.append(Call("response_url", {"name": request.match_info["name"], **(await request.json())}))
         return web.Response(text="ok")
