@@ -420,10 +420,16 @@ class SlackBot:
             text = view.draft
         digest = hashlib.sha256(view.draft.encode()).hexdigest()[:16]
         request = UserRequest(text=text, message_id=f"edit:{thread_ts}:{digest}", actor=user)
-        try:
-            await self._request(str(body.get("team", {}).get("id") or ""), Where(channel, thread_ts), request)
-        except (EngineBusy, EngineUnavailable, RootUnavailable):
+        try:  # to the email the button names (a thread's id would need the right team: Grid, Slack Connect)
+            result = await self._engine.request(email_id, request)
+        except (EmailClosed, EmailNotFound):
+            await self._replies.tell(body, await self._replies.finished(email_id))
+            return
+        except (EngineBusy, EngineUnavailable):
             await self._replies.tell(body, UNREACHABLE)
+            return
+        if not result.accepted:
+            await self._notes.say(Where(channel, thread_ts), f"I can't take that now: {result.detail}.")
 
     # --- assistant threads (AI app surface) --------------------------------------------
 

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 UNREACHABLE = "I could not reach the email service just now, so nothing changed. Please try again in a moment."
 NOT_YOURS = "Only the person who started this email can change it."
 BUSY_EDITING = "I am working on this email right now (answering your last message). Click Edit again in a few seconds."
+BUSY_SAVING = "I am working on this email right now (answering your last message). Press Save again in a few seconds."
+# How long opening the editor waits for the email's describe: views.open must then still use the click's
+# trigger_id within its 3 s, whatever SLACK_ACK_SECONDS is set to.
+EDIT_DESCRIBE_SECONDS = 1.5
 
 
 class Replies:
@@ -127,7 +131,9 @@ class OwnerControls:
         try:
             # A describe is a Temporal query, held while the email's workflow task runs (the model, for
             # seconds); the trigger_id is good for 3 s from the click, so this waits for it no longer than that.
-            view = await asyncio.wait_for(self._engine.describe(email_id), self._budget.seconds)
+            view = await asyncio.wait_for(
+                self._engine.describe(email_id), min(self._budget.seconds, EDIT_DESCRIBE_SECONDS)
+            )
         except EmailNotFound:
             await self._replies.tell(body, await self._replies.finished(email_id))
             return
@@ -161,10 +167,13 @@ class OwnerControls:
         kept_body: str | None = None
         kept_to: list[str] | None = None
         if opened.keep_body or opened.keep_to:  # fields the modal could not hold: as they are (base_version
-            try:  # refuses the edit if they changed since)
-                current = await self._engine.describe(opened.email_id)
+            try:  # refuses the edit if they changed since; a describe waits on a busy email, Slack does not)
+                current = await asyncio.wait_for(self._engine.describe(opened.email_id), EDIT_DESCRIBE_SECONDS)
             except (EmailNotFound, EngineBusy, EngineUnavailable):
                 await ack(response_action="errors", errors={first_field(opened): UNREACHABLE})
+                return
+            except TimeoutError:
+                await ack(response_action="errors", errors={first_field(opened): BUSY_SAVING})
                 return
             kept_body = current.body if opened.keep_body else None
             kept_to = current.to if opened.keep_to else None

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.slack.app import COMMAND_REPEAT_SECONDS, COMMAND_REPEATED, FILES_ONLY, NO_PROFILE, NO_WORDS
+from bot.slack.card import APPLY_EDIT_ACTION
 from bot.slack.threads import command_email_id, command_key, thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import (
@@ -207,6 +208,21 @@ async def test_an_edited_message_is_saved_as_a_draft_and_shown(slack: Slack, api
     view = await api.describe(thread_email_id(TEAM, channel, ts))
     assert view["draft"] == "to: fox@example.com; subject: Draft; body: Second version, Q&A", "decoded"
     assert view["body"] == "First version", "an edit never silently changes the email"
+
+    # "Use my edit": the request goes to the email the button names, even from a payload whose team is not the
+    # one the thread's events carry (Enterprise Grid, Slack Connect).
+    email_id = thread_email_id(TEAM, channel, ts)
+    click = action_payload(APPLY_EDIT_ACTION, email_id, user, channel, card, ts)
+    click["team"] = {"id": "E0GRID", "domain": "grid"}
+    await slack.interactive(click)
+    for _ in range(200):
+        view = await api.describe(email_id)
+        if view["body"] == "Second version, Q&A" and not view["pending_requests"]:
+            break
+        await asyncio.sleep(0.1)
+    assert view["body"] == "Second version, Q&A", view
+    notes = [c.args["text"] for c in slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)]
+    assert not [n for n in notes if "don't have an email" in n], notes
 
 
 async def test_retried_deliveries_of_one_event_make_one_request(

@@ -20,8 +20,8 @@ import pytest
 
 from bot.slack.app import COMMAND_REPEATED
 from bot.slack.card import CANCEL_ACTION, EDIT_ACTION, SEND_NOW_ACTION
-from bot.slack.controls import BUSY_EDITING
-from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO
+from bot.slack.controls import BUSY_EDITING, BUSY_SAVING
+from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO, Opened
 from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM, FakeSlack, action_body, command_body, event_body, message_event
@@ -82,11 +82,12 @@ async def _while_the_model_thinks(
     fake_openai: FakeOpenAI,
     user: str,
     first: Callable[[str, str, str], Awaitable[Any]] | None = None,
+    text: str = "to: held@example.com; subject: Held; body: Hello; send tomorrow at 9am",
 ) -> Busy:
     """A scheduled email, then a reply the model takes SLOW_MODEL_SECONDS over; returns once the model has it
     (the workflow task that took the reply is then running the model, so its own answer to Slack waits).
     `first(channel, thread_ts, card_ts)` runs before that reply."""
-    channel, ts = await slack.dm(user, "to: held@example.com; subject: Held; body: Hello; send tomorrow at 9am")
+    channel, ts = await slack.dm(user, text)
     card = await slack.card(channel, ts)
     await slack.wait_card(channel, card, "Scheduled")
     if first is not None:
@@ -264,4 +265,34 @@ async def test_the_home_tab_shows_a_busy_email_as_being_worked_on_and_follows_it
     after = patient.fake.of("views.publish", user_id=user).index(working) + 1
     await wait_home(patient.fake, user, lambda s: s.get("Held", "Being worked on") != "Being worked on", after=after)
     assert fake_openai.answered > busy.answered
+    assert await _status_or_error(busy.slow_delivery) == 200
+
+
+async def test_saving_an_edit_of_a_long_body_while_the_model_thinks_answers_in_time(
+    patient: Slack, fake_openai: FakeOpenAI
+) -> None:
+    """A body longer than the modal's field is kept as it is on Save: that needs the email as it stands (a
+    describe, held while the workflow task runs the model). Slack's 3 s do not wait: the modal says to press
+    Save again, rather than Slack showing "trouble connecting"."""
+    user = _user("acklong")
+    modals: list[dict[str, Any]] = []
+
+    async def open_the_editor(channel: str, thread_ts: str, card: str) -> None:
+        email_id = thread_email_id(TEAM, channel, thread_ts)
+        modals.append(await patient.open_editor(email_id, user, channel, card, thread_ts))
+
+    long_body = "Long words. " * 300  # 3,600 characters: more than the modal's field holds
+    text = f"to: held@example.com; subject: Held; body: {long_body}; send tomorrow at 9am"
+    busy = await _while_the_model_thinks(patient, fake_openai, user, first=open_the_editor, text=text)
+    [opened] = modals
+    assert Opened.load(opened["private_metadata"]).keep_body, "the body is kept, not in the modal"
+    values = {
+        TO: {"value": {"type": "plain_text_input", "value": "held@example.com"}},
+        SUBJECT: {"value": {"type": "plain_text_input", "value": "Held, edited"}},
+        SEND_AT: {"value": {"type": "datetimepicker", "selected_date_time": None}},
+    }
+    answer = await patient.submit(user, opened, values)
+    assert fake_openai.answered == busy.answered, "the modal's answer waited for the model"
+    assert answer is not None and answer["response_action"] == "errors", answer
+    assert BUSY_SAVING in answer["errors"].values(), answer
     assert await _status_or_error(busy.slow_delivery) == 200
