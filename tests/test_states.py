@@ -28,6 +28,7 @@ from workflows.states import (
     ComposeState,
     DeliverState,
     DeliveryCrashedState,
+    NotifyGaveUpState,
     ScheduleState,
     Services,
 )
@@ -772,3 +773,14 @@ def test_every_state_that_can_schedule_loads_the_earlier_hand_over() -> None:
     ):
         policy = state.get_state_options().execute_api_data_attributes_loading_policy
         assert policy is not None and DA_DELIVERY in (policy.partial_loading_keys or []), type(state).__name__
+
+
+def test_a_card_that_cannot_show_the_end_does_not_keep_a_delivery_unknown_email_open() -> None:
+    """The idle close of a "delivery unknown" email (a status that is not final) while Slack is down: the card
+    step gives up, and the email must end all the same, not wait forever taking requests nobody reads."""
+    attributes = Attributes({"status": EmailStatus.UNCONFIRMED.value})
+    ended = NotifyGaveUpState().execute(CTX, "expired", results(), attributes, None)  # type: ignore[arg-type]
+    assert ended == StateDecision.graceful_complete_workflow("expired")
+    attributes = Attributes({"status": EmailStatus.SCHEDULED.value})
+    carried_on = NotifyGaveUpState().execute(CTX, "", results(), attributes, None)  # type: ignore[arg-type]
+    assert carried_on == StateDecision.dead_end, "a card that failed mid-email changes nothing about the email"

@@ -85,6 +85,9 @@ class NotifyGaveUpState(WorkflowState[str]):
         persistence: Persistence,
         communication: Communication,
     ) -> StateDecision:
-        if Record(persistence).status.is_final:
+        # An input is the end the card was to show (`finish`): it ends now, card or not. That includes ends
+        # whose status is not final ("delivery unknown" closed after the idle time), which would otherwise
+        # stay open for good, taking requests nobody reads.
+        if input or Record(persistence).status.is_final:
             return StateDecision.graceful_complete_workflow(input or "finished")
         return StateDecision.dead_end
