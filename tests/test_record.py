@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from iwf.object_encoder import ObjectEncoder
+
 from workflows.model import EmailDraft, EmailStatus, Turn
-from workflows.record import MAX_STORED_CONVERSATION_CHARS, MAX_STORED_TURNS, Record, build_view, message_id
+from workflows.record import MAX_STORED_CONVERSATION_BYTES, MAX_STORED_TURNS, Record, build_view, message_id
 
 
 class Attributes(dict[str, Any]):
@@ -22,9 +24,14 @@ def test_conversation_is_bounded_by_turns_and_size_newest_kept() -> None:
         record.add_turn(Turn(role="user", text=f"turn {i}"))
     turns = record.conversation
     assert len(turns) == MAX_STORED_TURNS and turns[-1].text == f"turn {MAX_STORED_TURNS + 9}"
-    for _ in range(40):
-        record.add_turn(Turn(role="user", text="x" * 8000))
-    assert sum(len(t.text) for t in record.conversation) <= MAX_STORED_CONVERSATION_CHARS
+    for text in ("x" * 8000, "日本語のメール" * 1000, "🎉" * 8000):  # ASCII, CJK, emoji (a surrogate pair each)
+        for _ in range(80):
+            record.add_turn(Turn(role="user", text=text))
+        carried = ObjectEncoder.default.encode(record.get_str("conversation")).data
+        assert (
+            carried is not None and MAX_STORED_CONVERSATION_BYTES * 0.8 < len(carried) <= MAX_STORED_CONVERSATION_BYTES
+        )
+        assert record.conversation[-1].text == text
 
 
 def test_message_id_is_stable_per_revision_and_changes_with_it() -> None:

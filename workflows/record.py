@@ -62,7 +62,9 @@ CH_CANCEL = "cancel"
 MAX_STORED_TURNS = 200
 # Temporal refuses payloads over 2 MB (and warns from 512 KB); the conversation is the one attribute that
 # grows without the user noticing, so it is held well under that, oldest turns first.
-MAX_STORED_CONVERSATION_CHARS = 200_000
+# Counted as iWF carries it (the stored JSON string, JSON-encoded again: every non-ASCII character becomes a
+# six-byte \uXXXX), so Japanese or emoji cannot make it six times larger than its character count suggests.
+MAX_STORED_CONVERSATION_BYTES = 300_000
 MAX_REMEMBERED_IDS = 500
 
 
@@ -118,10 +120,13 @@ class Record:
         return [Turn.model_validate(t) for t in json.loads(raw)] if raw else []
 
     def add_turn(self, turn: Turn) -> None:
-        turns = [*self.conversation, turn][-MAX_STORED_TURNS:]
-        while len(turns) > 1 and sum(len(t.text) for t in turns) > MAX_STORED_CONVERSATION_CHARS:
+        turns = [json.dumps(t.model_dump(mode="json"), ensure_ascii=False) for t in self.conversation]
+        turns = [*turns, json.dumps(turn.model_dump(mode="json"), ensure_ascii=False)][-MAX_STORED_TURNS:]
+        sizes = [len(json.dumps(t)) for t in turns]  # as iWF will carry each: escaped, \uXXXX for non-ASCII
+        while len(turns) > 1 and sum(sizes) + len(turns) > MAX_STORED_CONVERSATION_BYTES:
             turns.pop(0)
-        self._p.set_data_attribute(DA_CONVERSATION, json.dumps([t.model_dump(mode="json") for t in turns]))
+            sizes.pop(0)
+        self._p.set_data_attribute(DA_CONVERSATION, "[" + ",".join(turns) + "]")
 
     @property
     def timezone(self) -> str:
