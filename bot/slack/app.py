@@ -17,7 +17,6 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest
 from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
@@ -35,6 +34,7 @@ from bot.slack.markup import escape, mentioned_users, to_plain
 from bot.slack.notes import ThreadNotes, Where
 from bot.slack.threads import RootUnavailable, ThreadDirectory, command_email_id, command_key, thread_email_id
 from bot.slack.users import ProfileUnavailable, UserCache
+from bot.slack.web_errors import ShortRateLimitWaits
 from workflows.decisions import Policy
 from workflows.model import MAX_REQUEST_CHARS, CancelInput, CardRef, Control, DraftInput, RequestResult, UserRequest
 
@@ -459,7 +459,7 @@ def build_slack_app(
     """The Bolt app and its App Home refresher. `policy`: the recipient and size rules the edit modal checks
     (the workflow checks them again)."""
     client = AsyncWebClient(token=bot_token, base_url=api_url)
-    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))  # honours Retry-After
+    client.retry_handlers.append(ShortRateLimitWaits(max_retry_count=2))  # short Retry-Afters only: 3 s to answer
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "socket-mode-only",

@@ -349,6 +349,29 @@ async def test_slack_rate_limits_on_the_request_path_are_waited_out(slack: Slack
     assert view["timezone"] == "Asia/Tokyo", "the 429 was retried after Retry-After, not given up on"
 
 
+async def test_a_long_slack_rate_limit_is_not_waited_out_past_slacks_3_s_and_the_redelivery_takes_it(
+    slack: Slack, api: Api
+) -> None:
+    """Retry-After: 30 on users.info: waiting would answer Slack long after its 3 s (it then delivers the event
+    again while still rate-limited). The first delivery fails at once, without a second call; Slack's
+    re-delivery, once the limit is over, starts the email."""
+    user = user_id("rl30")
+    slack.fake.timezones[user] = "Asia/Tokyo"
+    slack.fake.rate_limit_next["users.info"] = 1
+    slack.fake.retry_after = 30
+    try:
+        channel, ts = f"D{user}", slack.fake.new_ts()
+        body = event_body(message_event(user, ts, "hello"), f"Ev{ts.replace('.', '')}")
+        assert await slack.deliver(body, retry=0) != 200, "not taken: Slack must deliver it again"
+        assert len(slack.fake.of("users.info", user=user)) == 1, "the 30 s wait was not waited out"
+    finally:
+        slack.fake.retry_after = 1
+        slack.fake.rate_limit_next.pop("users.info", None)
+    assert await slack.deliver(body, retry=1) == 200
+    view = await api.wait_for(thread_email_id(TEAM, channel, ts), "waiting")
+    assert view["timezone"] == "Asia/Tokyo"
+
+
 async def test_a_note_is_posted_once_when_slack_delivers_the_message_again(slack: Slack) -> None:
     """Slack re-delivers a message whose answer it did not get in time (the note had gone out): the
     re-deliveries find the note in the thread by its metadata and do not post it again."""

@@ -44,6 +44,7 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     answered_ts: dict[int, str] = field(default_factory=dict)  # call index -> ts it answered with
     rate_limit_next: dict[str, int] = field(default_factory=dict)
+    retry_after: int = 1  # the Retry-After those 429s carry, in seconds
     drop_next: dict[str, int] = field(default_factory=dict)  # method -> calls answered by closing the connection
     hold: dict[str, threading.Event] = field(default_factory=dict)  # method -> calls wait until the event is set
     held: threading.Event = field(default_factory=threading.Event)  # set when a call is being held
@@ -124,7 +125,9 @@ class FakeSlack:
                 await asyncio.sleep(0.02)
         if self.rate_limit_next.get(method):
             self.rate_limit_next[method] -= 1
-            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)}
+            )
         return web.json_response(self._answer(method, args))
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
