@@ -93,9 +93,11 @@ async def test_an_unacked_envelope_comes_again_on_the_next_connection(fake: Fake
     try:
         first = await socket.wait_connected()
         envelope = await socket.send("events_api", {"type": "event_callback", "event": {"type": "message"}})
-        while not listener.received:
+        for _ in range(1000):
+            if listener.received:
+                break
             await asyncio.sleep(0.01)
-        assert not envelope.acked
+        assert listener.received and not envelope.acked
         await socket.disconnect()  # the client opens a new connection through apps.connections.open
         await socket.wait_ack(envelope)
         second = await socket.wait_connected(first.number + 1)

@@ -5,6 +5,7 @@ SMTP. The same paths run for real, through the engine, in tests/engine/."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -559,8 +560,9 @@ def test_the_registry_joins_a_concurrent_hand_over() -> None:
     outcomes: list[object] = []
     first = threading.Thread(target=lambda: outcomes.append(registry.run("k", deliver)))
     first.start()
+    deadline = time.monotonic() + 10
     while not calls:
-        pass
+        assert time.monotonic() < deadline, "the first hand-over never started"
     second = threading.Thread(target=lambda: outcomes.append(registry.run("k", deliver)))
     second.start()
     gate.set()

@@ -116,10 +116,17 @@ async def test_worker_endpoints_are_not_on_the_public_port(api: Api, app_process
     for path in ("/api/v1/workflowState/start", "/api/v1/workflowState/decide", "/api/v1/workflowWorker/rpc"):
         async with api.session.post(f"{api.base_url}{path}", json={}) as response:
             assert response.status == 404, path
-    worker = f"http://0.0.0.0:{app_process.env['WORKER_PORT']}"
-    assert app_process.env.get("WORKER_HOST") in (None, "127.0.0.1")
+    port = int(app_process.env["WORKER_PORT"])
+    # The kernel's own table of listening sockets (state 0A): the worker's is bound to 127.0.0.1 only.
+    listening = [
+        line.split()[1]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        + Path("/proc/net/tcp6").read_text().splitlines()[1:]
+        if line.split()[3] == "0A" and int(line.split()[1].rsplit(":", 1)[1], 16) == port
+    ]
+    assert listening == [f"0100007F:{port:04X}"], listening
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{worker}/api/v1/workflowWorker/rpc".replace("0.0.0.0", "127.0.0.1"), json={}) as r:
+        async with session.post(f"http://127.0.0.1:{port}/api/v1/workflowWorker/rpc", json={}) as r:
             assert r.status == 500, "reachable on loopback, where the iWF server calls it"
 
 

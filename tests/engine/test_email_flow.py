@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.fakes.openai_server import JAPANESE_BODY, JAPANESE_SUBJECT
+from tests.fakes.openai_server import JAPANESE_BODY, JAPANESE_SUBJECT, FakeOpenAI
 from tests.harness import Api, SmtpSink, unique, wait_for_mail
 
 pytestmark = pytest.mark.engine
@@ -104,14 +105,22 @@ async def test_duplicate_deliveries_of_one_message_make_one_request(api: Api, fa
     assert len(fake_openai.requests_for(marker)) == 1
 
 
-async def test_messages_sent_while_busy_are_queued_not_lost(api: Api) -> None:
+async def test_messages_sent_while_the_model_is_busy_are_not_lost(api: Api, fake_openai: FakeOpenAI) -> None:
+    """The first message keeps the model busy (PONDER: a second); three more arrive meanwhile, together (their
+    hand-offs wait for that step to end, then are taken one by one). Each is answered: none is lost."""
     wid = unique("queue")
     await api.start(wid)
-    texts = [f"remark {i} for {wid}" for i in range(4)]
-    for text in texts:
-        await api.say(wid, text)
+    texts = [f"PONDER remark 0 for {wid}", *(f"remark {i} for {wid}" for i in range(1, 4))]
+    await api.say(wid, texts[0])
+    deadline = time.monotonic() + 20
+    while not fake_openai.requests_for(texts[0]):  # the workflow is with the model now
+        assert time.monotonic() < deadline, "the first message never reached the model"
+        await asyncio.sleep(0.02)
+    later = await asyncio.gather(*(api.say(wid, text) for text in texts[1:]))
+    assert all(r["accepted"] and not r["duplicate"] for r in later), later
     view = await api.wait_for(wid, "waiting")
-    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == texts
+    said = [t["text"] for t in view["conversation"] if t["role"] == "user"]
+    assert said[0] == texts[0] and sorted(said[1:]) == texts[1:], said
     assert len([t for t in view["conversation"] if t["role"] == "assistant"]) == 4
 
 

@@ -283,9 +283,15 @@ async def test_card_updates_survive_slack_rate_limits(slack: Slack) -> None:
     channel, ts = await slack.dm(user, "to: hana@example.com; subject: Busy; body: Slack is busy")
     card = await slack.card(channel, ts)
     await slack.wait_card(channel, card, "Waiting for you")
-    slack.fake.rate_limit_next["chat.update"] = 3
-    await slack.dm(user, "subject: Still busy", thread_ts=ts)
-    await slack.wait_card(channel, card, "Still busy", timeout=60)
+    limited = f"chat.update:{card}"  # this card's updates only: other emails' cards may update meanwhile
+    slack.fake.rate_limit_next[limited] = 3
+    try:
+        await slack.dm(user, "subject: Still busy", thread_ts=ts)
+        await slack.wait_card(channel, card, "Still busy", timeout=60)
+        assert slack.fake.rate_limit_next[limited] == 0, "the card got through three 429s"
+        assert len(slack.fake.of("chat.update", ts=card)) >= 4
+    finally:
+        slack.fake.rate_limit_next.pop(limited, None)
 
 
 async def test_the_bots_own_messages_are_ignored(slack: Slack) -> None:

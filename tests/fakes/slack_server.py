@@ -43,7 +43,7 @@ class FakeSlack:
     names: dict[str, str] = field(default_factory=dict)  # user id -> profile display name
     calls: list[Call] = field(default_factory=list)
     answered_ts: dict[int, str] = field(default_factory=dict)  # call index -> ts it answered with
-    rate_limit_next: dict[str, int] = field(default_factory=dict)
+    rate_limit_next: dict[str, int] = field(default_factory=dict)  # method (or "method:ts") -> calls answered 429
     retry_after: int = 1  # the Retry-After those 429s carry, in seconds
     drop_next: dict[str, int] = field(default_factory=dict)  # method -> calls answered by closing the connection
     hold: dict[str, threading.Event] = field(default_factory=dict)  # method -> calls wait until the event is set
@@ -123,8 +123,10 @@ class FakeSlack:
             self.held.set()
             while not release.is_set():
                 await asyncio.sleep(0.02)
-        if self.rate_limit_next.get(method):
-            self.rate_limit_next[method] -= 1
+        # "chat.update" limits the next calls of the method; "chat.update:<ts>" only those on that message.
+        limited = next((k for k in (f"{method}:{args.get('ts')}", method) if self.rate_limit_next.get(k)), None)
+        if limited is not None:
+            self.rate_limit_next[limited] -= 1
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)}
             )
