@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from workflows.mailer import parse_sender  # the one reading of sender addresses
@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     worker_secret: SecretStr | None = Field(
         None,
         description="Sent by the iWF server on every state call (its defaultheaders); the worker refuses state "
-        "calls without it. Embedded engine: generated into STATE_DIR/worker-secret when unset.",
+        "calls without it. Embedded engine: generated into STATE_DIR/worker-secret when unset; required with "
+        "EMBEDDED_ENGINE=false.",
     )
     worker_url: str | None = Field(
         None,
@@ -189,6 +190,19 @@ class Settings(BaseSettings):
         # It travels in an HTTP header and in the iWF server's JSON config: keep it to URL-safe characters.
         if value is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{16,}", value.get_secret_value()):
             raise ValueError("must be at least 16 characters of A-Z, a-z, 0-9, '.', '_', '~', '-'")
+        return value
+
+    @field_validator("embedded_engine")
+    @classmethod
+    def _external_engine_needs_a_worker_secret(cls, value: bool, info: ValidationInfo) -> bool:
+        # Safe by default: whoever reaches the worker's listener could otherwise call a state with forged data
+        # attributes and make it send whatever they wrote. The embedded engine makes its own secret.
+        if not value and "worker_secret" in info.data and info.data["worker_secret"] is None:
+            raise ValueError(
+                f"with EMBEDDED_ENGINE=false, WORKER_SECRET is required (16+ URL-safe characters): set the same "
+                f"value here and as interpreter.interpreterActivityConfig.defaultheaders.{WORKER_SECRET_HEADER} "
+                "in the iWF server's config, so that the worker can tell the iWF server's state calls from forged ones"
+            )
         return value
 
     @field_validator("allowed_recipient_domains", mode="before")

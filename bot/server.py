@@ -25,7 +25,7 @@ from bot.worker_app import worker_app
 from devstack.processes import PidFile, StackError
 from devstack.secrets import configured_or_local, local_secret
 from devstack.stack import LocalStack
-from settings import WORKER_SECRET_HEADER, Settings
+from settings import Settings
 from workflows.decisions import Policy
 from workflows.mailer import Mailer
 from workflows.wiring import wire
@@ -33,17 +33,10 @@ from workflows.wiring import wire
 log = logging.getLogger("email_agent")
 
 
-def worker_secret(settings: Settings) -> str | None:
+def worker_secret(settings: Settings) -> str:
     """The secret state calls must carry: configured, or made for the embedded engine (which puts it in the
-    iWF server's config). An external iWF server with none configured means unauthenticated state calls."""
-    if settings.worker_secret or settings.embedded_engine:
-        return configured_or_local(settings.worker_secret, settings.state_dir, "worker-secret")
-    log.warning(
-        "WORKER_SECRET is not set: state calls to the worker are not authenticated. Set it here and as "
-        "interpreter.interpreterActivityConfig.defaultheaders.%s in the iWF server's config",
-        WORKER_SECRET_HEADER,
-    )
-    return None
+    iWF server's config). Settings refuse an external engine without one."""
+    return configured_or_local(settings.worker_secret, settings.state_dir, "worker-secret")
 
 
 def api_token(settings: Settings) -> str:

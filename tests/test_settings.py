@@ -57,3 +57,17 @@ def test_the_app_refuses_to_start_with_a_bad_mail_from(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "invalid setting MAIL_FROM" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_an_external_engine_without_a_worker_secret_is_refused_at_start(tmp_path: Path) -> None:
+    """Safe by default: without the secret, anyone reaching the worker's listener could call a state with
+    forged data attributes. The embedded engine makes its own; an external one must be given it."""
+    env = {k: v for k, v in os.environ.items() if k != "WORKER_SECRET"}
+    env |= {"EMBEDDED_ENGINE": "false", "STATE_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "invalid setting EMBEDDED_ENGINE: with EMBEDDED_ENGINE=false, WORKER_SECRET is required" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert settings(embedded_engine=False, worker_secret="a-long-enough-secret-0123").embedded_engine is False
