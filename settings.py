@@ -107,7 +107,9 @@ class Settings(BaseSettings):
         description="Structured Outputs (a JSON schema): auto falls back to json_object for a server that "
         "refuses json_schema (remembered), off always uses json_object, on never falls back.",
     )
-    conversation_max_turns: int = Field(40, description="Older turns are dropped from the prompt, not from the log.")
+    conversation_max_turns: int = Field(
+        40, description="Turns sent to the model; older ones stay in the stored conversation (up to 200 turns)."
+    )
 
     # --- mail ---------------------------------------------------------------
     google_email_address: str | None = None
@@ -142,7 +144,7 @@ class Settings(BaseSettings):
     send_backoff_seconds: int = 2
     send_backoff_max_seconds: int = 300
     send_limit_per_user_per_day: int = Field(
-        100, description="Emails one owner may send per calendar day (their time zone); 0: no limit."
+        100, description="Emails one owner may send per UTC day (the same for all their emails); 0: no limit."
     )
     from_name_format: str = Field(
         "{name} (via email-agent)",
