@@ -268,6 +268,11 @@ def owner_control(kind: ControlKind) -> Handler:
     return handler
 
 
+# Each listed email's describe may wait for its workflow task (the model writing, seconds): one slow or failing
+# email is named in `unanswered` rather than holding up, or failing, the whole list.
+LIST_DESCRIBE_SECONDS = 10.0
+
+
 async def list_emails(request: web.Request) -> web.Response:
     """An owner's emails (?owner=): a user token may list only its own user's."""
     caller = require_token(request)
@@ -276,8 +281,9 @@ async def list_emails(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid", "owner: name the owner whose emails to list (?owner=...)")
     if caller.user is not None and owner != caller.user:
         raise ApiError(403, "forbidden", "this token lists only its own user's emails")
-    found = await request.app[ENGINE_KEY].emails_of(owner)
-    return ok(EmailList(owner=owner, emails=[EmailListing(id=i, email=v) for i, v in found]))
+    found = await request.app[ENGINE_KEY].listing(owner, wait_seconds=LIST_DESCRIBE_SECONDS)
+    emails = [EmailListing(id=i, email=v) for i, v in found.emails]
+    return ok(EmailList(owner=owner, emails=emails, unanswered=found.busy))
 
 
 async def issue_token(request: web.Request) -> web.Response:

@@ -113,6 +113,11 @@ class EmailListing(BaseModel):
 class EmailList(BaseModel):
     owner: str
     emails: list[EmailListing]
+    unanswered: list[str] = Field(
+        default_factory=list,
+        description="Ids of the owner's emails that could not be described in time (busy with a long step, or "
+        "the engine failing for that one email): ask for them again, or one by one.",
+    )
 
 
 class TokenBody(BaseModel):

@@ -250,11 +250,6 @@ class EmailEngine:
             return ActionResult(ok=True, already=True, detail="already canceled")
         return ActionResult.model_validate_json(raw)
 
-    async def emails_of(self, owner: str, limit: int = 50) -> list[tuple[str, EmailView]]:
-        """An owner's emails, newest first, each described for its current state (waiting as long as that
-        takes: an email whose workflow task is running the model answers when the model has)."""
-        return (await self.listing(owner, limit)).emails
-
     async def listing(self, owner: str, limit: int = 50, wait_seconds: float | None = None) -> Listing:
         """An owner's emails, newest first: found by the EmailOwner search attribute (Temporal visibility, a
         moment behind the workflows), each then described for its current state. A describe is a query,
@@ -272,12 +267,13 @@ class EmailEngine:
         )
 
     async def _describe_within(self, email_id: str, wait_seconds: float | None) -> EmailView | object | None:
-        """Its view; None if it does not exist; BUSY if it did not answer in time."""
+        """Its view; None if it does not exist; BUSY if it did not answer in time, or failed on its own (one
+        email's trouble must not fail the owner's whole listing)."""
         try:
             return await asyncio.wait_for(self.describe(email_id), wait_seconds)
         except EmailNotFound:
             return None
-        except TimeoutError:
+        except (TimeoutError, EngineBusy, EngineUnavailable, WorkflowRPCExecutionError):
             return BUSY
 
     async def describe(self, email_id: str) -> EmailView:

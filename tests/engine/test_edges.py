@@ -417,3 +417,32 @@ async def test_a_retry_of_a_request_or_control_taken_before_the_send_is_told_dup
     status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": text, "message_id": "m1"})
     assert status == 202 and body["duplicate"] is True, body
     assert len(await wait_for_mail(smtp_sink, "rt@example.com")) == 1
+
+
+async def test_an_owners_listing_names_an_email_it_cannot_describe_instead_of_failing(
+    gated: tuple[AppProcess, WorkerGate], gated_api: Api
+) -> None:
+    """One email whose describe keeps failing (its answers lost between the worker and the iWF server) must
+    not turn the owner's whole listing into an error: it is named in `unanswered`, the rest are listed."""
+    _, gate = gated
+    owner = unique("lister")
+    fine, failing = unique("fine"), unique("failing")
+    for wid in (fine, failing):
+        status, body = await gated_api.call("POST", f"/api/emails/{wid}", {"owner": owner})
+        assert status == 201, body
+    listed: set[str] = set()
+    for _ in range(100):  # the search follows the workflows within moments
+        status, body = await gated_api.call("GET", f"/api/emails?owner={owner}")
+        listed = {item["id"] for item in body["emails"]}
+        if listed == {fine, failing}:
+            break
+        await asyncio.sleep(0.2)
+    assert listed == {fine, failing}, body
+    losses = [gate.lose_answer(rpc_call(failing, "describe")) for _ in range(10)]
+    status, body = await gated_api.call("GET", f"/api/emails?owner={owner}")
+    assert status == 200, body
+    assert [item["id"] for item in body["emails"]] == [fine] and body["unanswered"] == [failing], body
+    assert losses[0].arrived.is_set(), "the failing email's describe was tried"
+    for loss in losses:
+        if loss in gate.losses:
+            gate.losses.remove(loss)
