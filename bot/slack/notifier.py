@@ -7,10 +7,10 @@ import threading
 from collections.abc import Callable
 
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.slack.assistant import follow_thread
 from bot.slack.card import EMAIL_CARD_EVENT, EMAIL_THREAD_EVENT, fallback_text, render
+from bot.slack.web_errors import ShortRateLimitWaitsInSteps
 from workflows.model import CardRef, EmailView
 
 log = logging.getLogger(__name__)
@@ -20,11 +20,12 @@ OnChange = Callable[[str, str, EmailView], None]
 
 
 class SlackCardNotifier:
-    """Errors (429 after one Retry-After wait, 5xx, network) propagate: the iWF server retries the state."""
+    """Errors (a 429 after one short Retry-After wait, or at once for a longer one; 5xx, network) propagate: the
+    iWF server retries the state, which then looks for its card before posting one."""
 
     def __init__(self, token: str, base_url: str, on_change: OnChange | None = None):
         self._client = WebClient(token=token, base_url=base_url, timeout=10)
-        self._client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=1))
+        self._client.retry_handlers.append(ShortRateLimitWaitsInSteps(max_retry_count=1))
         self.on_change = on_change
         self._posted = threading.local()  # the card this thread just posted, in this state execution
 

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 SLACK_CALL_FAILED: tuple[type[Exception], ...] = (SlackApiError, aiohttp.ClientError, TimeoutError)
 
@@ -31,11 +32,27 @@ class ShortRateLimitWaits(AsyncRateLimitErrorRetryHandler):
         self.max_wait_seconds = max_wait_seconds
 
     async def _can_retry_async(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
-        if response is None or response.status_code != 429:
-            return False
-        waits = [v for k, v in response.headers.items() if k.lower() == "retry-after"]
-        try:
-            wait = float(waits[0][0] if isinstance(waits[0], list) else waits[0]) if waits else 1.0
-        except (TypeError, ValueError):
-            wait = 1.0
-        return wait <= self.max_wait_seconds
+        return response is not None and response.status_code == 429 and retry_after(response) <= self.max_wait_seconds
+
+
+class ShortRateLimitWaitsInSteps(RateLimitErrorRetryHandler):
+    """The same for the workflow's card step (a sync client in the worker): a step is a local activity that
+    iWF gives 7 s before running it again as an activity, possibly on another replica (which would post a
+    second card). A longer Retry-After fails the step instead; iWF retries it after a back-off, and a retried
+    step looks for its card before posting."""
+
+    def __init__(self, max_retry_count: int = 1, max_wait_seconds: float = 2.0):
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait_seconds = max_wait_seconds
+
+    def _can_retry(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        return response is not None and response.status_code == 429 and retry_after(response) <= self.max_wait_seconds
+
+
+def retry_after(response: Any) -> float:
+    """A 429's Retry-After in seconds (1 if absent or unreadable, as slack_sdk assumes)."""
+    waits = [v for k, v in response.headers.items() if k.lower() == "retry-after"]
+    try:
+        return float(waits[0][0] if isinstance(waits[0], list) else waits[0]) if waits else 1.0
+    except (TypeError, ValueError, IndexError):
+        return 1.0
