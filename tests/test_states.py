@@ -10,14 +10,17 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from iwf.command_results import CommandResults, InternalChannelCommandResult, TimerCommandResult
+from iwf.errors import WorkflowAlreadyStartedError, WorkflowNotExistsError
 from iwf.iwf_api.models import ChannelRequestStatus, TimerStatus
+from iwf.iwf_api.models.error_response import ErrorResponse
 from iwf.state_decision import StateDecision
 from iwf.workflow_context import WorkflowContext
 
 from workflows.agent import AgentReply, AgentUnavailableError
 from workflows.deliveries import Delivered, DeliveryRegistry
-from workflows.ledger import ClaimRequest, ClaimResult, DeliveryLedgerWorkflow
+from workflows.ledger import ClaimRequest, ClaimResult, DeliveryLedgerWorkflow, IwfDeliveryLedger
 from workflows.mailer import AmbiguousSendError, OutgoingEmail, PermanentSendError, TransientSendError
 from workflows.mailer.message import build_message
 from workflows.model import DeliveryIntent, EmailDraft, EmailStatus, Turn
@@ -786,3 +789,29 @@ def test_a_card_that_cannot_show_the_end_does_not_keep_a_delivery_unknown_email_
     attributes = Attributes({"status": EmailStatus.SCHEDULED.value})
     carried_on = NotifyGaveUpState().execute(CTX, "", results(), attributes, None)  # type: ignore[arg-type]
     assert carried_on == StateDecision.dead_end, "a card that failed mid-email changes nothing about the email"
+
+
+class DroppingLedgerEngine:
+    """An iWF client whose ledger is running but drops every claim (iWF answers "not exists" for an update
+    whose workflow task failed), so opening it says "already started"."""
+
+    def __init__(self) -> None:
+        self.claims = 0
+        self.opens = 0
+
+    def invoke_rpc(self, *args: Any) -> Any:
+        self.claims += 1
+        raise WorkflowNotExistsError(400, ErrorResponse(detail="workflow not exists"))
+
+    def start_workflow(self, *args: Any) -> Any:
+        self.opens += 1
+        raise WorkflowAlreadyStartedError(400, ErrorResponse(detail="already started"))
+
+
+def test_a_ledger_that_keeps_dropping_claims_is_given_up_on_after_the_outage_bound_not_spun_on() -> None:
+    engine = DroppingLedgerEngine()
+    ledger = IwfDeliveryLedger(engine, outage_seconds=0.5)  # type: ignore[arg-type]
+    intent = DeliveryIntent(message_id="<m@x>", revision=1, round=1, ledger="ledger-x")
+    with pytest.raises(WorkflowNotExistsError):
+        ledger.claim(intent, "Deliver-1:e", 0)
+    assert 2 <= engine.claims <= 6 and engine.opens == engine.claims, (engine.claims, engine.opens)

@@ -200,20 +200,35 @@ class IwfDeliveryLedger:
                 raw = self._client.invoke_rpc(intent.ledger, DeliveryLedgerWorkflow.claim, payload, str)
                 return ClaimResult.model_validate_json(str(raw))
             except WorkflowNotExistsError:
-                self._open(intent.ledger)
+                # Not there (open it), or there but the update was dropped (its task failed; iWF says "not
+                # exists" for both): either way no tight loop, and no longer than an outage is waited out.
+                if self._opened(intent.ledger):
+                    continue
+                if time.monotonic() > outage_until:
+                    raise
+                time.sleep(0.2)
             except WorkflowRPCAcquiringLockFailure:
                 lock_failures += 1
                 if lock_failures > self._lock_retries:
                     raise
                 time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
                 delay = min(delay * 2, 0.5)
-            except (httpx.HTTPError, WorkflowRPCExecutionError, ServerSideError, RuntimeError):
-                # The engine, not the claim, failed (restarting, unreachable, an update it dropped).
+            except (httpx.HTTPError, WorkflowRPCExecutionError, ServerSideError, RuntimeError, ValueError):
+                # The engine, not the claim, failed (restarting, unreachable, an update it dropped, a proxy's
+                # page that is not iWF's JSON).
                 if time.monotonic() > outage_until:
                     raise
                 time.sleep(1.0)
 
-    def _open(self, ledger: str) -> None:
+    def _opened(self, ledger: str) -> bool:
+        """Whether this call started the ledger; an engine failure meanwhile counts as "not started"."""
+        try:
+            return self._open(ledger)
+        except (httpx.HTTPError, ServerSideError, RuntimeError, ValueError):
+            return False
+
+    def _open(self, ledger: str) -> bool:
+        """True if this call started the ledger; False if it was running already."""
         expires = utcnow() + timedelta(days=LEDGER_DAYS)
         try:
             self._client.start_workflow(
@@ -226,4 +241,5 @@ class IwfDeliveryLedger:
                 ),
             )
         except WorkflowAlreadyStartedError:
-            pass  # another execution opened it first
+            return False  # another execution opened it first, or it is running and dropped the update
+        return True
