@@ -92,7 +92,10 @@ def worker_app(registry: Registry, secret: str | None, max_threads: int = 64) ->
     )
     app.router.add_post(
         WorkerService.api_path_workflow_worker_rpc,
-        # RPCs are never asked twice for one execution: a failed one is a new call from the client.
+        # Not de-duplicated: an RPC carries no execution id, and iWF may run a locked RPC up to three times
+        # (a local activity's attempts). Harmless because every RPC's only effects are its data-attribute
+        # writes and channel messages, which iWF applies from the one attempt that succeeds; an RPC must never
+        # do anything else (no mail, no Slack call).
         route(WorkflowWorkerRpcRequest.from_dict, service.handle_workflow_worker_rpc, rpcs, once=False),
     )
 
