@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import iwf
 from iwf.client import Client
 from iwf.client_options import ClientOptions
 from iwf.errors import (
@@ -49,6 +52,17 @@ from workflows.model import (
 from workflows.record import SA_OWNER, Record, build_view, initial_attributes, initial_search_attributes
 
 T = TypeVar("T")
+
+
+_IWF_PACKAGE = str(Path(iwf.__file__).parent)
+
+
+def raised_in_the_iwf_client(error: BaseException) -> bool:
+    """Whether the error came out of the iWF SDK (a frame of it on the way, and not from this project's code)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = str(Path(__file__).resolve().parent.parent)
+    innermost_ours = bool(frames) and frames[-1].filename.startswith(ours) and ".venv" not in frames[-1].filename
+    return not innermost_ours and any(frame.filename.startswith(_IWF_PACKAGE) for frame in frames)
 
 
 class EmailNotFound(LookupError):
@@ -183,6 +197,12 @@ class EmailEngine:
             if status is None:
                 raise
             raise EngineUnavailable(f"the workflow engine answered {status.code}: {status.detail[:200]}") from error
+        except (ValueError, TypeError, AttributeError, KeyError) as error:
+            # The SDK reading an error answer that is JSON but not iWF's (a proxy's "bad gateway", null, a list):
+            # the engine was not reached as itself. Our own code's errors of these kinds still surface.
+            if not raised_in_the_iwf_client(error):
+                raise
+            raise EngineUnavailable("the workflow engine answered something that is not iWF's answer") from error
 
     async def start(self, email_id: str, start: StartInput) -> bool:
         """Start the workflow once; True if this call created it. Ids are never reused, even after the end."""
