@@ -2,15 +2,14 @@
 
 Every handler hands the request to the engine (a durable workflow start and RPC) and only then lets
 Bolt answer Slack: the model and SMTP run in the workflow, never on Slack's request path. The card
-itself is posted and updated by the workflow (NotifyState).
+itself is posted and updated by the workflow (NotifyState). `/schedule-email` is bot/slack/command.py;
+the card's owner buttons and the edit modal are bot/slack/controls.py; App Home is bot/slack/home.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,24 +27,20 @@ from bot.slack.card import (
     CONFIRM_RECIPIENT_ACTION,
     REMOVE_RECIPIENT_ACTION,
 )
+from bot.slack.command import ScheduleCommand
 from bot.slack.controls import UNREACHABLE, OwnerControls, Replies
-from bot.slack.home import HomeRefresher
-from bot.slack.markup import escape, mentioned_users, to_plain
-from bot.slack.notes import ThreadNotes, Where
-from bot.slack.threads import RootUnavailable, ThreadDirectory, command_email_id, command_key, thread_email_id
+from bot.slack.home import DESCRIBE_SECONDS, HomeRefresher
+from bot.slack.markup import escape
+from bot.slack.notes import NO_PROFILE, ThreadNotes, Where, too_long
+from bot.slack.threads import RootUnavailable, ThreadDirectory, thread_email_id
 from bot.slack.users import ProfileUnavailable, UserCache
 from bot.slack.web_errors import ShortRateLimitWaits
 from workflows.decisions import Policy
 from workflows.model import MAX_REQUEST_CHARS, CancelInput, CardRef, Control, DraftInput, RequestResult, UserRequest
 
-USAGE = (
-    "Tell me what to write, e.g. `/schedule-email thank Bob (bob@example.com) for the demo, "
-    "in Spanish, send tomorrow at 9am`. I will open a thread in our DM for it."
-)
 # A message with a file (file_share) is taken for its words; a thread reply also sent to the
 # conversation (thread_broadcast) is a thread reply like any other.
 TAKEN_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
-MAX_NAME_LOOKUPS = 5  # users.info calls per message for mentions; the rest stay @U123
 NO_WORDS = (
     "I can only read the words you type here, and this message has none I can use (a shared or forwarded "
     "message keeps its words out of my reach). Paste the words into a message of your own."
@@ -53,18 +48,6 @@ NO_WORDS = (
 FILES_ONLY = (
     "I can only read the words of a message: files are not added to emails. "
     "Tell me in words what to write (and to whom)."
-)
-
-
-COMMAND_REPEAT_SECONDS = 600
-COMMAND_DESCRIBE_SECONDS = 1.0
-COMMAND_UNREACHABLE = (
-    "I could not reach the email service just now, so I did not start this email. "
-    "Please run the command again in a moment."
-)
-COMMAND_REPEATED = (
-    "You sent me these same words a moment ago: that email is already under way in its thread in our DM. "
-    "Reply there to change it."
 )
 
 
@@ -81,10 +64,6 @@ EDIT_NOT_SAVED = (
     "I could not reach the email service for several minutes, so your edit may not have been saved as the "
     "draft. If the card does not show it, edit the message again or send the words as a new reply."
 )
-NO_PROFILE = (
-    "I could not read your time zone from Slack just now, so I did not start this email (a guessed zone "
-    "would send it at the wrong hour). Please send it again in a minute."
-)
 LAST_SLACK_RETRY = 3  # Slack delivers an unanswered event at most three more times
 
 
@@ -98,13 +77,6 @@ def _not_taken_note(error: BaseException) -> str:
     if isinstance(error, ProfileUnavailable):
         return NO_PROFILE
     return NO_ROOT if isinstance(error, RootUnavailable) else NOT_TAKEN
-
-
-def too_long(chars: int, what: str = "message") -> str:
-    return (
-        f"Your {what} is {chars:,} characters long; I can read up to {MAX_REQUEST_CHARS:,} at a time, so I did "
-        "not take it. Please send a shorter one (for a long text to answer, the part that matters)."
-    )
 
 
 def files_not_attached(names: list[str]) -> str:
@@ -140,7 +112,6 @@ class SlackBot:
     def register(self, app: AsyncApp) -> None:
         app.event("message")(self.on_message)
         app.event("assistant_thread_started")(self.on_assistant_thread_started)
-        app.command("/schedule-email")(self.on_schedule_command)
         app.action(CANCEL_ACTION)(self.on_cancel)
         app.action(APPLY_EDIT_ACTION)(self.on_apply_edit)
         app.action(CONFIRM_RECIPIENT_ACTION)(self.on_recipient)
@@ -161,7 +132,7 @@ class SlackBot:
         channel, ts, user = event["channel"], event["ts"], event["user"]
         retry = slack_retry_num(request)
         where = Where(channel, str(event.get("thread_ts") or ts), answering=str(ts), retry=retry)
-        text = await self._plain(event.get("text"))
+        text = await self._users.plain(event.get("text"))
         files = [str(f.get("name") or f.get("title") or "a file") for f in event.get("files") or []]
         if not text:  # a file alone, or a shared or forwarded message (its content in attachments)
             await self._notes.say(where, FILES_ONLY if files else NO_WORDS)
@@ -196,7 +167,7 @@ class SlackBot:
         scheduled?' as a thread's first words is answered from the listing instead."""
         user = str(request.actor)
         if is_listing_question(request.text):
-            listing = await self._engine.listing(user, wait_seconds=COMMAND_DESCRIBE_SECONDS)
+            listing = await self._engine.listing(user, wait_seconds=DESCRIBE_SECONDS)
             await self._notes.say(where, scheduled_summary(listing.emails, busy=len(listing.busy)))
             return None
         card = CardRef(channel=where.channel, thread_ts=where.thread_ts, assistant=assistant)
@@ -223,13 +194,6 @@ class SlackBot:
             return await self._start(team, where, request, assistant=False)
         await self._notes.say(where, NO_EMAIL_HERE)
         return None
-
-    async def _plain(self, text: object) -> str:
-        """The words as the user typed them, mentions by name (a few users.info calls, cached)."""
-        encoded = str(text or "")
-        mentioned = mentioned_users(encoded)[:MAX_NAME_LOOKUPS]
-        names = {user: await self._users.name_of(user) for user in mentioned}
-        return to_plain(encoded, names).strip()
 
     async def _request(
         self, team: str, where: Where, request: UserRequest, untracked: bool = True
@@ -261,7 +225,7 @@ class SlackBot:
         previous = event.get("previous_message") or {}
         if str(previous.get("text") or "").strip() == str(message["text"]).strip():
             return  # an unfurl or a reaction, not an edit of the words
-        text = await self._plain(message["text"])
+        text = await self._users.plain(message["text"])
         if not text:
             return
         thread_ts = str(message.get("thread_ts") or message.get("ts"))
@@ -281,83 +245,6 @@ class SlackBot:
             await self._notes.say(where, EDIT_NOT_SAVED)
 
     # --- slash command -------------------------------------------------------------
-
-    async def on_schedule_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
-        """Acks after one durable step (the workflow's start, which carries the request), well under Slack's
-        3 s: Slack never retries a slash command, so nothing may be lost after the ack. The workflow then
-        opens the DM thread and posts the card itself."""
-        # With should_escape false (manifest.yml) Slack still sends &, < and > as entities, and may send
-        # tokens typed or pasted as such; the same decoding as for messages applies.
-        text = await self._plain(command.get("text"))
-        if not text:
-            await ack(response_type="ephemeral", text=USAGE)
-            return
-        if len(text) > MAX_REQUEST_CHARS:
-            await ack(response_type="ephemeral", text=too_long(len(text), "command"))
-            return
-        user, team = command["user_id"], command["team_id"]
-        # Slack never retries a command, but a user whose command timed out on Slack's side types it again:
-        # the same words from the same user within ten minutes name the same email, so that makes one. Ids
-        # are per ten-minute window; the previous window's email counts too while it is younger than that.
-        now = time.time()
-        window = int(now // COMMAND_REPEAT_SECONDS)
-
-        key = command_key(team, user, text, window)
-        email_id = command_email_id(team, key)
-        earlier = command_email_id(team, command_key(team, user, text, window - 1))
-        try:
-            if await self._started_since(earlier, now - COMMAND_REPEAT_SECONDS):
-                await ack(response_type="ephemeral", text=await self._repeated(earlier))
-                return
-        except (EngineBusy, EngineUnavailable):
-            await ack(response_type="ephemeral", text=COMMAND_UNREACHABLE)
-            return
-        request = UserRequest(text=text, message_id=f"cmd:{key}", actor=user)
-        card = CardRef(channel=user, root_text=f":email: New email: {escape(text)}")
-        try:
-            start = await self._users.start_of(user, card=card, first_request=request)
-        except ProfileUnavailable:
-            await ack(response_type="ephemeral", text=NO_PROFILE)  # nothing started: the user runs it again
-            return
-        try:
-            started = await self._engine.start(email_id, start)
-        except (EngineBusy, EngineUnavailable):
-            await ack(response_type="ephemeral", text=COMMAND_UNREACHABLE)
-            return
-        if not started:
-            await ack(response_type="ephemeral", text=await self._repeated(email_id))
-            return
-        await ack(response_type="ephemeral", text="On it: I am opening a thread for this email in our DM.")
-
-    async def _started_since(self, email_id: str, since: float) -> bool:
-        """Whether this command's email exists and was asked for after `since` (a Unix time)."""
-        try:
-            # A describe is a Temporal query, held while the email's workflow task runs (the model, for
-            # seconds): not waited for past a second, as the command's answer must reach Slack within 3 s.
-            view = await asyncio.wait_for(self._engine.describe(email_id), COMMAND_DESCRIBE_SECONDS)
-        except EmailNotFound:
-            return False
-        except EmailClosed:
-            return True  # finished; its first words' time is not known: a repeat so close is the same command
-        except TimeoutError:
-            # Not known: the engine is out of reach (the start will say so) or that email is busy. Going on
-            # with this window's start loses nothing; at worst a repeat across a ten-minute mark, typed while
-            # the first email's model call runs, makes a second email.
-            return False
-        return bool(view.conversation) and view.conversation[0].at.timestamp() > since
-
-    async def _repeated(self, email_id: str) -> str:
-        """The truthful answer to the same words again: under way, or already sent or canceled."""
-        try:
-            view = await asyncio.wait_for(self._engine.describe(email_id), COMMAND_DESCRIBE_SECONDS)
-        except (EmailNotFound, EmailClosed, EngineBusy, EngineUnavailable, TimeoutError):
-            return COMMAND_REPEATED
-        if view.status.is_final:
-            return (
-                f"You sent me these same words a few minutes ago, and that email is already {view.status.value}, "
-                "so I did not start another. To send it again, say so in its thread in our DM, or change the words."
-            )
-        return COMMAND_REPEATED
 
     # --- buttons --------------------------------------------------------------------
 
@@ -472,7 +359,9 @@ def build_slack_app(
     budget = AckBudget(ack_seconds)
     home = HomeRefresher(engine, client, interval=home_interval)
     replies = Replies(engine, client, home, budget)
-    SlackBot(engine, client, UserCache(client, timezone_ttl), replies, budget).register(app)
+    users = UserCache(client, timezone_ttl)
+    SlackBot(engine, client, users, replies, budget).register(app)
+    ScheduleCommand(engine, users).register(app)
     OwnerControls(engine, client, replies, policy or Policy(), budget).register(app)
 
     async def on_home_opened(event: dict[str, Any]) -> None:

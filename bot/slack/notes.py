@@ -16,9 +16,23 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from workflows.model import MAX_REQUEST_CHARS
+
 log = logging.getLogger(__name__)
 
 EMAIL_NOTE_EVENT = "email_agent_note"
+
+NO_PROFILE = (
+    "I could not read your time zone from Slack just now, so I did not start this email (a guessed zone "
+    "would send it at the wrong hour). Please send it again in a minute."
+)
+
+
+def too_long(chars: int, what: str = "message") -> str:
+    return (
+        f"Your {what} is {chars:,} characters long; I can read up to {MAX_REQUEST_CHARS:,} at a time, so I did "
+        "not take it. Please send a shorter one (for a long text to answer, the part that matters)."
+    )
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,15 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.markup import mentioned_users, to_plain
 from bot.slack.web_errors import SLACK_CALL_FAILED, reason
 from workflows.model import StartInput
 from workflows.recipients import RecipientError, normalize
 from workflows.sendtime import is_valid_timezone
 
 log = logging.getLogger(__name__)
+
+MAX_NAME_LOOKUPS = 5  # users.info calls per message for mentions; the rest stay @U123
 
 
 def _reply_address(text: str) -> str:
@@ -50,6 +53,13 @@ class UserCache:
     async def zone_of(self, user: str) -> str:
         profile = await self._profile(user)
         return profile.zone if profile else "UTC"
+
+    async def plain(self, text: object) -> str:
+        """Slack's text as the user typed it, mentions by name (a few users.info calls, cached)."""
+        encoded = str(text or "")
+        mentioned = mentioned_users(encoded)[:MAX_NAME_LOOKUPS]
+        names = {user: await self.name_of(user) for user in mentioned}
+        return to_plain(encoded, names).strip()
 
     async def name_of(self, user: str) -> str:
         profile = await self._profile(user)

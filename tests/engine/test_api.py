@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.slack.app import COMMAND_UNREACHABLE, EDIT_NOT_SAVED, NOT_TAKEN
+from bot.slack.app import EDIT_NOT_SAVED, NOT_TAKEN
+from bot.slack.command import COMMAND_UNREACHABLE
 from bot.slack.controls import UNREACHABLE
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import (

@@ -14,8 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.slack.app import COMMAND_REPEAT_SECONDS, COMMAND_REPEATED, FILES_ONLY, NO_PROFILE, NO_WORDS
+from bot.slack.app import FILES_ONLY, NO_WORDS
 from bot.slack.card import APPLY_EDIT_ACTION
+from bot.slack.command import COMMAND_REPEAT_SECONDS, COMMAND_REPEATED
+from bot.slack.notes import NO_PROFILE
 from bot.slack.threads import command_email_id, command_key, thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import (

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 import aiohttp
 import pytest
 
-from bot.slack.app import COMMAND_REPEATED
 from bot.slack.card import CANCEL_ACTION, EDIT_ACTION, SEND_NOW_ACTION
+from bot.slack.command import COMMAND_REPEATED
 from bot.slack.controls import BUSY_EDITING, BUSY_SAVING
 from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO, Opened
 from bot.slack.threads import thread_email_id

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.slack.app import USAGE
+from bot.slack.command import USAGE
 from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import TEAM, FakeSlack
