@@ -221,14 +221,7 @@ class IwfDeliveryLedger:
                 time.sleep(1.0)
 
     def _opened(self, ledger: str) -> bool:
-        """Whether this call started the ledger; an engine failure meanwhile counts as "not started"."""
-        try:
-            return self._open(ledger)
-        except (httpx.HTTPError, ServerSideError, RuntimeError, ValueError):
-            return False
-
-    def _open(self, ledger: str) -> bool:
-        """True if this call started the ledger; False if it was running already."""
+        """Whether this call started the ledger: not if it was running already, or the engine failed."""
         expires = utcnow() + timedelta(days=LEDGER_DAYS)
         try:
             self._client.start_workflow(
@@ -242,4 +235,6 @@ class IwfDeliveryLedger:
             )
         except WorkflowAlreadyStartedError:
             return False  # another execution opened it first, or it is running and dropped the update
+        except (httpx.HTTPError, ServerSideError, RuntimeError, ValueError):
+            return False  # the engine failed: the caller's outage bound decides
         return True
