@@ -206,6 +206,24 @@ async def test_the_app_killed_before_the_message_left_is_sent_once_after_its_han
     assert len(filing.to("takeover@example.com")) == 1
 
 
+async def _while_a_lost_hand_over_may_still_arrive(
+    api: Api, app: AppProcess, filing: SmtpSink, wid: str, text: str, late: list[bytes]
+) -> dict[str, Any]:
+    """The server takes the message but files it late (into `late`); the app dies holding the answer; the next
+    execution finds a young claim and nothing filed, and waits: returns the email's view in that wait."""
+    filing.sent_folder = late.append  # taken, not filed yet
+    await api.start(wid)
+    await kill_while_the_server_holds_its_answer(api, app, filing, wid, text)
+    deadline = time.monotonic() + 90
+    view: dict[str, Any] = {}
+    while not (view.get("status") == "scheduled" and "interrupted moments ago" in view.get("last_error", "")):
+        assert time.monotonic() < deadline, view
+        await asyncio.sleep(0.3)
+        with contextlib.suppress(AssertionError, aiohttp.ClientError):  # the restarted worker may not be up yet
+            view = await api.describe(wid)
+    return view
+
+
 async def test_words_edited_while_a_lost_hand_over_may_still_arrive_do_not_go_out_as_a_second_email(
     checking_api: Api, filing: SmtpSink, imap_server: ImapServer, checking_app: AppProcess
 ) -> None:
@@ -215,18 +233,9 @@ async def test_words_edited_while_a_lost_hand_over_may_still_arrive_do_not_go_ou
     a new Message-ID), and the late copy is filed. The next round looks for the first copy before sending
     the new words: one email arrives, the one that was already out, and the owner is told why."""
     late: list[bytes] = []
-    filing.sent_folder = late.append  # taken, not filed yet
     wid = unique("edited-late")
-    await checking_api.start(wid)
     text = "to: edlate@example.com; subject: First words; body: Hello; send in 1 seconds"
-    await kill_while_the_server_holds_its_answer(checking_api, checking_app, filing, wid, text)
-    deadline = time.monotonic() + 90
-    view: dict[str, Any] = {}
-    while not (view.get("status") == "scheduled" and "interrupted moments ago" in view.get("last_error", "")):
-        assert time.monotonic() < deadline, view
-        await asyncio.sleep(0.3)
-        with contextlib.suppress(AssertionError, aiohttp.ClientError):  # the restarted worker may not be up yet
-            view = await checking_api.describe(wid)
+    view = await _while_a_lost_hand_over_may_still_arrive(checking_api, checking_app, filing, wid, text, late)
     await checking_api.say(wid, "subject: Second words")
     deadline = time.monotonic() + 60
     while view["subject"] != "Second words" or view["pending_requests"]:
@@ -242,3 +251,19 @@ async def test_words_edited_while_a_lost_hand_over_may_still_arrive_do_not_go_ou
     assert [m.message["Subject"] for m in mails] == ["First words"], "the new words went out as a second email"
     assert view["status"] == "sent" and view["sent_message_id"] == first.message["Message-ID"], view
     assert "did not send the new version" in view["last_reply"], view["last_reply"]
+
+
+async def test_a_cancel_while_a_lost_hand_over_may_still_arrive_does_not_promise_it_was_not_sent(
+    checking_api: Api, filing: SmtpSink, checking_app: AppProcess
+) -> None:
+    """In the same wait, a cancel is taken, but its answer and the card say that an earlier attempt may
+    have delivered it, not "it will not be sent"."""
+    late: list[bytes] = []
+    wid = unique("canceled-late")
+    text = "to: canlate@example.com; subject: Maybe out; body: Hello; send in 1 seconds"
+    await _while_a_lost_hand_over_may_still_arrive(checking_api, checking_app, filing, wid, text, late)
+    status, body = await checking_api.call("POST", f"/api/emails/{wid}/cancel", {})
+    assert status == 200 and "may have delivered it" in body["detail"], body
+    view = await checking_api.wait_for(wid, "canceled", timeout=60)
+    assert "may still have delivered it" in view["last_reply"], view["last_reply"]
+    assert len(filing.to("canlate@example.com")) == 1, "the copy the server took, and no other"
