@@ -152,5 +152,6 @@ async def api(app_process: AppProcess) -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def slack(app_process: AppProcess, fake_slack: FakeSlack) -> AsyncIterator[Slack]:
-    async with aiohttp.ClientSession() as session:
-        yield Slack(session, app_process, fake_slack)
+    with fake_slack.nothing_refused():
+        async with aiohttp.ClientSession() as session:
+            yield Slack(session, app_process, fake_slack)

@@ -18,6 +18,7 @@ from bot.slack.card import CANCEL_ACTION, SEND_NOW_ACTION, UNDO_ACTION, fallback
 from bot.slack.home import OPEN_THREAD_ACTION, home_view, merged
 from bot.slack.modal import BODY, SEND_AT, SUBJECT, TO, Opened, edit_modal, field_errors, read_edit
 from settings import REPO_ROOT
+from tests.fakes.block_kit_limits import block_problems, view_problems
 from workflows.decisions import Policy, edit_errors
 from workflows.model import CardRef, EmailStatus, EmailView
 from workflows.sendtime import resolve
@@ -77,45 +78,38 @@ def confirming() -> EmailView:
     )
 
 
-# --- Slack's limits (docs.slack.dev/reference/block-kit) ---------------------------------------------------
-
-TEXT_LIMITS = {"section": 3000, "header": 150, "context": 3000}
+# --- Slack's limits (docs.slack.dev/reference/block-kit): tests/fakes/block_kit_limits.py ----------------
 
 
 def check_limits(blocks: list[dict[str, Any]], max_blocks: int) -> None:
-    assert 0 < len(blocks) <= max_blocks, f"{len(blocks)} blocks"
-    block_ids = [b["block_id"] for b in blocks if "block_id" in b]
-    assert len(block_ids) == len(set(block_ids)), "block ids unique"
-    for block in blocks:
-        assert len(block.get("block_id", "")) <= 255
-        kind = block["type"]
-        if "text" in block:
-            assert len(block["text"]["text"]) <= TEXT_LIMITS[kind], kind
-        for field in block.get("fields", []):
-            assert len(field["text"]) <= 2000
-        assert len(block.get("fields", [])) <= 10
-        if kind == "context":
-            assert len(block["elements"]) <= 10
-        if kind == "actions":
-            assert len(block["elements"]) <= 25
-            ids = [e["action_id"] for e in block["elements"]]
-            assert len(ids) == len(set(ids)), "action ids unique within a block"
-            for element in block["elements"]:
-                assert len(element["text"]["text"]) <= 75 and len(element.get("value", "")) <= 2000
-                assert len(element["action_id"]) <= 255 and len(element.get("url", "")) <= 3000
-        if kind == "input":
-            assert len(block["label"]["text"]) <= 2000 and len(block.get("hint", {}).get("text", "")) <= 2000
-            element = block["element"]
-            if element["type"] == "plain_text_input":
-                assert element["max_length"] <= 3000
-                assert len(element.get("initial_value", "")) <= element["max_length"]
+    problems = block_problems(blocks, max_blocks)
+    assert not problems, problems
 
 
 def check_modal(modal: dict[str, Any]) -> None:
-    check_limits(modal["blocks"], 100)
-    for key in ("title", "submit", "close"):
-        assert len(modal[key]["text"]) <= 24, key
-    assert len(modal["private_metadata"]) <= 3000 and len(modal["callback_id"]) <= 255
+    problems = view_problems(modal)
+    assert not problems, problems
+
+
+def test_the_limit_checker_names_what_slack_would_refuse() -> None:
+    """The checker the fake Slack answers `invalid_blocks` with: each limit it guards can fail."""
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "h" * 151}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 2001}]},
+        {
+            "type": "actions",
+            "elements": [{"type": "button", "action_id": "a", "text": {"type": "plain_text", "text": "b" * 76}}],
+        },
+    ]
+    assert block_problems(blocks, 50) == [
+        "must be less than 151 characters [json-pointer:/blocks/0/text/text]",
+        "must be less than 3001 characters [json-pointer:/blocks/1/text/text]",
+        "must be less than 2001 characters [json-pointer:/blocks/2/fields/0/text]",
+        "must be less than 76 characters [json-pointer:/blocks/3/elements/0/text/text]",
+    ]
+    assert block_problems([{"type": "divider"}] * 51, 50) and not block_problems([{"type": "divider"}] * 50, 50)
+    assert view_problems({"type": "modal", "title": {"type": "plain_text", "text": "t" * 25}, "blocks": blocks[1:2]})
 
 
 # --- the examples ------------------------------------------------------------------------------------------

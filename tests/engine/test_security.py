@@ -138,6 +138,14 @@ async def test_limits_refuse_with_a_message_and_lose_nothing(variant: Any, smtp_
         await api.say(wid, "to: l@example.com; subject: S; a long body please; send in 1 seconds")
         view = await api.wait_for(wid, "waiting")
         assert "the limit is 200" in view["last_reply"] and not view["will_send"]
+        # Send now checks the body too: the owner's click does not get an over-long body past the limit.
+        status, _ = await api.call("POST", f"/api/emails/{wid}/send-now", {"message_id": "too-long-now"})
+        assert status == 202
+        view = await api.wait_for(wid, "waiting")
+        reply = view["last_reply"]
+        assert reply.startswith("Sending now.") and "the limit is 200" in reply and not view["will_send"], view
+        await asyncio.sleep(3)
+        assert smtp_sink.to("l@example.com") == [], "nothing over the limit went out"
 
         first, second = unique("daily-1"), unique("daily-2")
         for wid in (first, second):
@@ -172,6 +180,16 @@ async def test_the_email_says_who_asked_for_it(slack: Slack, smtp_sink: SmtpSink
     raw = dict(mail.message.raw_items())["From"]
     assert raw.isascii() and "=?utf-8?" in raw.lower(), raw
     assert mail.mail_from == "assistant@example.org", "the envelope sender stays the account"
+
+
+async def test_a_profile_name_with_line_breaks_is_sent_on_one_line(slack: Slack, smtp_sink: SmtpSink) -> None:
+    """A Slack name is free text: a line break or tab in it once failed every send at the header check."""
+    user = f"UNL{unique('n')[-8:]}"
+    slack.fake.names[user] = "Zoë\nÜrban\t(ops)\u2028 "
+    await slack.dm(user, "to: oneline@example.com; subject: Hi; body: Hello; send in 1 seconds")
+    [mail] = await wait_for_mail(smtp_sink, "oneline@example.com")
+    [sender] = mail.message["From"].addresses
+    assert sender.display_name == "Zoë Ürban (ops) (via email-agent)"
 
 
 async def test_a_profile_address_with_a_non_latin_domain_is_sent_as_the_mail_server_takes_it(

@@ -476,6 +476,26 @@ async def test_what_the_user_typed_is_what_the_email_says(slack: Slack, smtp_sin
     assert mail.rcpt_tos == ["qa@example.com"], "the mailto token became the recipient"
 
 
+async def test_a_long_body_full_of_ampersands_shows_on_the_card_cut_whole_and_goes_out_whole(
+    slack: Slack, smtp_sink: SmtpSink
+) -> None:
+    """Escaping makes "&" five characters: a card cut before escaping passed Slack's 3,000 and every update of
+    it was refused (the fake refuses as Slack does). The card shows the start; the email carries it all."""
+    user = user_id("amps")
+    body = "Q&A <agenda> & notes. " * 130  # 2,860 characters typed; over 5,000 once escaped
+    channel, ts = await slack.dm(user, f"to: amps@example.com; subject: Q&A <notes>; body: {body.strip()}")
+    card_ts = await slack.card(channel, ts)
+    shown = await slack.wait_card(channel, card_ts, "Waiting for you")
+    [section] = [b for b in shown["blocks"] if b.get("text", {}).get("text", "").startswith(">Q&amp;A")]
+    text = section["text"]["text"]
+    assert len(text) <= 3000 and text.endswith("…") and text.startswith(">Q&amp;A &lt;agenda&gt; &amp; notes.")
+    tail = text[: -len("…")]
+    assert ";" in tail[tail.rfind("&") :], "never cut inside an entity"
+    await slack.dm(user, "send in 1 seconds", thread_ts=ts)
+    [mail] = await wait_for_mail(smtp_sink, "amps@example.com")
+    assert SmtpSink.text_of(mail) == body.strip(), "the email is whole"
+
+
 async def test_mentions_channels_and_labelled_links_reach_the_model_as_words(
     slack: Slack, api: Api, fake_openai: FakeOpenAI
 ) -> None:

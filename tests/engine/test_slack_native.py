@@ -96,12 +96,14 @@ async def slack(
     request: pytest.FixtureRequest, native_apps: dict[str, AppProcess], native_fake: FakeSlack
 ) -> AsyncIterator[SlackCards]:
     if request.param == "http":
-        async with aiohttp.ClientSession() as session:
-            yield Slack(session, native_apps["http"], native_fake)
+        with native_fake.nothing_refused():
+            async with aiohttp.ClientSession() as session:
+                yield Slack(session, native_apps["http"], native_fake)
         return
     driver = SocketSlack(native_fake)
     await driver.socket.wait_connected()
-    yield driver
+    with native_fake.nothing_refused():
+        yield driver
     assert driver.socket.errors == [], "every frame the app sent was a valid ack"
 
 

@@ -98,7 +98,8 @@ def socket_app(
 async def slack(socket_app: AppProcess, socket_fake: FakeSlack, engine_proxy: TcpProxy) -> AsyncIterator[SocketSlack]:
     driver = SocketSlack(socket_fake)
     await driver.socket.wait_connected()
-    yield driver
+    with socket_fake.nothing_refused():
+        yield driver
     engine_proxy.flow()
     assert driver.socket.errors == [], "every frame the app sent was a valid ack"
 

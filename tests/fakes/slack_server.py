@@ -2,13 +2,15 @@
 
 The app's official slack_sdk clients talk to it through SLACK_API_URL. It answers the methods the app
 uses, can answer 429 with Retry-After for the next calls of a method, and also receives `response_url`
-posts. Tests read `calls` to see exactly what the app asked Slack to do. Given a `socket_mode`, it also
+posts. Tests read `calls` to see exactly what the app asked Slack to do. Blocks past Slack's documented
+limits are answered `invalid_blocks`, as Slack does, and kept in `refused`. Given a `socket_mode`, it also
 answers apps.connections.open and serves that fake's websocket (tests/fakes/socket_mode.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -17,12 +19,14 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+from tests.fakes.block_kit_limits import MESSAGE_BLOCKS, block_problems, view_problems
 from tests.fakes.socket_mode import FakeSocketMode
 
 BOT_USER = "UBOT"
@@ -53,6 +57,7 @@ class FakeSlack:
     socket_mode: FakeSocketMode | None = None
     views: dict[str, dict[str, Any]] = field(default_factory=dict)  # view id -> the view as opened or published
     homes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user -> their Home tab, as last published
+    refused: list[tuple[Call, list[str]]] = field(default_factory=list)  # calls answered invalid_blocks, and why
     runner: web.AppRunner | None = None
     port: int = 0
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -81,6 +86,14 @@ class FakeSlack:
     async def stop(self) -> None:
         if self.runner:
             await self.runner.cleanup()
+
+    @contextlib.contextmanager
+    def nothing_refused(self) -> Iterator[None]:
+        """Fails the test if Slack would have refused blocks the app sent meanwhile (a test's fixture wraps it)."""
+        before = len(self.refused)
+        yield
+        refused = [(call.method, problems) for call, problems in self.refused[before:]]
+        assert not refused, f"Slack would have refused these blocks: {refused}"
 
     def of(self, method: str, **match: Any) -> list[Call]:
         return [c for c in self.calls if c.method == method and all(c.args.get(k) == v for k, v in match.items())]
@@ -130,7 +143,19 @@ class FakeSlack:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)}
             )
+        if problems := self._block_kit_problems(method, args):
+            self.refused.append((self.calls[-1], problems))
+            return web.json_response({"ok": False, "error": "invalid_blocks", "errors": problems})
         return web.json_response(self._answer(method, args))
+
+    @staticmethod
+    def _block_kit_problems(method: str, args: dict[str, Any]) -> list[str]:
+        """What Slack would refuse in a message's or view's blocks (its limits: tests/fakes/block_kit_limits.py)."""
+        if method in ("chat.postMessage", "chat.update", "chat.postEphemeral") and "blocks" in args:
+            return block_problems(args["blocks"], MESSAGE_BLOCKS)
+        if method in ("views.open", "views.publish", "views.update") and "view" in args:
+            return view_problems(args["view"])
+        return []
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
@@ -206,8 +231,6 @@ class FakeSlack:
         needed = "trigger_id" if method == "views.open" else "user_id"
         if not isinstance(view, dict) or not args.get(needed):
             return {"ok": False, "error": "invalid_arguments"}
-        if len(view.get("blocks", [])) > 100:
-            return {"ok": False, "error": "invalid_blocks", "errors": ["must provide at most 100 blocks"]}
         view_id = f"V{next(self._ts):09d}"
         answered = {
             "id": view_id,
