@@ -9,13 +9,14 @@ that completes before the mail server is contacted; the delivering execution the
 owner's delivery ledger before sending. Claim and send run once per hand-over in a process (its
 registry): a re-execution there waits for the first and shares its outcome. An execution that finds
 another process's claim does not send blindly: it asks the mail account (outbox, Sent folder), and if
-that cannot tell, it stops and tells the user "delivery unknown".
+that cannot tell, it stops and tells the user "delivery unknown" (that protocol: handover.py; here, the
+states and what each outcome does to the email).
 """
 
 # No `from __future__ import annotations`: the iWF SDK reads these classes' annotations at runtime.
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from iwf.command_request import CommandRequest, InternalChannelCommand, TimerCommand
 from iwf.command_results import CommandResults
@@ -70,6 +71,7 @@ from workflows.states.common import (
     received,
     take_control,
 )
+from workflows.states.handover import StillUnderWay, after_an_earlier_attempt, claim_age_seconds, hand_over
 
 _DELIVERY_KEYS = (DA_EMAIL, DA_DELIVERY, DA_SEND_ATTEMPTS, DA_TIMEZONE, DA_CARD, DA_OWNER_PROFILE, DA_MAYBE_SENT)
 
@@ -193,93 +195,8 @@ class DeliverState(WorkflowState[None]):
         execution = f"{ctx.state_execution_id}:{uuid.uuid4()}"
         key = f"{intent.message_id}#{intent.round}"
         earlier = record.maybe_sent_id
-        outcome = services.deliveries.run(key, lambda: _hand_over(services, intent, outgoing, execution, earlier))
+        outcome = services.deliveries.run(key, lambda: hand_over(services, intent, outgoing, execution, earlier))
         return _apply(record, email, intent, outcome, services)
-
-
-class StillUnderWay(TransientSendError):
-    """Another process's hand-over of this email may still be going: not a failed attempt of this one (it
-    uses no attempt of the budget), and no new round before `retry_after`, whatever the owner asks."""
-
-
-def _hand_over(
-    services: Services, intent: DeliveryIntent, outgoing: OutgoingEmail, execution: str, earlier_id: str = ""
-) -> Outcome:
-    """Claim the hand-over in the ledger, then give the email to the mail server, once per process (the
-    registry runs this): what comes back is what happened, as far as it can be known. `earlier_id` is the
-    Message-ID of a copy that may have gone out in an earlier round (an edit since gives this round a new one)."""
-    if intent.round > 1 and services.mailer.was_delivered(intent.message_id, settle=False) is True:
-        # An earlier round whose answer was lost arrived after all (a search index may lag behind). Asked
-        # before the claim: the claim's age is what others judge it by, and this look may take a while.
-        return Delivered("delivered by an earlier attempt (confirmed by the mail account)", _CONFIRMED_AFTERWARDS)
-    if earlier_id and earlier_id != intent.message_id and services.mailer.was_delivered(earlier_id, settle=False):
-        # The words changed while an earlier hand-over was still under way (or its outcome unknown), and that
-        # copy arrived: sending these words too would be a second, different email.
-        return Delivered(
-            "an earlier version was delivered (confirmed by the mail account)", earlier_message_id=earlier_id
-        )
-    asked = services.clock()
-    claim = services.ledger.claim(intent, execution, services.daily_send_limit)
-    if claim.refused:
-        return PermanentSendError(f"the daily limit of {services.daily_send_limit} emails per person is reached")
-    if not claim.first:  # another process's hand-over (this process's own would be in its registry)
-        young = services.handover_seconds - _claim_age_seconds(services, claim.earlier_at)
-        earlier = _after_an_earlier_attempt(services, intent.message_id)
-        if isinstance(earlier, AmbiguousSendError) and young > 0:
-            # Cannot be asked, and that hand-over may still be going: "Send again" waits until it must be over.
-            return AmbiguousSendError(earlier.reason, hold_seconds=young)
-        if earlier is not None:
-            return earlier
-        # Not in the account's sent mail. Once that hand-over is over (sent, or timed out) this means "not
-        # sent": the ledger agrees under its lock and re-stamps the claim as this execution's, so a later
-        # execution sees a live claim again.
-        asked = services.clock()
-        claim = services.ledger.claim(
-            intent, execution, services.daily_send_limit, take_over_after=services.handover_seconds
-        )
-        if not claim.first:
-            # It may still be under way: look again, in a new round, once it must be over (a durable timer
-            # through Schedule, where the user can still cancel). The new round looks before sending.
-            wait = services.handover_seconds - _claim_age_seconds(services, claim.earlier_at)
-            return StillUnderWay(
-                "an earlier attempt to send it was interrupted moments ago, and it is not in the account's "
-                "sent mail yet",
-                retry_after=max(1.0, wait),
-            )
-    if (services.clock() - asked).total_seconds() > services.claim_grace_seconds:
-        # Others judge a claim by its age: one answered this late may already look over to them.
-        return TransientSendError("the delivery ledger answered too late to send safely now")
-    try:
-        return Delivered(services.mailer.send(outgoing))
-    except AmbiguousSendError as lost:  # this hand-over is over, its answer lost: the account may tell
-        checked = services.mailer.was_delivered(intent.message_id)
-        if checked is None:
-            return lost
-        if checked:
-            return Delivered("confirmed by the mail account afterwards", _CONFIRMED_AFTERWARDS)
-        return TransientSendError(f"{lost.reason}, and it did not arrive")
-
-
-def _claim_age_seconds(services: Services, earlier_at: str) -> float:
-    try:
-        claimed = datetime.fromisoformat(earlier_at)
-    except ValueError:
-        return 0.0  # unknown: as young as can be
-    return (services.clock() - (claimed if claimed.tzinfo else claimed.replace(tzinfo=UTC))).total_seconds()
-
-
-_CONFIRMED_AFTERWARDS = "(The mail server's answer got lost; I checked the account's sent mail and it is there.)"
-
-
-def _after_an_earlier_attempt(services: Services, message_id_: str) -> Outcome | None:
-    """An earlier execution claimed this hand-over and its outcome is not known here: ask the mail account.
-    Found is sent; None is "not there" (which proves nothing while that execution may still be sending)."""
-    checked = services.mailer.was_delivered(message_id_)
-    if checked is True:
-        return Delivered("delivered by an earlier attempt (confirmed by the mail account)", _CONFIRMED_AFTERWARDS)
-    if checked is False:
-        return None
-    return AmbiguousSendError("an earlier attempt to send it was interrupted, and the mail server cannot be asked")
 
 
 def _apply(
@@ -397,7 +314,7 @@ class DeliveryCrashedState(WorkflowState[None]):
             claim = services.ledger.claim(intent, f"crashed:{uuid.uuid4()}", 0)
             if claim.first:
                 return _failed(record, email, PermanentSendError(reason), services)
-            age = _claim_age_seconds(services, claim.earlier_at)
+            age = claim_age_seconds(services, claim.earlier_at)
             if age < services.handover_seconds:
                 # The last attempt timed out rather than crashed, and its hand-over may still be going (iWF
                 # stops waiting for it, not the attempt): a new round, once that must be over, judges it.
@@ -406,5 +323,5 @@ class DeliveryCrashedState(WorkflowState[None]):
                     retry_after=max(1.0, services.handover_seconds - age),
                 )
             else:  # that hand-over is over, so "not there" is "not sent"
-                outcome = _after_an_earlier_attempt(services, intent.message_id) or PermanentSendError(reason)
+                outcome = after_an_earlier_attempt(services, intent.message_id) or PermanentSendError(reason)
         return _apply(record, email, intent, outcome, services)
