@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import platform
@@ -47,80 +46,18 @@ from typing import Any
 import aiohttp
 from temporalio.client import Client as TemporalClient
 
-from bench.engine_figures import cpu_seconds, engine_pids, history_counts, ledger_events
+from bench.emails import one_email, same_shard, slack_email, takes_one_call, wait_status
+from bench.engine_figures import history_counts, ledger_events
 from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary
+from bench.saturation import saturate
 from bench.variants import Variant, checkout, remove
-from bot.slack.threads import thread_email_id
 from settings import REPO_ROOT
-from tests.fakes.slack_server import TEAM
 from tests.fakes.worker_gate import WorkerGate
-from tests.harness import Api, AppProcess, Slack, free_port
+from tests.harness import Api, AppProcess, free_port
 
 RESULTS = Path(__file__).with_name("cost-results.json")
 CURRENT = "current"
-
-
-def same_shard(email_id: str, prefix: str) -> str:
-    """An email id whose shared ledger (emails without an owner: workflows/ledger.py) is `email_id`'s."""
-
-    def shard(wid: str) -> int:
-        return int(hashlib.sha256(wid.encode()).hexdigest(), 16) % 32
-
-    return next(f"{prefix}-{k}" for k in range(10_000) if shard(f"{prefix}-{k}") == shard(email_id))
-
-
-async def wait_status(api: Api, wid: str, *statuses: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, view = await api.call("GET", f"/api/emails/{wid}")
-        if status == 200 and view["status"] in statuses and not view["pending_requests"]:
-            return dict(view)
-        await asyncio.sleep(0.01)
-    raise RuntimeError(f"{wid} never reached {statuses}")
-
-
-async def one_email(api: Api, wid: str, text: str, one_call: bool = False, started: bool = False) -> None:
-    """Start then ask (two calls, as every version can), or `one_call`: the start carries the request.
-    `started`: the start was made already (not timed), only the request is sent."""
-    if one_call:
-        for attempt in range(100):
-            status, answer = await api.call("POST", f"/api/emails/{wid}", {"text": text, "message_id": "m1"})
-            if status < 500:
-                assert status in (200, 201) and answer["request"]["accepted"], answer
-                return
-            await asyncio.sleep(0.05 * (attempt + 1))
-        raise RuntimeError(f"{wid}: the start was never accepted")
-    for attempt in range(0 if started else 100):
-        status, _ = await api.call("POST", f"/api/emails/{wid}", {})
-        if status < 500:
-            break
-        await asyncio.sleep(0.05 * (attempt + 1))
-    for attempt in range(100):
-        status, answer = await api.call("POST", f"/api/emails/{wid}/messages", {"text": text, "message_id": "m1"})
-        if status < 500:
-            assert status == 202, answer
-            return
-        await asyncio.sleep(0.05 * (attempt + 1))
-    raise RuntimeError(f"{wid}: the request was never accepted")
-
-
-async def slack_email(e: Embedded, session: aiohttp.ClientSession, api: Api, user: str, text: str) -> str:
-    """A DM that starts an email with a card; returns the email's id once it is sent and its card says so."""
-    slack = Slack(session, e.app, e.fake_slack)
-    # Plain text as typed, not autolinked: the versions compared need not decode Slack's markup.
-    channel, ts = await slack.dm(user, text, encoded=True)
-    wid = thread_email_id(TEAM, channel, ts)
-    card = await slack.card(channel, ts, timeout=60)
-    await slack.wait_card(channel, card, "Sent to", timeout=60)
-    await wait_status(api, wid, "sent")
-    return wid
-
-
-async def takes_one_call(api: Api, run: str) -> bool:
-    """Whether this version's start carries a first request (older ones refuse the field with 422)."""
-    status, _ = await api.call("POST", f"/api/emails/cost-{run}-probe", {"text": "hello", "message_id": "m1"})
-    return status == 201
 
 
 async def latency(api: Api, run: str, one_call: bool, n: int = 40) -> list[float]:
@@ -187,104 +124,6 @@ async def one_call_samples(e: Embedded, api: Api, run: str) -> dict[str, Any]:
         "history_sent_one_call": await history_counts(temporal, sent),
         "request_to_scheduled_one_call": summary(await latency(api, run, one_call=True)),
     }
-
-
-async def sweep_until(api: Api, wids: list[str], statuses: tuple[str, ...], timeout: float = 900) -> int:
-    """Describe the emails not yet in `statuses` every half second (8 at a time); returns the describes made."""
-    pending, describes = set(wids), 0
-    deadline = time.monotonic() + timeout
-    limit = asyncio.Semaphore(8)
-
-    async def check(wid: str) -> None:
-        nonlocal describes
-        async with limit:
-            status, view = await api.call("GET", f"/api/emails/{wid}")
-            describes += 1
-        if status == 200 and view["status"] in statuses and not view["pending_requests"]:
-            pending.discard(wid)
-
-    while pending:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(pending)} emails never reached {statuses}")
-        await asyncio.gather(*(check(wid) for wid in sorted(pending)))
-        if pending:
-            await asyncio.sleep(0.5)
-    return describes
-
-
-async def describe_cost(e: Embedded, api: Api, wids: list[str], n: int = 400) -> dict[str, float]:
-    """CPU ms per describe of a waiting email, per process (8 at a time, as the sweeps)."""
-    pids = engine_pids(e)
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    limit = asyncio.Semaphore(8)
-
-    async def one(i: int) -> None:
-        async with limit:
-            await api.call("GET", f"/api/emails/{wids[i % len(wids)]}")
-
-    await asyncio.gather(*(one(i) for i in range(n)))
-    return {name: (cpu_seconds(pid) - before[name]) * 1000 / n for name, pid in pids.items()}
-
-
-async def saturate(
-    e: Embedded,
-    api: Api,
-    run: str,
-    n: int,
-    clients: int,
-    *,
-    sent: bool,
-    per_describe: dict[str, float] | None = None,
-    one_call: bool = False,
-) -> dict[str, Any]:
-    """n emails from `clients` concurrent clients until all are scheduled (or sent, due a second after);
-    `one_call`: each start carries its request."""
-    pids = engine_pids(e)
-    temporal = await TemporalClient.connect(e.temporal_host_port)
-    ledger_before = sum((await ledger_events(temporal)).values()) if sent else 0
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    tag = ("sent" if sent else "sat") + ("1" if one_call else "")
-    wids = [f"cost-{run}-{tag}-{i}" for i in range(n)]
-    due = "send in 1 seconds" if sent else "send in 3600 seconds"
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(i)
-
-    async def client() -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            await one_email(api, wids[i], f"to: x{i}@example.com; subject: X; body: Load; {due}", one_call)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    accepted = time.perf_counter() - t0
-    describes = await sweep_until(api, wids, ("sent",) if sent else ("scheduled",))
-    elapsed = time.perf_counter() - t0
-    if sent:
-        await asyncio.sleep(1)  # the last tasks complete after describe shows sent
-    spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-    per_email = {name: seconds * 1000 / n for name, seconds in spent.items()}
-    result: dict[str, Any] = {
-        "emails": n,
-        "clients": clients,
-        "accepted_s": round(accepted, 1),
-        "seconds": round(elapsed, 1),
-        "emails_per_s": round(n / elapsed, 1),
-        "describes_per_email": round(describes / n, 2),
-        "cpu_ms_per_email": {name: round(ms, 1) for name, ms in per_email.items()},
-        "engine_cpu_ms_per_email": round(per_email.get("temporal", 0) + per_email.get("iwf", 0), 1),
-    }
-    if per_describe is None:
-        per_describe = await describe_cost(e, api, wids)
-        result["cpu_ms_per_describe"] = {name: round(ms, 2) for name, ms in per_describe.items()}
-    net = {name: ms - describes / n * per_describe.get(name, 0) for name, ms in per_email.items()}
-    result["net_cpu_ms_per_email"] = {name: round(ms, 1) for name, ms in net.items()}
-    result["net_engine_cpu_ms_per_email"] = round(net.get("temporal", 0) + net.get("iwf", 0), 1)
-    if sent:
-        await asyncio.sleep(1)
-        ledger_after = sum((await ledger_events(temporal)).values())
-        result["ledger_events_per_email"] = round((ledger_after - ledger_before) / n, 1)
-    return result
 
 
 async def bytes_per_state_call(e: Embedded, run: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from iwf.registry import Registry
 from temporalio.client import Client as TemporalClient
 
 from bench.bare_workflow import Kind, ShapeWorkflow, bare
-from bench.cost import one_email
+from bench.emails import one_email
 from bench.engine_figures import cpu_seconds, engine_pids, history_counts, ledger_events
 from bench.harness import Embedded, embedded, write_results
 from bench.latency import summary

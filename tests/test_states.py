@@ -432,6 +432,16 @@ def test_the_daily_limit_refuses_before_sending() -> None:
     assert "daily limit of 1" in record.get_str("last_error")
 
 
+def test_the_daily_limit_counts_an_email_once_whatever_its_revisions_and_rounds() -> None:
+    ledger = MemoryLedger()
+    first, edited, other = "<aa11.r1@x>", "<aa11.r3@x>", "<bb22.r1@x>"
+    for message_id, round_ in ((first, 1), (first, 2), (edited, 1)):
+        claim = ledger.claim(DeliveryIntent(message_id=message_id, revision=0, round=round_, ledger="l"), "e", 1)
+        assert (claim.first, claim.refused, claim.emails_today) == (True, False, 1), (message_id, claim)
+    refused = ledger.claim(DeliveryIntent(message_id=other, revision=0, round=1, ledger="l"), "e", 1)
+    assert refused.refused and refused.emails_today == 1
+
+
 def test_one_owners_emails_in_any_zones_count_against_one_daily_ledger() -> None:
     """At 11:00 UTC it is the 24th at UTC-12, the 25th in UTC and the 26th at UTC+14: an owner picking a zone
     per email (an API token may) must not get three days' worth of the limit."""

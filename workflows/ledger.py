@@ -6,7 +6,8 @@ execution, so a delivery step that crashed after the mail server took the messag
 the email's own record, and its re-execution cannot tell "never tried" from "maybe delivered". A claim
 in the ledger is made by the delivering execution itself, through a locked RPC (a Temporal update:
 durable once answered), before any byte goes to the mail server. A later execution that finds an earlier
-execution's claim knows the email may already be out. The same claims count the owner's emails per day.
+execution's claim knows the email may already be out. The same claims count the owner's emails per day
+(each email once, whatever its revisions and rounds).
 """
 
 # No `from __future__ import annotations` here: the iWF SDK inspects RPC parameter annotations at runtime.
@@ -14,6 +15,7 @@ execution's claim knows the email may already be out. The same claims count the 
 import hashlib
 import json
 import random
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -106,6 +108,15 @@ def ledger_day(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y%m%d")
 
 
+_REVISION = re.compile(r"\.r\d+@")
+
+
+def email_of(message_id: str) -> str:
+    """The email a Message-ID names, whatever its revision (`<digest.rN@domain>`, workflows/record.py): the
+    daily limit counts emails, so one that failed, was edited and then went out counts once, not twice."""
+    return _REVISION.sub("@", message_id, count=1)
+
+
 class LedgerOpenState(WorkflowState[str]):
     """Keeps the ledger open (answering claims) until it expires; input: the expiry instant (ISO)."""
 
@@ -140,7 +151,7 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
         raw = persistence.get_data_attribute(DA_CLAIMS)
         claims: dict[str, dict[str, str]] = json.loads(raw) if isinstance(raw, str) and raw else {}
         key = f"{request.message_id}#{request.round}"
-        emails = {k.rpartition("#")[0] for k in claims}
+        emails = {email_of(k.rpartition("#")[0]) for k in claims}
         earlier = claims.get(key)
         if earlier is not None and earlier["execution"] != request.execution and request.take_over_after_seconds:
             age = (utcnow() - datetime.fromisoformat(earlier["at"])).total_seconds()
@@ -151,11 +162,12 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
         if earlier is not None:
             first = earlier["execution"] == request.execution
             return ClaimResult(first=first, emails_today=len(emails), earlier_at=earlier["at"]).model_dump_json()
-        if request.daily_limit and request.message_id not in emails and len(emails) >= request.daily_limit:
+        this_email = email_of(request.message_id)
+        if request.daily_limit and this_email not in emails and len(emails) >= request.daily_limit:
             return ClaimResult(first=True, refused=True, emails_today=len(emails)).model_dump_json()
         claims[key] = {"execution": request.execution, "at": utcnow().isoformat()}
         persistence.set_data_attribute(DA_CLAIMS, json.dumps(claims))
-        emails.add(request.message_id)
+        emails.add(this_email)
         return ClaimResult(first=True, emails_today=len(emails)).model_dump_json()
 
 

@@ -165,6 +165,39 @@ async def test_limits_refuse_with_a_message_and_lose_nothing(variant: Any, smtp_
         assert smtp_sink.to("d2@example.com") == [] and len(smtp_sink.to("d1@example.com")) == 1
 
 
+async def test_an_email_refused_then_edited_counts_once_against_the_daily_limit(
+    variant: Any, smtp_sink: SmtpSink
+) -> None:
+    """The mail server refuses the first version; the edited one (a new revision, a new Message-ID, a new
+    claim) is the same email, so a limit of one still lets it out, and a second email is still refused."""
+    refused = "refused-once@example.com"
+    smtp_sink.fault = lambda envelope: "554 5.7.1 not today" if refused in envelope.rcpt_tos else None
+    try:
+        async with variant(SEND_LIMIT_PER_USER_PER_DAY="1") as api:
+            wid, other = unique("limit-edit"), unique("limit-other")
+            for email_id in (wid, other):
+                status, _ = await api.call("POST", f"/api/emails/{email_id}", {"owner": "erin"})
+                assert status == 201
+            text = f"to: {refused}; subject: First; body: B; send in 1 seconds"
+            status, _ = await api.call("POST", f"/api/emails/{wid}/messages", {"text": text, "actor": "erin"})
+            assert status == 202
+            view = await api.wait_for(wid, "failed")
+            assert "not today" in view["last_error"], view
+            text = "to: kept@example.com; subject: Second try; body: B; send in 1 seconds"
+            status, _ = await api.call("POST", f"/api/emails/{wid}/messages", {"text": text, "actor": "erin"})
+            assert status == 202
+            view = await api.wait_for(wid, "sent", "failed")
+            assert view["status"] == "sent", view
+            assert [m.message["Subject"] for m in smtp_sink.to("kept@example.com")] == ["Second try"]
+            text = "to: third@example.com; subject: Another; body: B; send in 1 seconds"
+            status, _ = await api.call("POST", f"/api/emails/{other}/messages", {"text": text, "actor": "erin"})
+            assert status == 202
+            view = await api.wait_for(other, "failed")
+            assert "daily limit of 1" in view["last_error"] and smtp_sink.to("third@example.com") == []
+    finally:
+        smtp_sink.fault = None
+
+
 # --- who it is from ------------------------------------------------------------------------------------------
 
 
