@@ -20,9 +20,16 @@ endif
 .PHONY: install run stop test lint typecheck unit engine-test bench bench-quick bench-memory chaos clean examples \
 	prod-deps prod-up prod-status prod-test chaos-prod podman-deps base-image images kube-smoke kube-down bench-profiles
 
-$(VENV)/.synced: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
-	uv sync --frozen
+# uv from PATH if there is one; else installed into a private virtualenv (a system Python marked "externally
+# managed", as Debian 12's is, refuses a pip install into itself).
+UV := $(or $(shell command -v uv 2>/dev/null),.local/uv/bin/uv)
+
+.local/uv/bin/uv:
+	$(PYTHON) -m venv .local/uv || { echo "no venv module: apt-get install python3-venv, or install uv" >&2; exit 1; }
+	.local/uv/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.5"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
 	@touch $@
 
 install: $(VENV)/.synced
@@ -52,7 +59,8 @@ engine-test: install
 examples: install  # docs/*-example.json: the card, the edit modal and App Home as Block Kit JSON
 	UPDATE_EXAMPLES=1 $(VENV)/bin/pytest -q tests/test_block_kit.py
 
-clean:
+clean:  # stops what the pid files name first: deleting them would leave the servers running, owned by nobody
+	-@test -x $(VENV)/bin/python && $(VENV)/bin/python -m devstack stop
 	rm -rf $(VENV) .state .local .pytest_cache .mypy_cache .ruff_cache
 
 # The commit the engine-cost figures are compared with (issue 13: the code before the optimizations).

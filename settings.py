@@ -20,6 +20,18 @@ REPO_ROOT = Path(__file__).resolve().parent
 WORKER_SECRET_HEADER = "X-Email-Agent-Worker-Secret"  # noqa: S105 - a header name
 
 
+DEFAULT_STATE_DIR = REPO_ROOT / ".state"
+
+
+class StackPaths(BaseSettings):
+    """Only where the local stack keeps its state: what `make stop` needs, read on its own so that a stop
+    still works while another setting is invalid (a bad MAIL_FROM must not keep servers running)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    state_dir: Path = DEFAULT_STATE_DIR
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -66,7 +78,7 @@ class Settings(BaseSettings):
     embedded_engine: bool = Field(
         True, description="Start a local Temporal dev server and iWF server if they are not already running."
     )
-    state_dir: Path = Field(REPO_ROOT / ".state", description="SQLite file, logs, outbox of the embedded stack.")
+    state_dir: Path = Field(DEFAULT_STATE_DIR, description="SQLite file, logs, outbox of the embedded stack.")
     engine_local_activities: bool = Field(
         True,
         description="Run state calls as Temporal local activities (iWF optimize_activity), set per email at its "
@@ -75,13 +87,19 @@ class Settings(BaseSettings):
     iwf_server_bin: Path | None = Field(None, description="A prebuilt iwf-server binary to use instead of go install.")
 
     # --- production profile (`make prod-up`: devstack.production) -------------
-    prod_iwf_replicas: int = Field(2, ge=1, description="iWF servers behind the load balancer.")
-    prod_app_replicas: int = Field(2, ge=1, description="App replicas behind the load balancer (API and worker).")
+    # Up to 10 each: the profile gives each family ten ports from PROD_PORT_BASE (devstack/plan.py).
+    prod_iwf_replicas: int = Field(2, ge=1, le=10, description="iWF servers behind the load balancer.")
+    prod_app_replicas: int = Field(
+        2, ge=1, le=10, description="App replicas behind the load balancer (API and worker)."
+    )
     prod_history_shards: int = Field(
         4, ge=1, description="Temporal history shards: its unit of write parallelism, fixed with the database."
     )
     prod_port_base: int = Field(
-        17000, description="First of the profile's private loopback ports (PostgreSQL, Temporal's services, replicas)."
+        17000,
+        ge=1024,
+        le=32768 - 50,  # its 50 ports stay below the kernel's ephemeral range (32768 up), as the README says
+        description="First of the profile's private loopback ports (PostgreSQL, Temporal's services, replicas).",
     )
     postgres_password: SecretStr | None = Field(
         None, description="Temporal's PostgreSQL password; one is generated into STATE_DIR/postgres-password if unset."

@@ -6,16 +6,19 @@ import argparse
 import sys
 
 from devstack.processes import PidFile, stop_owned
-from settings import Settings
+from settings import StackPaths
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("command", choices=["stop", "status"])
     args = parser.parse_args(argv)
-    state_dir = Settings().state_dir
+    state_dir = StackPaths().state_dir
     if args.command == "status":
-        for name in ("app", "iwf", "temporal"):
+        # The dev stack's three, and every other part a pid file names (the production profile's replicas,
+        # HAProxy, PostgreSQL).
+        named = {path.stem for path in (state_dir / "pids").glob("*.pid")}
+        for name in sorted(named | {"app", "iwf", "temporal"}):
             process = PidFile.of(state_dir, name).process()
             print(f"{name}: {'running, pid ' + str(process.pid) if process else 'not running (no live pid file)'}")
         return 0

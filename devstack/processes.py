@@ -42,18 +42,34 @@ class PidFile:
         temp.write_text(json.dumps(record))
         temp.replace(self.path)
 
-    def process(self) -> psutil.Process | None:
-        """The live process this file names, or None (no file, process gone, or pid reused by another)."""
+    def record(self) -> tuple[int, float] | None:
+        """The pid and start time the file names, whether that process still lives or not."""
         try:
             record = json.loads(self.path.read_text())
-            process = psutil.Process(int(record["pid"]))
-            if abs(process.create_time() - float(record["create_time"])) > 0.5:
+            return int(record["pid"]), float(record["create_time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def process(self) -> psutil.Process | None:
+        """The live process this file names, or None (no file, process gone, or pid reused by another)."""
+        named = self.record()
+        if named is None:
+            return None
+        try:
+            process = psutil.Process(named[0])
+            if abs(process.create_time() - named[1]) > 0.5:
                 return None
             if process.status() == psutil.STATUS_ZOMBIE:
                 return None
             return process
-        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        except psutil.Error:
             return None
+
+    def leftovers(self) -> list[psutil.Process]:
+        """What is left of the session the file's process led, once that process is gone: iWF's wrapper
+        (devstack/iwf-quiet) dying alone leaves the server and its log filter running, holding the port."""
+        named = self.record()
+        return [] if named is None else session_leftovers(*named)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -61,9 +77,9 @@ class PidFile:
 
 def stop_process(process: psutil.Process, sig: signal.Signals, timeout: float) -> None:
     """Signal the process (its whole group if it leads one, as our servers do), wait, then SIGKILL the rest."""
-    group = [process]
+    group = [process, *_session_members(process.pid, process.create_time())]
     with contextlib.suppress(psutil.Error):
-        group += process.children(recursive=True)
+        group += [child for child in process.children(recursive=True) if child not in group]
     _signal(process.pid, sig)
     _, alive = psutil.wait_procs(group, timeout=timeout)
     if alive:
@@ -72,6 +88,43 @@ def stop_process(process: psutil.Process, sig: signal.Signals, timeout: float) -
             with contextlib.suppress(psutil.Error):
                 survivor.kill()
         psutil.wait_procs(alive, timeout=5)
+
+
+def session_leftovers(leader_pid: int, started: float) -> list[psutil.Process]:
+    """The members of the session `leader_pid` started (we start every server in a session of its own) that
+    outlived it. None while the leader lives, or if its pid now names another process (then the session
+    is not ours)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        leader = psutil.Process(leader_pid)
+        if leader.status() != psutil.STATUS_ZOMBIE:
+            return []  # alive (stopped through it), or a recycled pid: not ours to touch
+    return _session_members(leader_pid, started)
+
+
+def _session_members(leader_pid: int, started: float) -> list[psutil.Process]:
+    """Processes of the session `leader_pid` leads, other than it, started after it (a child reparented away
+    from a dead leader keeps the session, so it is found here and nowhere else)."""
+    found = []
+    for candidate in psutil.process_iter(["create_time"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            if (
+                candidate.pid != leader_pid
+                and os.getsid(candidate.pid) == leader_pid
+                and candidate.info["create_time"] >= started - 0.5
+            ):
+                found.append(candidate)
+    return found
+
+
+def stop_leftovers(leftovers: list[psutil.Process], sig: signal.Signals, timeout: float) -> None:
+    for process in leftovers:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(sig)
+    _, alive = psutil.wait_procs(leftovers, timeout=timeout)
+    for survivor in alive:
+        with contextlib.suppress(psutil.Error):
+            survivor.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
@@ -99,6 +152,7 @@ class ManagedProcess:
     user: str | None = None  # run as this user (PostgreSQL refuses to run as root)
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
     adopted: psutil.Process | None = field(default=None, init=False)
+    session: tuple[int, float] | None = field(default=None, init=False)  # its leader's pid and start time
 
     @property
     def pid(self) -> int | None:
@@ -126,7 +180,12 @@ class ManagedProcess:
             log.close()
         self.adopted = None
         self.pid_file.write(self.popen.pid)
-        self.wait_healthy(timeout)
+        self.session = self.pid_file.record()
+        try:
+            self.wait_healthy(timeout)
+        except StackError:
+            self.stop()  # never healthy: not left running behind the error (nobody would own it)
+            raise
 
     def adopt(self) -> bool:
         """Take over a server an earlier run started and did not stop (it crashed). True if there was one."""
@@ -134,7 +193,7 @@ class ManagedProcess:
         if process is None:
             self.pid_file.remove()
             return False
-        self.popen, self.adopted = None, process
+        self.popen, self.adopted, self.session = None, process, self.pid_file.record()
         return True
 
     def _exited(self) -> int | None:
@@ -167,6 +226,8 @@ class ManagedProcess:
         process = self._process()
         if process is not None:
             stop_process(process, sig, timeout)
+        elif self.session is not None:
+            stop_leftovers(session_leftovers(*self.session), sig, timeout)
         if self.popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(5)  # reap it: no zombie left behind
@@ -205,5 +266,8 @@ def stop_owned(state_dir: Path, timeout: float = 15.0) -> list[str]:
         if process is not None:
             stop_process(process, signal.SIGTERM, timeout)
             stopped.append(f"{path.stem} (pid {process.pid})")
+        elif leftovers := pid_file.leftovers():
+            stop_leftovers(leftovers, signal.SIGTERM, timeout)
+            stopped.append(f"{path.stem} (what outlived pid {pid_file.record()[0]}: {len(leftovers)} processes)")  # type: ignore[index]
         pid_file.remove()
     return stopped

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import sys
 import time
 import urllib.error
@@ -29,14 +28,6 @@ from devstack.secrets import configured_or_local
 from settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
-
-
-def _secret_file(path: Path) -> str:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 def _http_ok(url: str) -> bool:
@@ -66,15 +57,11 @@ class ProductionStack:
 
     @property
     def postgres_password(self) -> str:
-        if self.settings.postgres_password:
-            return self.settings.postgres_password.get_secret_value()
-        return _secret_file(self.plan.state_dir / "postgres-password")
+        return configured_or_local(self.settings.postgres_password, self.plan.state_dir, "postgres-password")
 
     @property
     def api_token(self) -> str:
-        if self.settings.api_token:
-            return self.settings.api_token.get_secret_value()
-        return _secret_file(self.plan.state_dir / "api-token")
+        return configured_or_local(self.settings.api_token, self.plan.state_dir, "api-token")
 
     def start(self) -> None:
         """Bring up whatever is not running; on failure, stop what this call started and re-raise."""

@@ -8,6 +8,7 @@ starts, so the same file serves the launcher and a Kubernetes ConfigMap, and no 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,8 +157,6 @@ def create_schemas(sql_tool: Path, db: Postgres) -> list[str]:
             str(db.port),
             "--user",
             SUPERUSER,
-            "--password",
-            db.password,
             "--db",
             database,
         ]
@@ -166,7 +165,15 @@ def create_schemas(sql_tool: Path, db: Postgres) -> list[str]:
             steps = [["create-database"], ["setup-schema", "--version", "0.0"], *steps]
             created.append(database)
         for step in steps:
-            result = subprocess.run([*base, *step], capture_output=True, text=True, timeout=300, check=False)
+            # The password through the tool's SQL_PASSWORD, not its argv: any local user can read a command line.
+            result = subprocess.run(
+                [*base, *step],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+                env={**os.environ, "SQL_PASSWORD": db.password},
+            )
             if result.returncode != 0:
                 raise StackError(
                     f"temporal-sql-tool {' '.join(step)} on {database} failed:\n{result.stdout}\n{result.stderr}"

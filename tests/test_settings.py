@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from devstack.processes import PidFile
 from settings import REPO_ROOT, Settings
 from workflows.mailer import sender_address
 from workflows.wiring import message_id_domain
@@ -71,3 +72,33 @@ def test_an_external_engine_without_a_worker_secret_is_refused_at_start(tmp_path
     assert "invalid setting EMBEDDED_ENGINE: with EMBEDDED_ENGINE=false, WORKER_SECRET is required" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert settings(embedded_engine=False, worker_secret="a-long-enough-secret-0123").embedded_engine is False
+
+
+def test_make_stop_works_while_another_setting_is_invalid(tmp_path: Path) -> None:
+    """A bad MAIL_FROM stops the app at start; it must not also keep `make stop` from stopping the servers."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        PidFile.of(tmp_path, "iwf").write(sleeper.pid)
+        env = {**os.environ, "MAIL_FROM": "not an address", "STATE_DIR": str(tmp_path)}
+        result = subprocess.run(
+            [sys.executable, "-m", "devstack", "stop"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"stopped: iwf (pid {sleeper.pid})" in result.stdout and sleeper.wait(5) is not None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_the_production_profile_refuses_more_replicas_than_it_has_ports_for() -> None:
+    assert settings(prod_app_replicas=10, prod_iwf_replicas=10).prod_app_replicas == 10
+    for field in ("prod_app_replicas", "prod_iwf_replicas"):
+        with pytest.raises(ValidationError, match="less than or equal to 10"):
+            settings(**{field: 11})
+    with pytest.raises(ValidationError, match="less than or equal to 32718"):
+        settings(prod_port_base=32760)
