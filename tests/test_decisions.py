@@ -266,6 +266,10 @@ def test_an_undone_email_is_not_armed_again_by_a_message_without_a_time() -> Non
     assert (held.scheduled, held.send_at, held.undo_until) == (False, None, None)
     outcome = apply_reply(reply(action="draft", subject="Better words"), held, timezone="UTC", now=now)
     assert outcome.next == "wait" and outcome.email.send_at is None and not outcome.email.scheduled
+    # Nor by one where the model repeats the earlier time while it only drafts ("make it shorter").
+    again = (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    outcome = apply_reply(reply(action="draft", body="Shorter", send_at_local=again), held, timezone="UTC", now=now)
+    assert outcome.next == "wait" and outcome.email.send_at is None and not outcome.email.scheduled
 
 
 def test_a_time_the_model_gives_at_another_offset_is_asked_about_not_sent_hours_off() -> None:

@@ -35,6 +35,7 @@ from workflows.mailer import (
     TransientSendError,
     build_message,
     mailer_from_settings,
+    on_behalf_of,
 )
 
 SENDER = "Email Agent <agent@example.org>"
@@ -169,6 +170,15 @@ def test_display_names_are_encoded_and_only_the_address_goes_in_the_envelope(
         ("José Pérez", "jose@example.com"),
         ("Doe, Jane", "jane@example.com"),
     ]
+
+
+def test_a_long_owner_name_is_shortened_and_keeps_the_via_that_says_who_sent_it() -> None:
+    name = "Ä" * 95
+    shown = on_behalf_of("{name} (via email-agent)", name)
+    assert len(shown) == 100 and shown.endswith("… (via email-agent)")
+    msg = build_message(make_email(from_name=shown), "agent@example.org", datetime.now(UTC))
+    assert msg["From"].addresses[0].display_name == shown
+    assert on_behalf_of("{name} (via email-agent)", "Zoë") == "Zoë (via email-agent)"
 
 
 def test_build_message_headers() -> None:

@@ -5,6 +5,7 @@ Slack's re-delivery or iWF's back-off."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from slack_sdk.http_retry.request import HttpRequest
@@ -45,3 +46,24 @@ def test_retry_after_reads_what_slack_sends_and_defaults_to_a_second() -> None:
     assert retry_after(answer(429, {"Retry-After": ["30"]})) == 30
     assert retry_after(answer(429, {"Retry-After": ["soon"]})) == 1
     assert retry_after(answer(429, {})) == 1
+
+
+def test_the_wait_is_the_retry_after_not_a_second_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """slack_sdk sleeps Retry-After plus up to a second: twice that, and a handler's 3 s are gone."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    monkeypatch.setattr(time, "sleep", slept.append)
+    response = answer(429, {"Retry-After": ["1"]})
+    for handler in (ShortRateLimitWaits(), ShortRateLimitWaitsInSteps()):
+        state = RetryState()
+        if isinstance(handler, ShortRateLimitWaits):
+            asyncio.run(handler.prepare_for_next_attempt_async(state=state, request=REQUEST, response=response))
+        else:
+            handler.prepare_for_next_attempt(state=state, request=REQUEST, response=response)
+        assert state.next_attempt_requested and state.current_attempt == 1
+    assert len(slept) == 2 and all(1.0 <= s <= 1.1 for s in slept), slept
+    assert ShortRateLimitWaits().max_retry_count == 1, "waited once: two waits would not fit in Slack's 3 s"

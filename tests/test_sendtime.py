@@ -28,6 +28,21 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
+def test_a_date_without_a_time_is_asked_about_not_read_as_midnight() -> None:
+    with pytest.raises(SendTimeError, match="What time on Fri 27 Nov 2026"):
+        resolve("2026-11-27", LA, utc(2026, 11, 25))
+    with pytest.raises(SendTimeError, match="What time on"):
+        resolve_proposed("2026-11-27", LA, utc(2026, 11, 25))
+    assert resolve("2026-11-27T00:00", LA, utc(2026, 11, 25)) == utc(2026, 11, 27, 8)  # midnight, said so
+
+
+def test_more_than_a_year_ahead_is_asked_about_not_given_to_the_engine() -> None:
+    """The iWF server counts a timer in Go nanoseconds: the year 2500 overflowed into a timer that fired at once."""
+    with pytest.raises(SendTimeError, match="more than a year ahead"):
+        resolve_proposed("2500-01-01T09:00:00", LA, utc(2026, 11, 25))
+    assert resolve("2027-11-25T09:00", "UTC", utc(2026, 11, 25)) == utc(2027, 11, 25, 9)
+
+
 # --- DST-correct conversion ---------------------------------------------------------
 
 
@@ -223,7 +238,7 @@ def _wall(instant: datetime, tz: ZoneInfo) -> datetime:
 @example(zone_name="Antarctica/Casey", naive=datetime(2022, 10, 2, 1, 30))  # 3-hour jump
 def test_any_zone_any_local_time_round_trips_or_moves_forward_by_the_gap(zone_name: str, naive: datetime) -> None:
     tz = ZoneInfo(zone_name)
-    instant = resolve(naive.isoformat(), zone_name, FAR_PAST)
+    instant = resolve(naive.isoformat(), zone_name, FAR_PAST, ahead=None)
 
     assert instant.tzinfo is not None and instant.utcoffset() == timedelta(0)
 
@@ -276,7 +291,7 @@ def test_any_datetime_anywhere_resolves_or_asks_never_crashes(zone_name: str, na
 )
 def test_explicit_offset_is_honoured_whatever_the_zone(naive: datetime, offset_minutes: int, zone_name: str) -> None:
     aware = naive.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
-    assert resolve(aware.isoformat(), zone_name, FAR_PAST) == aware.astimezone(UTC)
+    assert resolve(aware.isoformat(), zone_name, FAR_PAST, ahead=None) == aware.astimezone(UTC)
 
 
 @settings(max_examples=300, deadline=None)

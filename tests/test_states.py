@@ -409,12 +409,14 @@ def test_a_definite_transient_failure_backs_off_through_schedule() -> None:
     mailer = RecordingMailer(fail_with=TransientSendError("451 try later"))
     svc = services(mailer)
     attributes = scheduled()
+    Record(attributes).email = Record(attributes).email.model_copy(update={"undo_until": NOW})  # sent after Undo's 10 s
     _ready_to_deliver(attributes, svc)
     decision = DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     record = Record(attributes)
     assert next_state(decision) == "ScheduleState"
     assert record.status == EmailStatus.SCHEDULED and record.email.scheduled
     assert record.email.send_at == NOW + timedelta(seconds=2)
+    assert record.email.undo_until is None, "no 'Sending in 0 s - Undo' through the back-off"
     # The next hand-over is a new round: it is claimed afresh, so it is sent.
     _ready_to_deliver(attributes, svc)
     assert Record(attributes).delivery.round == 2  # type: ignore[union-attr]
@@ -496,18 +498,37 @@ def test_a_delivery_whose_last_attempt_timed_out_moments_ago_is_judged_once_it_m
     assert record.delivery is not None and record.delivery.not_before is not None
     wait = (record.delivery.not_before - datetime.now(UTC)).total_seconds()
     assert 60 < wait <= 71, wait
+    # That copy may still arrive: a cancel meanwhile must not say "not sent", and the wait costs no attempt.
+    assert record.maybe_sent and record.send_attempts == 0
+    ScheduleState(svc).execute(CTX, None, results((CH_CANCEL, "{}"), timer=False), attributes, None)  # type: ignore[arg-type]
+    assert Record(attributes).get_str("last_reply") == MAYBE_SENT_CANCELED
 
 
 def test_a_model_failure_leaves_a_scheduled_email_scheduled_at_its_time() -> None:
     attributes = scheduled(status=EmailStatus.PROCESSING.value)
+    later = NOW + timedelta(hours=1)
+    Record(attributes).email = Record(attributes).email.model_copy(update={"send_at": later})
     Record(attributes).add_turn(Turn(role="user", text="what time does it go out?"))
-    svc = services(RecordingMailer(), agent=FailingAgent())
+    svc = services(RecordingMailer(), agent=FailingAgent(), clock=lambda: NOW, undo_seconds=10)
     decision = ComposeState(svc).execute(CTX, None, results(timer=False), attributes, None)  # type: ignore[arg-type]
     record = Record(attributes)
     assert next_state(decision) == "ScheduleState"
     assert record.status == EmailStatus.SCHEDULED
-    assert record.email.send_at == NOW and record.email.scheduled
+    assert record.email.send_at == later and record.email.scheduled
     assert "still goes out" in record.get_str("last_reply")
+
+
+def test_a_model_failure_on_words_that_came_as_the_email_was_due_holds_it() -> None:
+    """Taken up as the timer fired ("change the recipient to carol"), then the model failed: sending at once
+    with the old recipient would drop the change nobody could read."""
+    attributes = scheduled(status=EmailStatus.PROCESSING.value)
+    Record(attributes).add_turn(Turn(role="user", text="stop, change the recipient to carol@example.com"))
+    svc = services(RecordingMailer(), agent=FailingAgent(), clock=lambda: NOW + timedelta(seconds=1), undo_seconds=10)
+    decision = ComposeState(svc).execute(CTX, None, results(timer=False), attributes, None)  # type: ignore[arg-type]
+    record = Record(attributes)
+    assert next_state(decision) == "AgentState" and record.status == EmailStatus.WAITING
+    assert not record.email.scheduled and record.email.send_at is None
+    assert "put it on hold" in record.get_str("last_reply")
 
 
 def test_a_model_failure_on_an_unscheduled_email_waits() -> None:

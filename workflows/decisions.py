@@ -102,7 +102,9 @@ def apply_reply(
         send_at = now + timedelta(minutes=reply.send_in_minutes)
     elif reply.send_at_local and _same_wall_time(reply.send_at_local, email.send_at, timezone):
         pass  # the time it was given, echoed back: the instant stays (the second 1:30 of a DST change too)
-    elif reply.send_at_local:
+    elif reply.send_at_local and reply.action == "schedule":
+        # Only with "schedule", as for send_in_minutes: a model that repeats an earlier time while drafting
+        # ("make it shorter" after Undo) would otherwise arm an email the owner put on hold.
         try:
             send_at = resolve_proposed(reply.send_at_local, timezone, now)
         except SendTimeError as error:

@@ -34,6 +34,7 @@ from workflows.record import (
     CH_USER_INPUT,
     DA_CANCEL_REQUESTED,
     DA_CARD,
+    DA_CLOSED,
     DA_CONFIRMED,
     DA_CONVERSATION,
     DA_DELIVERY,
@@ -118,6 +119,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
             PersistenceField.data_attribute_def(DA_SEND_ATTEMPTS, int),
             PersistenceField.data_attribute_def(DA_PENDING, int),
             PersistenceField.data_attribute_def(DA_CANCEL_REQUESTED, int),
+            PersistenceField.data_attribute_def(DA_CLOSED, int),
             PersistenceField.search_attribute_def(SA_OWNER, SearchAttributeValueType.KEYWORD),
             PersistenceField.search_attribute_def(SA_STATUS, SearchAttributeValueType.KEYWORD),
             PersistenceField.search_attribute_def(SA_SEND_AT, SearchAttributeValueType.DATETIME),
@@ -219,4 +221,6 @@ def _refusal(record: Record, actor: str | None) -> tuple[Refusal, str]:
         return "too_late", "it is being sent right now; it is too late to change or cancel it"
     if status.is_final:
         return "finished", f"this email is already {status.value}"
+    if record.closed:  # its last card update may still be under way: nothing would read a request now
+        return "finished", f"this email is closed ({status.value}); start a new one"
     return "", ""

@@ -229,3 +229,13 @@ class EmailView(BaseModel):
     sent_message_id: str
     conversation: list[Turn]
     card: CardRef | None = Field(None, description="Where the user sees the email (a chat thread), if anywhere.")
+    closed: bool = Field(
+        False,
+        description="Ended without a final status (delivery unknown, closed after the idle time): nothing can "
+        "change it any more, whatever the status says.",
+    )
+
+    @property
+    def over(self) -> bool:
+        """Nothing more can happen to it: sent, canceled, or closed."""
+        return self.status.is_final or self.closed

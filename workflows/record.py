@@ -31,6 +31,7 @@ DA_CONFIRMED = "confirmed_recipients"  # JSON list: addresses the owner confirme
 DA_CANCEL_REQUESTED = "cancel_requested"  # set by the cancel RPC under the inbox lock, beside its channel message
 DA_CARD = "card"  # JSON CardRef: where the user sees this email (a Slack thread), if anywhere
 DA_PENDING = "pending"  # requests accepted but not yet taken up by a state; under the same lock as the inbox
+DA_CLOSED = "closed"  # 1 once the email ended without a final status (idle, delivery unknown): nothing changes it now
 DA_MAYBE_SENT = "maybe_sent"  # Message-ID of a hand-over whose outcome is unknown: it may have gone out, for good
 
 # Everything describe and the card read (build_view).
@@ -47,6 +48,7 @@ VIEW_KEYS = (
     DA_SEND_ATTEMPTS,
     DA_SENT_MESSAGE_ID,
     DA_CARD,
+    DA_CLOSED,
 )
 
 # Search attributes (registered in Temporal by the launcher: devstack/temporal.py), so an owner's emails can
@@ -185,6 +187,16 @@ class Record:
         return bool(self._int(DA_CANCEL_REQUESTED))
 
     @property
+    def closed(self) -> bool:
+        """Ended while its status is not final ("delivery unknown", closed after the idle time): the workflow
+        may still be finishing its card, but nothing can change the email any more."""
+        return bool(self._int(DA_CLOSED))
+
+    @property
+    def over(self) -> bool:
+        return self.status.is_final or self.closed
+
+    @property
     def delivery(self) -> DeliveryIntent | None:
         raw = self._str(DA_DELIVERY)
         return DeliveryIntent.model_validate_json(raw) if raw else None
@@ -290,7 +302,7 @@ def plan(status: EmailStatus, email: EmailDraft, when: str | None) -> tuple[bool
 def build_view(record: Record) -> EmailView:
     email = record.email
     status = record.status
-    pending = 0 if status.is_final else record.pending
+    pending = 0 if record.over else record.pending
     if pending and status in (
         EmailStatus.WAITING,
         EmailStatus.SCHEDULED,
@@ -300,6 +312,8 @@ def build_view(record: Record) -> EmailView:
         status = EmailStatus.PROCESSING
     when = format_local(email.send_at, record.timezone) if email.send_at else None
     will_send, plan_text = plan(record.status, email, when)
+    if record.closed and not record.status.is_final:
+        will_send, plan_text = False, "Closed: whether it went out is unknown. Start a new email to send it again."
     return EmailView(
         status=status,
         to=email.to,
@@ -323,6 +337,7 @@ def build_view(record: Record) -> EmailView:
         sent_message_id=record.get_str(DA_SENT_MESSAGE_ID),
         conversation=record.conversation,
         card=record.card,
+        closed=record.closed,
     )
 
 

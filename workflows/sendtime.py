@@ -7,12 +7,15 @@ can be tested, never by the model.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # "send it now" reaches us after the model has thought for a while; a time this
 # close behind us is taken to mean "now", anything older is a mistake to ask about.
 NOW_GRACE = timedelta(minutes=2)
+# How far ahead an email may be scheduled (as far as "in N minutes" may say). The iWF server counts a timer's
+# duration in Go nanoseconds, which overflow after 292 years and would fire at once: never pass it that.
+MAX_AHEAD = timedelta(days=366)
 
 
 class SendTimeError(ValueError):
@@ -34,7 +37,9 @@ def is_valid_timezone(name: str) -> bool:
     return True
 
 
-def resolve(local_text: str, timezone: str, now: datetime, grace: timedelta = NOW_GRACE) -> datetime:
+def resolve(
+    local_text: str, timezone: str, now: datetime, grace: timedelta = NOW_GRACE, ahead: timedelta | None = MAX_AHEAD
+) -> datetime:
     """The UTC instant for a local wall-clock time such as '2026-11-26T09:00'.
 
     Ambiguous times (the repeated hour when clocks go back) mean the first
@@ -46,6 +51,8 @@ def resolve(local_text: str, timezone: str, now: datetime, grace: timedelta = NO
         parsed = datetime.fromisoformat(local_text.strip())
     except ValueError as error:
         raise SendTimeError(f"I could not read '{local_text}' as a date and time. When should I send it?") from error
+    if _date_only(local_text):  # "Friday" read as midnight would go out at 00:00 without a word
+        raise SendTimeError(f"What time on {parsed:%a %d %b %Y} should I send it?")
     # fold=0 (PEP 495) is exactly the rule above: the first of two repeated
     # times, and for a skipped time the pre-transition offset, which lands
     # after the gap.
@@ -57,7 +64,18 @@ def resolve(local_text: str, timezone: str, now: datetime, grace: timedelta = NO
     if instant < now - grace:
         shown = format_local(instant, timezone)
         raise SendTimeError(f"{shown} is in the past. When should I send it?")
+    if ahead is not None and instant > now + ahead:
+        shown = format_local(instant, timezone)
+        raise SendTimeError(f"{shown} is more than a year ahead, further than I schedule. When should I send it?")
     return max(instant, now)
+
+
+def _date_only(text: str) -> bool:
+    try:
+        date.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def resolve_proposed(local_text: str, timezone: str, now: datetime) -> datetime:

@@ -36,12 +36,13 @@ class AckBudget:
             return
         log.info("answered Slack before the engine took the %s; the hand-off goes on", what)
 
-    async def within(self, task: asyncio.Task[Any], what: str) -> bool:
-        """Waits for `task` at most the budget; True if it ended (its outcome is then the caller's). Either way
-        it is kept running to its end, and a failure after the budget is logged."""
+    async def within(self, task: asyncio.Task[Any], what: str, spent: float = 0.0) -> bool:
+        """Waits for `task` at most the budget, less the `spent` seconds the handler already took (a describe
+        before it); True if it ended (its outcome is then the caller's). Either way it is kept running to its
+        end, and a failure after the budget is logged."""
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-        done, _ = await asyncio.wait({task}, timeout=self.seconds)
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, self.seconds - spent))
         if task in done:
             return True
         task.add_done_callback(lambda ended: self._log_failure(ended, what))

@@ -28,7 +28,7 @@ from bot.slack.card import (
     REMOVE_RECIPIENT_ACTION,
 )
 from bot.slack.command import ScheduleCommand
-from bot.slack.controls import UNREACHABLE, OwnerControls, Replies
+from bot.slack.controls import NOT_YOURS, UNREACHABLE, OwnerControls, Replies
 from bot.slack.home import DESCRIBE_SECONDS, HomeRefresher
 from bot.slack.markup import escape
 from bot.slack.notes import NO_PROFILE, ThreadNotes, Where, too_long
@@ -85,6 +85,12 @@ def files_not_attached(names: list[str]) -> str:
     return f"I used the words of your message. The {what} not added to the email: emails go out without attachments."
 
 
+SHARED_NOT_READ = (
+    "I used the words you wrote. The message you shared or forwarded with them is out of my reach: paste the "
+    "part I should use into a message of your own."
+)
+
+
 def _own_plain_message(root: dict[str, Any] | None, user: str | None) -> bool:
     """A thread's root that is the user's own message (not the bot's, not a thread the bot opened for an email)."""
     return (
@@ -134,6 +140,7 @@ class SlackBot:
         where = Where(channel, str(event.get("thread_ts") or ts), answering=str(ts), retry=retry)
         text = await self._users.plain(event.get("text"))
         files = [str(f.get("name") or f.get("title") or "a file") for f in event.get("files") or []]
+        shared = any(a.get("is_share") for a in event.get("attachments") or [] if isinstance(a, dict))
         if not text:  # a file alone, or a shared or forwarded message (its content in attachments)
             await self._notes.say(where, FILES_ONLY if files else NO_WORDS)
             return
@@ -147,8 +154,11 @@ class SlackBot:
                 result = await self._start(team, where, user_request, assistant=False)
             else:  # a reply, in a DM thread, a thread the bot opened, or an assistant chat
                 result = await self._reply(team, where, user_request, event)
-            if files and result and result.accepted and not result.duplicate:  # once, not on Slack's retries
-                await self._notes.say(where, files_not_attached(files))
+            if result and result.accepted and not result.duplicate:  # once, not on Slack's retries
+                if files:
+                    await self._notes.say(where, files_not_attached(files))
+                if shared:  # "reply to this for me" with a forwarded message: only the comment was read
+                    await self._notes.say(where, SHARED_NOT_READ)
 
         # No early answer here (unlike clicks, bot.slack.ack_budget): an update in flight is dropped if this
         # process dies before the engine took it (tests/engine/test_slack_ack.py), and only a Slack that got
@@ -237,14 +247,30 @@ class SlackBot:
 
         try:  # answered once taken, as a message is (see on_message)
             await self._threads.run(team, where.channel, thread_ts, lambda e: self._engine.save_draft(e, draft))
-        except (EmailNotFound, EmailClosed):
-            return  # an edit in an untracked or finished thread changes nothing
+        except EmailClosed:
+            return  # a finished email: an edit of its words changes nothing
+        except EmailNotFound:
+            if thread_ts == str(message.get("ts")):
+                # A message of theirs that started nothing (too long, a file alone, Slack out of reach), now
+                # corrected: taken as the message it is now, with that message's id, as if sent so.
+                await self._edited_into_a_message(team, where, message, text, user)
+            return  # an edit of a reply in a thread without an email changes nothing
         except (EngineBusy, EngineUnavailable, RootUnavailable):
             if retry < LAST_SLACK_RETRY:
                 raise  # Slack delivers the edit again
             await self._notes.say(where, EDIT_NOT_SAVED)
 
-    # --- slash command -------------------------------------------------------------
+    async def _edited_into_a_message(
+        self, team: str, where: Where, message: dict[str, Any], text: str, user: str
+    ) -> None:
+        request = UserRequest(text=text, message_id=f"{where.channel}:{message['ts']}", actor=user)
+        started = Where(where.channel, where.thread_ts, answering=str(message["ts"]), retry=where.retry)
+        try:
+            await self._start(team, started, request, assistant=False)
+        except (ProfileUnavailable, RootUnavailable, EngineBusy, EngineUnavailable) as error:
+            if where.retry < LAST_SLACK_RETRY:
+                raise
+            await self._notes.say(started, _not_taken_note(error))
 
     # --- buttons --------------------------------------------------------------------
 
@@ -295,17 +321,17 @@ class SlackBot:
             await self._replies.tell(body, UNREACHABLE)
             return
         if view.owner and view.owner != user:
-            await self._replies.tell(body, "Only the person who started this email can change it.")
+            await self._replies.tell(body, NOT_YOURS)
             return
         if not view.draft:
             await self._replies.tell(body, "There is no edit to use any more.")
             return
-        channel = body["channel"]["id"]
         thread_ts = str(body["message"].get("thread_ts") or body["message"]["ts"])
         text = f"I edited my request, use this instead: {view.draft}"
         if len(text) > MAX_REQUEST_CHARS:  # a draft at the limit: its own words, without the preamble
             text = view.draft
-        digest = hashlib.sha256(view.draft.encode()).hexdigest()[:16]
+        # The email's version too: the same words used again after a later change are a new request.
+        digest = hashlib.sha256(f"{view.version}:{view.draft}".encode()).hexdigest()[:16]
         request = UserRequest(text=text, message_id=f"edit:{thread_ts}:{digest}", actor=user)
         try:  # to the email the button names (a thread's id would need the right team: Grid, Slack Connect)
             result = await self._engine.request(email_id, request)
@@ -315,8 +341,8 @@ class SlackBot:
         except (EngineBusy, EngineUnavailable):
             await self._replies.tell(body, UNREACHABLE)
             return
-        if not result.accepted:
-            await self._notes.say(Where(channel, thread_ts), f"I can't take that now: {result.detail}.")
+        if not result.accepted:  # a click's answer, like every other button's: to the clicker alone
+            await self._replies.tell(body, f"I can't take that now: {result.detail}.")
 
     # --- assistant threads (AI app surface) --------------------------------------------
 
@@ -346,7 +372,8 @@ def build_slack_app(
     """The Bolt app and its App Home refresher. `policy`: the recipient and size rules the edit modal checks
     (the workflow checks them again)."""
     client = AsyncWebClient(token=bot_token, base_url=api_url)
-    client.retry_handlers.append(ShortRateLimitWaits(max_retry_count=2))  # short Retry-Afters only: 3 s to answer
+    # Short Retry-Afters only, waited once: a handler has 3 s to answer.
+    client.retry_handlers.append(ShortRateLimitWaits(max_retry_count=1))
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "socket-mode-only",

@@ -60,7 +60,7 @@ def scheduled_summary(emails: Sequence[tuple[str, EmailView]], busy: int = 0) ->
     """The answer to 'What have I scheduled?': the emails going out, soonest first, in the user's zone, and how
     many were too busy to say (in the middle of a step, the model writing perhaps)."""
     going = sorted(
-        (v for _, v in emails if v.will_send and not v.status.is_final),
+        (v for _, v in emails if v.will_send and not v.over),
         key=lambda v: v.send_at.timestamp() if v.send_at else 0.0,
     )
     emails_word = "email that" if busy == 1 else "emails that"

@@ -88,7 +88,7 @@ def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[
                 "elements": [{"type": "mrkdwn", "text": f":warning: {fit(escape(view.last_error), 500)}"}],
             }
         )
-    if view.draft and not view.status.is_final:
+    if view.draft and not view.over:
         blocks.append(
             {
                 "type": "section",
@@ -99,7 +99,7 @@ def render(email_id: str, view: EmailView, now: datetime | None = None) -> list[
                 },
             }
         )
-    if view.unconfirmed and not view.status.is_final:
+    if view.unconfirmed and not view.over:
         blocks.extend(_recipient_blocks(email_id, view.unconfirmed))
     actions = _actions(email_id, view)
     if actions:
@@ -222,7 +222,7 @@ def _recipient_blocks(email_id: str, addresses: list[str]) -> list[dict[str, Any
 
 
 def _actions(email_id: str, view: EmailView) -> list[dict[str, Any]]:
-    if view.status.is_final or view.status == EmailStatus.SENDING:
+    if view.over or view.status == EmailStatus.SENDING:
         return []
     elements: list[dict[str, Any]] = []
     if view.undo_until is not None:

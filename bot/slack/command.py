@@ -114,9 +114,11 @@ class ScheduleCommand:
             view = await asyncio.wait_for(self._engine.describe(email_id), COMMAND_DESCRIBE_SECONDS)
         except (EmailNotFound, EmailClosed, EngineBusy, EngineUnavailable, TimeoutError):
             return COMMAND_REPEATED
-        if view.status.is_final:
+        if view.over:
+            # Its thread takes nothing more (the email is finished): only new words make a new email.
             return (
                 f"You sent me these same words a few minutes ago, and that email is already {view.status.value}, "
-                "so I did not start another. To send it again, say so in its thread in our DM, or change the words."
+                "so I did not start another (the same words within ten minutes are taken as the same command). "
+                "To send it again, change the words a little, or send them to me as a new message in our DM."
             )
         return COMMAND_REPEATED

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -69,6 +70,8 @@ class Replies:
             return "This email is finished; nothing changed."
         except (EngineBusy, EngineUnavailable):
             return UNREACHABLE
+        if view.closed and not view.status.is_final:
+            return "This email is closed (whether it went out is unknown); nothing changed. Start a new one to send it."
         return f"This email is already {view.status.value}; nothing changed."
 
     async def control(self, body: dict[str, Any], email_id: str, control: Control) -> None:
@@ -146,7 +149,7 @@ class OwnerControls:
         if view.owner and view.owner != user:
             await self._replies.tell(body, NOT_YOURS)
             return
-        if view.status.is_final or view.status == EmailStatus.SENDING:
+        if view.over or view.status == EmailStatus.SENDING:
             await self._replies.tell(body, f"This email is already {view.status.value}; it can't be edited.")
             return
         try:
@@ -158,7 +161,7 @@ class OwnerControls:
     async def on_edit_submitted(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         """Field errors are answered in the modal (response_action errors, within Slack's 3 s); a valid edit
         goes to the workflow as one control, and the modal closes once the workflow has taken it."""
-        user = body["user"]["id"]
+        user, began = body["user"]["id"], time.monotonic()
         try:
             opened = Opened.load(str(view.get("private_metadata") or ""))
         except (ValueError, KeyError):
@@ -204,7 +207,7 @@ class OwnerControls:
             return problem
 
         applying = asyncio.ensure_future(apply())
-        if not await self._budget.within(applying, "edit"):
+        if not await self._budget.within(applying, "edit", spent=time.monotonic() - began):
             closed = True
             await ack()  # Slack's 3 s: the modal closes; the card shows the edit once the workflow takes it
             return

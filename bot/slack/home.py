@@ -65,7 +65,7 @@ def _line(view: EmailView, now: datetime) -> str:
 def _email_blocks(email_id: str, view: EmailView, link: str | None, now: datetime) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": _line(view, now)}}]
     elements: list[dict[str, Any]] = []
-    if not view.status.is_final and view.status != EmailStatus.SENDING:
+    if not view.over and view.status != EmailStatus.SENDING:
         if view.undo_until is not None:
             elements.append(button(UNDO_ACTION, "Undo", email_id, "primary"))
         if can_send_now(view):
@@ -120,11 +120,11 @@ def home_view(
     few finished. `now` counts the seconds left of an undo window."""
     links, now = links or {}, now or utcnow()
     going = sorted(
-        ((i, v) for i, v in emails if v.will_send and not v.status.is_final),
+        ((i, v) for i, v in emails if v.will_send and not v.over),
         key=lambda item: item[1].send_at or now,
     )
-    waiting = [(i, v) for i, v in emails if not v.will_send and not v.status.is_final]
-    recent = [(i, v) for i, v in emails if v.status.is_final]
+    waiting = [(i, v) for i, v in emails if not v.will_send and not v.over]
+    recent = [(i, v) for i, v in emails if v.over]
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "Your emails"}}]
     if notice:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f":warning: {escape(notice)}"}]})

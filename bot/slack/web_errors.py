@@ -4,6 +4,9 @@ asyncio's own errors after its retries."""
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from typing import Any
 
 import aiohttp
@@ -27,12 +30,20 @@ class ShortRateLimitWaits(AsyncRateLimitErrorRetryHandler):
     the event again (more calls while rate-limited) or show the user a time-out although the work goes on.
     Longer limits fail at once: a message is then delivered again later, a command says so."""
 
-    def __init__(self, max_retry_count: int = 2, max_wait_seconds: float = 1.0):
+    def __init__(self, max_retry_count: int = 1, max_wait_seconds: float = 1.0):
         super().__init__(max_retry_count=max_retry_count)
         self.max_wait_seconds = max_wait_seconds
 
     async def _can_retry_async(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
         return response is not None and response.status_code == 429 and retry_after(response) <= self.max_wait_seconds
+
+    async def prepare_for_next_attempt_async(
+        self, *, state: Any, request: Any, response: Any = None, error: Any = None
+    ) -> None:
+        # Retry-After itself, not slack_sdk's Retry-After + up to a second: the wait is what the budget allows.
+        state.next_attempt_requested = True
+        await asyncio.sleep(waited(response))
+        state.increment_current_attempt()
 
 
 class ShortRateLimitWaitsInSteps(RateLimitErrorRetryHandler):
@@ -47,6 +58,16 @@ class ShortRateLimitWaitsInSteps(RateLimitErrorRetryHandler):
 
     def _can_retry(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
         return response is not None and response.status_code == 429 and retry_after(response) <= self.max_wait_seconds
+
+    def prepare_for_next_attempt(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> None:
+        state.next_attempt_requested = True
+        time.sleep(waited(response))
+        state.increment_current_attempt()
+
+
+def waited(response: Any) -> float:
+    """How long to wait before the retry of a 429: its Retry-After and a little jitter (not a whole second)."""
+    return retry_after(response) + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
 
 
 def retry_after(response: Any) -> float:

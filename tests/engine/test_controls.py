@@ -8,12 +8,15 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 
-from tests.harness import Api, AppProcess, SmtpSink, unique, variant_of, wait_for_mail
+from bot.slack.threads import thread_email_id
+from tests.fakes.slack_server import TEAM, FakeSlack
+from tests.harness import Api, AppProcess, Slack, SmtpSink, unique, variant_of, wait_for_mail
 
 pytestmark = pytest.mark.engine
 
@@ -130,6 +133,56 @@ async def test_an_idle_draft_closes_and_says_so(app_process: AppProcess, tmp_pat
             assert status == 409 and body["error"]["code"] == "closed"
     finally:
         app.stop()
+
+
+async def test_requests_to_an_email_closing_while_its_card_is_held_are_refused_not_lost(
+    app_process: AppProcess, fake_slack: FakeSlack, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    """An idle "delivery unknown" email closes, but Slack rate-limits its card's last update, so the workflow
+    stays open for minutes in that step. A message or a click then must be refused ("closed"), not accepted
+    into a channel nothing reads any more; and the card must offer no buttons that can do nothing."""
+    app = variant_of(app_process, tmp_path, DRAFT_TTL_DAYS="0.00004")  # about 3 seconds
+    await asyncio.to_thread(app.start)
+    user = f"UCLOSE{unique('c')[-8:]}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            api, slack = Api(session, app.base_url), Slack(session, app, fake_slack)
+            smtp_sink.drop_after_data = True
+            try:
+                channel, ts = await slack.dm(user, "to: cl@example.com; subject: Maybe; body: Out; send in 1 seconds")
+                wid = thread_email_id(TEAM, channel, ts)
+                await api.wait_for(wid, "unconfirmed", timeout=30)
+            finally:
+                smtp_sink.drop_after_data = False
+            card = await slack.card(channel, ts)
+            await slack.wait_card(channel, card, "Delivery unknown")
+            fake_slack.retry_after, fake_slack.rate_limit_next[f"chat.update:{card}"] = 30, 10_000
+            try:
+                view = await until_view(api, wid, lambda v: v["closed"], "the email closed")
+                assert view["status"] == "unconfirmed" and not view["will_send"] and view["plan"].startswith("Closed")
+                status, body = await api.call(
+                    "POST", f"/api/emails/{wid}/messages", {"text": "send it again", "actor": user}
+                )
+                assert status == 409 and body["error"]["code"] == "finished", body
+                status, body = await api.call("POST", f"/api/emails/{wid}/cancel", {"actor": user})
+                assert status == 409 and body["error"]["code"] == "finished", body
+                assert (await api.describe(wid))["pending_requests"] == 0
+            finally:
+                fake_slack.retry_after, fake_slack.rate_limit_next[f"chat.update:{card}"] = 1, 0
+            last = await slack.wait_card(channel, card, "without activity")
+            assert not [b for b in last["blocks"] if b["type"] == "actions"], "no buttons on a closed email"
+    finally:
+        app.stop()
+
+
+async def until_view(api: Api, wid: str, check: Any, what: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = await api.describe(wid)
+        if check(view):
+            return view
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"never: {what}")
 
 
 async def test_an_owner_lists_their_emails(api: Api) -> None:

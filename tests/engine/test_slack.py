@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.slack.app import FILES_ONLY, NO_WORDS
+from bot.slack.app import FILES_ONLY, NO_WORDS, SHARED_NOT_READ
 from bot.slack.card import APPLY_EDIT_ACTION
 from bot.slack.command import COMMAND_REPEAT_SECONDS, COMMAND_REPEATED
 from bot.slack.notes import NO_PROFILE
@@ -34,6 +34,7 @@ from tests.fakes.slack_server import (
     sign,
 )
 from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, Slack, SmtpSink, wait_for_mail
+from workflows.model import MAX_REQUEST_CHARS
 
 pytestmark = pytest.mark.engine
 
@@ -562,6 +563,44 @@ async def test_a_forwarded_message_without_words_of_its_own_gets_an_answer(slack
     assert note.args["text"] == NO_WORDS
     status, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, channel, ts)}")
     assert status == 404
+
+
+async def test_a_forwarded_message_with_a_comment_is_taken_for_the_comment_and_the_user_is_told(
+    slack: Slack, api: Api, fake_openai: FakeOpenAI
+) -> None:
+    """ "Reply to this for me" above a forwarded message: the comment is the request; the forwarded words are
+    not read (they are in `attachments`), and the user is told so rather than getting an email without them."""
+    user = user_id("fwdc")
+    channel, ts = f"D{user}", slack.fake.new_ts()
+    comment = "note: reply to this for me"
+    event = message_event(user, ts, comment)
+    event["attachments"] = [{"is_share": True, "text": "Lunch on Friday?", "fallback": "other: Lunch on Friday?"}]
+    slack.fake.keep(channel, event)
+    status, _ = await slack.post(event_body(event, f"Ev{ts.replace('.', '')}"), "application/json")
+    assert status == 200
+    view = await api.wait_for(thread_email_id(TEAM, channel, ts), "waiting")
+    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == [comment]
+    notes = [c.args["text"] for c in slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)]
+    assert notes.count(SHARED_NOT_READ) == 1, notes
+
+
+async def test_a_message_that_started_nothing_starts_the_email_once_the_user_edits_it(
+    slack: Slack, api: Api, smtp_sink: SmtpSink
+) -> None:
+    """Too long, the user was told; they edit it shorter (Slack sends message_changed): that is their
+    message now, and it starts the email, instead of the edit vanishing without a word."""
+    user = user_id("edfix")
+    channel, ts = await slack.dm(user, "x" * (MAX_REQUEST_CHARS + 1))
+    [note] = slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)
+    assert "characters long" in note.args["text"]
+    shorter = "to: edfix@example.com; subject: Fixed; body: Shorter now; send in 1 seconds"
+    edited = edited_event(user, channel, ts, shorter, "x" * (MAX_REQUEST_CHARS + 1), slack.fake.new_ts())
+    status, _ = await slack.post(event_body(edited, f"Ev{time.time_ns()}"), "application/json")
+    assert status == 200
+    [mail] = await wait_for_mail(smtp_sink, "edfix@example.com")
+    assert mail.message["Subject"] == "Fixed"
+    view = await api.describe(thread_email_id(TEAM, channel, ts))
+    assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == [shorter]
 
 
 async def test_a_thread_reply_also_sent_to_the_conversation_is_taken(slack: Slack) -> None:

@@ -18,7 +18,7 @@ from workflows.mailer.errors import (
     SendError,
     TransientSendError,
 )
-from workflows.mailer.message import OutgoingEmail, build_message, parse_sender
+from workflows.mailer.message import OutgoingEmail, build_message, on_behalf_of, parse_sender
 from workflows.mailer.outbox import OutboxMailer
 from workflows.mailer.sent_folder import DEFAULT_IMAP_PORTS, GMAIL_IMAP_HOST, ImapSentFolder
 from workflows.mailer.smtp import DEFAULT_FROM_ADDRESS, DEFAULT_PORTS, SmtpMailer
@@ -41,6 +41,7 @@ __all__ = [
     "TransientSendError",
     "build_message",
     "mailer_from_settings",
+    "on_behalf_of",
     "parse_sender",
     "sender_address",
     "sent_folder_from_settings",

@@ -83,11 +83,23 @@ def _check_subject(subject: str) -> str:
     return subject
 
 
+DISPLAY_NAME_LIMIT = 100
+
+
+def on_behalf_of(name_format: str, name: str) -> str:
+    """The From display name for `name` ("Alice (via email-agent)"), the name shortened rather than the
+    format cut: a long name must not lose the "(via ...)" that says the assistant sent it."""
+    room = max(1, DISPLAY_NAME_LIMIT - len(name_format.format(name="")))
+    if len(name) > room:
+        name = name[: room - 1].rstrip() + "…"
+    return name_format.format(name=name)
+
+
 def _check_display_name(name: str) -> str:
     """One line of visible text: the header code quotes and RFC 2047-encodes it as needed."""
     if any(char in _LINE_BREAKS or unicodedata.category(char) in ("Cc", "Cs") for char in name):
         raise InvalidEmailError("the sender's display name contains a line break or a control character")
-    return " ".join(name.split())[:100]
+    return " ".join(name.split())[:DISPLAY_NAME_LIMIT]
 
 
 def _parse_address(value: str, role: str) -> Address:

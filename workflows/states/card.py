@@ -88,6 +88,6 @@ class NotifyGaveUpState(WorkflowState[str]):
         # An input is the end the card was to show (`finish`): it ends now, card or not. That includes ends
         # whose status is not final ("delivery unknown" closed after the idle time), which would otherwise
         # stay open for good, taking requests nobody reads.
-        if input or Record(persistence).status.is_final:
+        if input or Record(persistence).over:
             return StateDecision.graceful_complete_workflow(input or "finished")
         return StateDecision.dead_end

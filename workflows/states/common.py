@@ -29,6 +29,7 @@ from workflows.record import (
     CH_USER_INPUT,
     DA_CANCEL_REQUESTED,
     DA_CARD,
+    DA_CLOSED,
     DA_CONFIRMED,
     DA_CONVERSATION,
     DA_DELIVERY,
@@ -68,8 +69,8 @@ MAYBE_SENT_CANCELED = (
     "Canceled: no copy will be sent from now on. An earlier attempt may still have delivered it: I could not "
     "tell, so check with the recipient."
 )
-LOCKED_INBOX = load(DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, lock=INBOX_KEYS)
-LOCKED_CANCEL = load(DA_STATUS, DA_OWNER, DA_SEND_ATTEMPTS, DA_MAYBE_SENT, lock=INBOX_KEYS)  # says if it may be out
+LOCKED_INBOX = load(DA_STATUS, DA_OWNER, DA_CLOSED, lock=INBOX_KEYS)
+LOCKED_CANCEL = load(DA_STATUS, DA_OWNER, DA_CLOSED, DA_MAYBE_SENT, lock=INBOX_KEYS)  # says if it may be out
 # What taking up a request, or ending the email, touches: the conversation gets the request, the card is
 # refreshed alongside, and a cancel clears what is pending.
 TAKE_UP_KEYS = [

@@ -7,6 +7,8 @@ Compose (the model) -> Agent (needs the user) | Schedule | CancelByRequest
 
 # No `from __future__ import annotations`: the iWF SDK reads these classes' annotations at runtime.
 
+from datetime import timedelta
+
 from iwf.command_request import BaseCommand, CommandRequest, InternalChannelCommand, TimerCommand
 from iwf.command_results import CommandResults
 from iwf.communication import Communication
@@ -25,6 +27,7 @@ from workflows.record import (
     CH_CONTROL,
     CH_USER_INPUT,
     DA_CARD,
+    DA_CLOSED,
     DA_CONFIRMED,
     DA_CONVERSATION,
     DA_DELIVERY,
@@ -128,6 +131,7 @@ class AgentState(WorkflowState[None]):
         if record.pending:  # accepted as the idle timer fired: it is in its channel, take it up
             return go(record, AgentState)
         idle = _duration(self._services.draft_ttl_seconds)
+        record.set(DA_CLOSED, 1)  # from now on every request is refused, even while the card's last update runs
         if record.status == EmailStatus.UNCONFIRMED or record.maybe_sent:  # never "nothing was sent" then
             record.status = EmailStatus.UNCONFIRMED
             record.tell(
@@ -154,11 +158,24 @@ def _not_understood(record: Record, services: Services, reason: str) -> StateDec
     The request stays in the conversation, so the next message (or "try again") replays it.
     """
     email = record.email
-    if email.scheduled and email.send_at is not None:
+    due_soon = services.clock() + timedelta(seconds=services.undo_seconds)
+    if email.scheduled and email.send_at is not None and email.send_at > due_soon:
         when = format_local(email.send_at, record.timezone)
         record.tell(f"Sorry, {reason}. Nothing was changed: the email still goes out {when}.", reason)
         record.status = EmailStatus.SCHEDULED
         return go(record, sending.ScheduleState)
+    if email.scheduled and email.send_at is not None:
+        # Due now (the message came as the timer fired) or within the undo window: going out without the words
+        # nobody could read would drop a last-moment change, so it waits for the owner instead.
+        when = format_local(email.send_at, record.timezone)
+        record.email = email.model_copy(update={"scheduled": False, "send_at": None, "undo_until": None})
+        record.tell(
+            f"Sorry, {reason}. Your message came as the email was due ({when}), so I put it on hold rather than "
+            "send it without your change: send your message again, or tell me when to send it as it is.",
+            reason,
+        )
+        record.status = EmailStatus.WAITING
+        return go(record, AgentState)
     record.tell(f"Sorry, {reason}. Nothing was changed; your message is kept, send it again or rephrase.", reason)
     record.status = record.at_rest()
     return go(record, AgentState)

@@ -37,6 +37,7 @@ from workflows.mailer import (
     PermanentSendError,
     SendError,
     TransientSendError,
+    on_behalf_of,
 )
 from workflows.model import DeliveryIntent, EmailDraft, EmailStatus
 from workflows.record import (
@@ -189,7 +190,7 @@ class DeliverState(WorkflowState[None]):
             to=email.to,
             subject=email.subject,
             body=email.body,
-            from_name=services.from_name_format.format(name=profile.name) if profile.name else None,
+            from_name=on_behalf_of(services.from_name_format, profile.name) if profile.name else None,
             reply_to=profile.email,
         )
         execution = f"{ctx.state_execution_id}:{uuid.uuid4()}"
@@ -275,7 +276,8 @@ def _failed(record: Record, email: EmailDraft, error: SendError, services: Servi
     delay = min(services.send_backoff_seconds * 2 ** max(0, attempts - 1), services.send_backoff_max_seconds)
     delay = max(delay, hold)
     retry_at = services.clock() + timedelta(seconds=delay)
-    record.email = email.model_copy(update={"send_at": retry_at, "scheduled": True})
+    # The undo window, if any, is over: the card must not count down "Sending in 0 s" through the back-off.
+    record.email = email.model_copy(update={"send_at": retry_at, "scheduled": True, "undo_until": None})
     counted = "" if under_way else f" (attempt {attempts + 1} of {services.send_max_attempts})"
     record.tell(
         f"Sending failed ({error.reason}); retrying at {format_local(retry_at, record.timezone)}{counted}.",
@@ -318,7 +320,9 @@ class DeliveryCrashedState(WorkflowState[None]):
             if age < services.handover_seconds:
                 # The last attempt timed out rather than crashed, and its hand-over may still be going (iWF
                 # stops waiting for it, not the attempt): a new round, once that must be over, judges it.
-                outcome = TransientSendError(
+                # As StillUnderWay: that copy may arrive, so a cancel meanwhile cannot promise "not sent", and the
+                # wait uses no attempt of the budget.
+                outcome = StillUnderWay(
                     "the last attempt to send it timed out and may still be under way",
                     retry_after=max(1.0, services.handover_seconds - age),
                 )
