@@ -204,6 +204,15 @@ class Settings(BaseSettings):
         except ValueError as error:
             raise ValueError(f"{error}; expected agent@example.com or Name <agent@example.com>") from None
 
+    @field_validator("api_token")
+    @classmethod
+    def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # The admin credential, and the key that signs per-user tokens: a "change-me" left in a Secret must
+        # stop the app, not open it to anyone who guesses it.
+        if value is not None and not re.fullmatch(r"\S{16,}", value.get_secret_value()):
+            raise ValueError("must be at least 16 characters, without spaces (it signs the per-user tokens too)")
+        return value
+
     @field_validator("worker_secret")
     @classmethod
     def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:

@@ -93,6 +93,7 @@ def _postgres_container(port: int, listen: str) -> Obj:
         ],
         "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
         "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 10, "failureThreshold": 6},
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
     }
 
@@ -121,6 +122,7 @@ def _temporal_pod_spec(ports: temporal_server.Ports, db_host: str, db_port: int,
                 "env": env,
                 "volumeMounts": [{"name": "config", "mountPath": "/etc/temporal"}],
                 "readinessProbe": {"tcpSocket": {"port": ports.frontend}, "periodSeconds": 5},
+                "livenessProbe": {"tcpSocket": {"port": ports.frontend}, "periodSeconds": 10, "failureThreshold": 6},
                 "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
             }
         ],
@@ -158,6 +160,8 @@ def _app_container(env: dict[str, str], port: int) -> Obj:
             _secret_env("OPENAI_API_KEY", "openai-api-key", optional=True),
             _secret_env("SLACK_BOT_TOKEN", "slack-bot-token", optional=True),
             _secret_env("SLACK_SIGNING_SECRET", "slack-signing-secret", optional=True),
+            _secret_env("SLACK_APP_TOKEN", "slack-app-token", optional=True),  # Socket Mode
+            _secret_env("GOOGLE_EMAIL_APP_PASSWORD", "google-email-app-password", optional=True),
             _secret_env("SMTP_PASSWORD", "smtp-password", optional=True),
             _secret_env("IMAP_PASSWORD", "imap-password", optional=True),
         ],
@@ -188,13 +192,43 @@ def _deployment(name: str, component: str, replicas: int, spec: Obj) -> Obj:
     }
 
 
-def _service(name: str, component: str, port: int) -> Obj:
+def _from(*components: str) -> list[Obj]:
+    return [{"podSelector": {"matchLabels": {"component": c}}} for c in components]
+
+
+def _ingress_policy(name: str, component: str, ingress: list[Obj]) -> Obj:
+    """Only `ingress` reaches the component's pods (a pod any policy selects refuses everything else)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(name, component),
+        "spec": {
+            "podSelector": {"matchLabels": {"component": component}},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    }
+
+
+def _service(name: str, component: str, port: int, headless: bool = False) -> Obj:
+    spec: Obj = {"selector": {"component": component}, "ports": [{"port": port, "targetPort": port}]}
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(name, component),
-        "spec": {"selector": {"component": component}, "ports": [{"port": port, "targetPort": port}]},
+        "spec": {"clusterIP": "None", **spec} if headless else spec,
     }
+
+
+def _hardened(objects: list[Obj]) -> list[Obj]:
+    """Every container without privilege escalation or Linux capabilities (each image runs as its own
+    non-root user and listens above 1024). Kubernetes only: podman kube play runs the same containers as is."""
+    for obj in objects:
+        spec = obj.get("spec", {})
+        pod = spec.get("template", {}).get("spec", {}) if "template" in spec else {}
+        for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+            container["securityContext"] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return objects
 
 
 def kubernetes(iwf_replicas: int = 2, app_replicas: int = 2) -> list[Obj]:
@@ -234,7 +268,9 @@ def kubernetes(iwf_replicas: int = 2, app_replicas: int = 2) -> list[Obj]:
         "spec": {
             "backoffLimit": 20,
             "template": {
-                "spec": {"restartPolicy": "OnFailure", "containers": [_setup_container(f"temporal:{ports.frontend}")]}
+                # Labelled: Temporal's NetworkPolicy admits it by this label.
+                "metadata": {"labels": {"component": "setup", "app.kubernetes.io/part-of": "email-agent"}},
+                "spec": {"restartPolicy": "OnFailure", "containers": [_setup_container(f"temporal:{ports.frontend}")]},
             },
         },
     }
@@ -247,46 +283,49 @@ def kubernetes(iwf_replicas: int = 2, app_replicas: int = 2) -> list[Obj]:
         "WORKER_URL": "http://email-agent-worker:8802",  # the Service: any replica serves any email
         "IWF_SERVER_URL": "http://iwf:8801",
     }
-    worker_policy = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta("email-agent-worker", "app"),
-        "spec": {
-            "podSelector": {"matchLabels": {"component": "app"}},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {"ports": [{"port": 3000}]},
-                {"from": [{"podSelector": {"matchLabels": {"component": "iwf"}}}], "ports": [{"port": 8802}]},
-            ],
-        },
-    }
-    return [
-        secret,
-        _temporal_config(ports),
-        _config_map(
-            "iwf-config",
-            {
-                "config.yaml": iwf.config_text(
-                    api_port=8801,
-                    temporal_host_port=f"temporal:{ports.frontend}",
-                    namespace=NAMESPACE,
-                    log_level="error",
-                    worker_secret=iwf.WORKER_SECRET_PLACEHOLDER,
-                )
-            },
-        ),
-        postgres,
-        _service("postgres", "postgres", 5432),
-        _deployment("temporal", "temporal", 1, _temporal_pod_spec(ports, "postgres", 5432, "0.0.0.0", init=True)),
-        _service("temporal", "temporal", ports.frontend),
-        setup_job,
-        _deployment("iwf", "iwf", iwf_replicas, {"containers": [iwf_container], "volumes": [iwf_volume]}),
-        _service("iwf", "iwf", 8801),
-        _deployment("email-agent", "app", app_replicas, {"containers": [_app_container(app_env, 3000)]}),
-        _service("email-agent", "app", 3000),
-        _service("email-agent-worker", "app", 8802),
-        worker_policy,
+    worker_policy = _ingress_policy(
+        "email-agent-worker",
+        "app",
+        [{"ports": [{"port": 3000}]}, {"from": _from("iwf"), "ports": [{"port": 8802}]}],
+    )
+    # The engine is reachable only by the part that uses it: the iWF API and Temporal have no authentication
+    # of their own, and whoever reached them could start, signal or end any email past the API's checks.
+    engine_policies = [
+        _ingress_policy("iwf", "iwf", [{"from": _from("app"), "ports": [{"port": 8801}]}]),
+        # Temporal's own services talk to each other on its pod's address (membership, history, matching).
+        _ingress_policy("temporal", "temporal", [{"from": _from("iwf", "setup", "temporal")}]),
+        _ingress_policy("postgres", "postgres", [{"from": _from("temporal"), "ports": [{"port": 5432}]}]),
     ]
+    return _hardened(
+        [
+            secret,
+            _temporal_config(ports),
+            _config_map(
+                "iwf-config",
+                {
+                    "config.yaml": iwf.config_text(
+                        api_port=8801,
+                        temporal_host_port=f"temporal:{ports.frontend}",
+                        namespace=NAMESPACE,
+                        log_level="error",
+                        worker_secret=iwf.WORKER_SECRET_PLACEHOLDER,
+                    )
+                },
+            ),
+            postgres,
+            _service("postgres", "postgres", 5432, headless=True),  # the StatefulSet's governing Service
+            _deployment("temporal", "temporal", 1, _temporal_pod_spec(ports, "postgres", 5432, "0.0.0.0", init=True)),
+            _service("temporal", "temporal", ports.frontend),
+            setup_job,
+            _deployment("iwf", "iwf", iwf_replicas, {"containers": [iwf_container], "volumes": [iwf_volume]}),
+            _service("iwf", "iwf", 8801),
+            _deployment("email-agent", "app", app_replicas, {"containers": [_app_container(app_env, 3000)]}),
+            _service("email-agent", "app", 3000),
+            _service("email-agent-worker", "app", 8802),
+            worker_policy,
+            *engine_policies,
+        ]
+    )
 
 
 # --- podman kube play ----------------------------------------------------------------------------------

@@ -56,3 +56,32 @@ def test_the_iwf_servers_memory_is_bounded_by_their_sticky_cache() -> None:
     iwf_build = dockerfile.split("AS iwf-build", 1)[1].split("FROM ", 1)[0]
     assert "COPY deploy/iwf-server" in iwf_build and "go build" in iwf_build
     assert "IWF_STICKY_CACHE_SIZE=2000" in dockerfile.split("AS iwf\n", 1)[1].split("FROM ", 1)[0]
+
+
+def test_the_engine_is_reachable_only_by_the_part_that_uses_it() -> None:
+    """The iWF API and Temporal have no authentication of their own: any pod reaching them could start, signal
+    or end an email past the API's checks. Each engine component admits only its clients, by label."""
+    objects = _by_kind_and_name()
+    allowed = {}
+    for (kind, _), obj in objects.items():
+        if kind == "NetworkPolicy":
+            component = obj["spec"]["podSelector"]["matchLabels"]["component"]
+            allowed[component] = {
+                peer["podSelector"]["matchLabels"]["component"]
+                for rule in obj["spec"]["ingress"]
+                for peer in rule.get("from", [])
+            }
+    assert allowed == {
+        "app": {"iwf"},
+        "iwf": {"app"},
+        "temporal": {"iwf", "setup", "temporal"},
+        "postgres": {"temporal"},
+    }
+    job = objects[("Job", "temporal-setup")]["spec"]["template"]["metadata"]["labels"]
+    assert job["component"] == "setup", "the setup Job must carry the label Temporal's policy admits"
+    for (kind, name), obj in objects.items():
+        if kind in ("Deployment", "StatefulSet"):
+            pod = obj["spec"]["template"]["spec"]
+            for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                assert container["securityContext"]["allowPrivilegeEscalation"] is False, (name, container["name"])
+    assert objects[("Service", "postgres")]["spec"]["clusterIP"] == "None"

@@ -102,3 +102,10 @@ def test_the_production_profile_refuses_more_replicas_than_it_has_ports_for() ->
             settings(**{field: 11})
     with pytest.raises(ValidationError, match="less than or equal to 32718"):
         settings(prod_port_base=32760)
+
+
+def test_a_weak_api_token_stops_the_app() -> None:
+    """The admin credential and the key of the per-user tokens: a Secret's "change-me" must not open the API."""
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        settings(api_token="change-me")
+    assert settings(api_token="a-strong-enough-token").api_token is not None
