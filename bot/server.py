@@ -159,7 +159,7 @@ class RunningApp:
                 bolt_request = await to_bolt_request(request)
             except (ValueError, RecursionError, AttributeError, TypeError):  # not JSON, or not an object ("[]")
                 return web.json_response({"error": "the body is not the JSON Slack sends"}, status=400)
-            if valid and not replays.claim(signature):
+            if not replays.claim(signature):
                 log.warning("refused a replayed Slack request")
                 return web.json_response({"error": "replayed request"}, status=401)
             try:
@@ -167,7 +167,7 @@ class RunningApp:
             except (AttributeError, TypeError, KeyError):  # JSON, but not an object of Slack's shape ("[]")
                 replays.forget(signature)
                 return web.json_response({"error": "the body is not the JSON Slack sends"}, status=400)
-            if valid and response.status >= 500:
+            if response.status >= 500:
                 replays.forget(signature)
             return await to_aiohttp_response(response)
 

@@ -66,10 +66,6 @@ class EmailDraft(BaseModel):
         "older view is checked against, so it cannot silently put back what changed since.",
     )
 
-    @property
-    def is_complete(self) -> bool:
-        return bool(self.to and self.subject and self.body)
-
 
 class DeliveryIntent(BaseModel):
     """One hand-over of the email to the mail server, decided (under the inbox lock) before it happens.

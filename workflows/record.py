@@ -55,7 +55,9 @@ VIEW_KEYS = (
 # be listed (App Home) without reading every workflow.
 SA_OWNER = "EmailOwner"  # Keyword
 SA_STATUS = "EmailStatus"  # Keyword
-SA_SEND_AT = "EmailSendAt"  # Datetime: when a scheduled email goes out
+# Datetime: the last time the email was scheduled for. Not cleared when it is held, fails or is canceled (an
+# upsert cannot unset it): read it with EmailStatus = 'scheduled', which is kept current.
+SA_SEND_AT = "EmailSendAt"
 
 CH_USER_INPUT = "user_input"  # JSON UserRequest or Control: the owner's words and decisions, one queue, in order
 CH_CONTROL = "control"  # JSON Control, as queued by versions before one queue: still listened to

@@ -313,8 +313,8 @@ class SlackBot:
     async def _apply_edit(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         user, email_id = body["user"]["id"], str(action["value"])
         try:
-            view = await self._engine.describe(email_id)
-        except (EmailClosed, EmailNotFound):
+            view = await self._engine.describe(email_id)  # an ended email is described from its record
+        except EmailNotFound:
             await self._replies.tell(body, await self._replies.finished(email_id))
             return
         except (EngineBusy, EngineUnavailable):

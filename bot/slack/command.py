@@ -13,7 +13,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
+from bot.engine import EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
 from bot.slack.markup import escape
 from bot.slack.notes import NO_PROFILE, too_long
 from bot.slack.threads import command_email_id, command_key
@@ -99,8 +99,6 @@ class ScheduleCommand:
             view = await asyncio.wait_for(self._engine.describe(email_id), COMMAND_DESCRIBE_SECONDS)
         except EmailNotFound:
             return False
-        except EmailClosed:
-            return True  # finished; its first words' time is not known: a repeat so close is the same command
         except TimeoutError:
             # Not known: the engine is out of reach (the start will say so) or that email is busy. Going on
             # with this window's start loses nothing; at worst a repeat across a ten-minute mark, typed while
@@ -112,7 +110,7 @@ class ScheduleCommand:
         """The truthful answer to the same words again: under way, or already sent or canceled."""
         try:
             view = await asyncio.wait_for(self._engine.describe(email_id), COMMAND_DESCRIBE_SECONDS)
-        except (EmailNotFound, EmailClosed, EngineBusy, EngineUnavailable, TimeoutError):
+        except (EmailNotFound, EngineBusy, EngineUnavailable, TimeoutError):
             return COMMAND_REPEATED
         if view.over:
             # Its thread takes nothing more (the email is finished): only new words make a new email.

@@ -29,6 +29,7 @@ from workflows.model import Control, ControlKind, EmailStatus, utcnow
 log = logging.getLogger(__name__)
 
 UNREACHABLE = "I could not reach the email service just now, so nothing changed. Please try again in a moment."
+GONE = "I can't find this email any more."
 NOT_YOURS = "Only the person who started this email can change it."
 BUSY_EDITING = "I am working on this email right now (answering your last message). Click Edit again in a few seconds."
 BUSY_SAVING = "I am working on this email right now (answering your last message). Press Save again in a few seconds."
@@ -65,9 +66,7 @@ class Replies:
         try:
             view = await self._engine.describe(email_id)
         except EmailNotFound:
-            return "I can't find this email any more."
-        except EmailClosed:
-            return "This email is finished; nothing changed."
+            return GONE
         except (EngineBusy, EngineUnavailable):
             return UNREACHABLE
         if view.closed and not view.status.is_final:
@@ -172,7 +171,10 @@ class OwnerControls:
         if opened.keep_body or opened.keep_to:  # fields the modal could not hold: as they are (base_version
             try:  # refuses the edit if they changed since; a describe waits on a busy email, Slack does not)
                 current = await asyncio.wait_for(self._engine.describe(opened.email_id), EDIT_DESCRIBE_SECONDS)
-            except (EmailNotFound, EngineBusy, EngineUnavailable):
+            except EmailNotFound:
+                await ack(response_action="errors", errors={first_field(opened): GONE})
+                return
+            except (EngineBusy, EngineUnavailable):
                 await ack(response_action="errors", errors={first_field(opened): UNREACHABLE})
                 return
             except TimeoutError:

@@ -50,10 +50,6 @@ class UserCache:
     ttl_seconds: int
     _entries: dict[str, tuple[Profile, float]] = field(default_factory=dict)
 
-    async def zone_of(self, user: str) -> str:
-        profile = await self._profile(user)
-        return profile.zone if profile else "UTC"
-
     async def plain(self, text: object) -> str:
         """Slack's text as the user typed it, mentions by name (a few users.info calls, cached)."""
         encoded = str(text or "")
