@@ -210,7 +210,8 @@ class Record:
     def wait_for_earlier_hand_over(self) -> bool:
         """A scheduled time before the end of an earlier hand-over that may still be under way (see
         `DeliveryIntent.not_before`) moves to that end, so that the card, describe and the listing show when
-        the email really goes out; the user is told why. Needs DA_DELIVERY loaded; True if it moved."""
+        the email really goes out; the user is told why. Needs DA_DELIVERY loaded, and is called after the
+        step's `tell` (`go` does), whose words it extends: the last reply need not be loaded. True if it moved."""
         email, intent = self.email, self.delivery
         if not email.scheduled or email.send_at is None or intent is None or intent.not_before is None:
             return False

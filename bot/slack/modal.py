@@ -98,30 +98,14 @@ def edit_modal(email_id: str, view: EmailView) -> dict[str, Any]:
         )
     if view.unconfirmed:
         waiting = listed(view.unconfirmed, 1500)
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": f"Waiting for your confirmation, not in To: {waiting}. Add it to confirm it.",
-                    }
-                ],
-            }
-        )
+        blocks.append(_note(f"Waiting for your confirmation, not in To: {waiting}. Add it to confirm it."))
     blocks.append(_text_input(SUBJECT, "Subject", view.subject, SUBJECT_LIMIT))
     if keep_body:
         blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": f"The body ({len(view.body)} characters) is longer than a Slack field holds: it is "
-                        "kept as it is. Ask me in the thread to change it.",
-                    }
-                ],
-            }
+            _note(
+                f"The body ({len(view.body)} characters) is longer than a Slack field holds: it is kept as it is. "
+                "Ask me in the thread to change it."
+            )
         )
     else:
         blocks.append(_text_input(BODY, "Body", view.body, INPUT_LIMIT, multiline=True))

@@ -25,6 +25,7 @@ from workflows.model import Control, EmailDraft, EmailEdit, EmailStatus, Turn, U
 from workflows.notifier import CardNotifier
 from workflows.recipients import addresses_in
 from workflows.record import (
+    CH_CANCEL,
     CH_CONTROL,
     CH_USER_INPUT,
     DA_CANCEL_REQUESTED,
@@ -168,6 +169,27 @@ def policy(record: Record, services: Services) -> Policy:
         max_body_chars=services.max_body_chars,
         undo_seconds=services.undo_seconds,
     )
+
+
+def take_up(
+    record: Record, command_results: CommandResults, communication: Communication, services: Services
+) -> StateDecision | None:
+    """What a waiting state (Agent, Schedule) does first when its wait ends, under the inbox lock: a cancel,
+    else the next queued words or decision, else a request accepted as the wait ended (still in its channel,
+    answered before anything else). None: nothing came, the wait's own timer ended it."""
+    from workflows.states import conversation
+
+    if received(command_results, CH_CANCEL) is not None or record.cancel_requested:
+        return cancel(record)
+    taken = next_input(command_results, communication)
+    if taken is not None and is_control(taken):
+        return take_control(record, taken, services)
+    if taken is not None:
+        accept_request(record, taken)
+        return go(record, conversation.ComposeState)
+    if record.pending:
+        return go(record, conversation.AgentState)
+    return None
 
 
 def take_control(record: Record, raw: str, services: Services) -> StateDecision:

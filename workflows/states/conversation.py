@@ -45,17 +45,13 @@ from workflows.states.common import (
     INBOX_KEYS,
     TAKE_UP_KEYS,
     Services,
-    accept_request,
     cancel,
     finish,
     fresh_attempts,
     go,
-    is_control,
     load,
-    next_input,
     policy,
-    received,
-    take_control,
+    take_up,
 )
 
 
@@ -120,16 +116,8 @@ class AgentState(WorkflowState[None]):
         communication: Communication,
     ) -> StateDecision:
         record = Record(persistence)
-        if received(command_results, CH_CANCEL) is not None or record.cancel_requested:
-            return cancel(record)
-        taken = next_input(command_results, communication)
-        if taken is not None and is_control(taken):
-            return take_control(record, taken, self._services)
-        if taken is not None:
-            accept_request(record, taken)
-            return go(record, ComposeState)
-        if record.pending:  # accepted as the idle timer fired: it is in its channel, take it up
-            return go(record, AgentState)
+        if (decided := take_up(record, command_results, communication, self._services)) is not None:
+            return decided  # a request accepted as the idle timer fired included
         idle = _duration(self._services.draft_ttl_seconds)
         record.set(DA_CLOSED, 1)  # from now on every request is refused, even while the card's last update runs
         if record.status == EmailStatus.UNCONFIRMED or record.maybe_sent:  # never "nothing was sent" then

@@ -62,15 +62,10 @@ from workflows.states.common import (
     INBOX_KEYS,
     TAKE_UP_KEYS,
     Services,
-    accept_request,
-    cancel,
     finish,
     go,
-    is_control,
     load,
-    next_input,
-    received,
-    take_control,
+    take_up,
 )
 from workflows.states.handover import StillUnderWay, after_an_earlier_attempt, claim_age_seconds, hand_over
 
@@ -117,17 +112,9 @@ class ScheduleState(WorkflowState[None]):
         communication: Communication,
     ) -> StateDecision:
         record = Record(persistence)
-        if received(command_results, CH_CANCEL) is not None or record.cancel_requested:
-            return cancel(record)
-        taken = next_input(command_results, communication)
-        if taken is not None and is_control(taken):
-            return take_control(record, taken, self._services)
-        if taken is not None:
-            accept_request(record, taken)
-            return go(record, conversation.ComposeState)
-        if record.pending:
-            # Accepted while the timer fired, still in its channel: answered before anything goes out.
-            return go(record, conversation.AgentState)
+        # A request accepted while the timer fired is answered before anything goes out.
+        if (decided := take_up(record, command_results, communication, self._services)) is not None:
+            return decided
         email = record.email
         previous = record.delivery
         if previous is not None and previous.revision == email.revision:
