@@ -392,7 +392,7 @@ class SlackCards:
             posts = [
                 c
                 for c in self.fake.of("chat.postMessage", channel=channel, thread_ts=thread_ts)
-                if c.args.get("blocks")
+                if c.args.get("blocks") and c.ok  # a post Slack took: one answered 429 posted nothing
             ]
             if posts:
                 assert len(posts) == 1, "one card per thread"
@@ -406,7 +406,8 @@ class SlackCards:
         return self.fake.answered_ts[index]
 
     def card_states(self, channel: str, card_ts: str) -> list[Call]:
-        return self.fake.of("chat.update", channel=channel, ts=card_ts)
+        """The card's updates Slack took: one answered 429 (or refused) never showed."""
+        return [c for c in self.fake.of("chat.update", channel=channel, ts=card_ts) if c.ok]
 
     # Transport-specific: a DM, an event, and an interactive payload (whose answer, if any, is returned).
     async def dm(self, user: str, text: str, *, thread_ts: str | None = None) -> tuple[str, str]:

@@ -8,7 +8,6 @@ from typing import Any
 
 from bot.slack.card import (
     APPLY_EDIT_ACTION,
-    BODY_LIMIT,
     CANCEL_ACTION,
     EDIT_ACTION,
     SEND_NOW_ACTION,
@@ -91,6 +90,7 @@ def test_model_and_user_text_cannot_mention_or_link() -> None:
     text = json.dumps(render("wf-1", view(body="<!channel> <@U999> <https://evil|click>", last_reply="<!here>")))
     assert "<!channel>" not in text and "<@U999>" not in text and "<!here>" not in text
     assert "&lt;!channel&gt;" in text
+    assert "<https://evil" not in text and "&lt;https://evil|click&gt;" in text, "a link shows as text"
 
 
 def test_long_bodies_are_trimmed_within_block_limits() -> None:
@@ -98,4 +98,3 @@ def test_long_bodies_are_trimmed_within_block_limits() -> None:
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in render("wf-1", view(body="\n" * 5000)))
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in blocks)
     assert any("…" in b.get("text", {}).get("text", "") for b in blocks)
-    assert BODY_LIMIT < 3000

@@ -6,6 +6,7 @@ import asyncio
 import email
 import email.policy
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, Session
@@ -220,20 +222,17 @@ def test_build_message_headers() -> None:
         {"body": "lone surrogate \ud800"},
     ],
 )
-def test_header_injection_and_bad_addresses_are_refused_before_connecting(
-    start_server: StartServer, overrides: dict[str, Any]
-) -> None:
-    handler = RecordingHandler()
-    port = start_server(handler)
+def test_header_injection_and_bad_addresses_are_refused_before_connecting(overrides: dict[str, Any]) -> None:
+    # Nothing listens on the port: a connection attempt would fail as TransientSendError, so InvalidEmailError
+    # means the message was refused before any connection.
     outgoing = OutgoingEmail.model_construct(**{**make_email().model_dump(), **overrides})
 
     with pytest.raises(InvalidEmailError) as caught:
-        plain_mailer(port).send(outgoing)
+        plain_mailer(free_port()).send(outgoing)
 
     assert isinstance(caught.value, PermanentSendError)
     assert isinstance(caught.value, ValueError)
     assert caught.value.reason and "\n" not in caught.value.reason
-    assert handler.envelopes == []
 
 
 def test_invalid_from_address_is_refused() -> None:
@@ -569,3 +568,57 @@ def test_any_subject_and_body_round_trip(subject: str, body: str) -> None:
     received = parse(raw)
     assert received["Subject"] == subject
     assert normalise_body(body_of(received)) == normalise_body(body)
+
+
+# --- TLS, as Gmail is reached (ssl on 465) and most providers (starttls on 587) ----------------------------
+
+
+@pytest.fixture
+def trusted_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> trustme.CA:
+    """A CA this test's client trusts (through SSL_CERT_FILE, which ssl.create_default_context reads), so
+    the mailer verifies the server as it verifies Gmail: no verification switched off anywhere."""
+    ca = trustme.CA()
+    bundle = tmp_path / "trusted-ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    return ca
+
+
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+def tls_mailer(port: int, security: str) -> SmtpMailer:
+    return SmtpMailer("127.0.0.1", port, security, from_address=SENDER, timeout=5)  # type: ignore[arg-type]
+
+
+def test_an_email_goes_out_over_implicit_tls(start_server: StartServer, trusted_ca: trustme.CA) -> None:
+    handler = RecordingHandler()
+    port = start_server(handler, ssl_context=server_tls(trusted_ca))
+    tls_mailer(port, "ssl").send(make_email(subject="Über TLS"))
+    [envelope] = handler.envelopes
+    assert parse(envelope.original_content)["Subject"] == "Über TLS"
+
+
+def test_an_email_goes_out_after_starttls_and_never_in_plain_text(
+    start_server: StartServer, trusted_ca: trustme.CA
+) -> None:
+    handler = RecordingHandler()
+    port = start_server(handler, tls_context=server_tls(trusted_ca), require_starttls=True)
+    tls_mailer(port, "starttls").send(make_email())
+    assert len(handler.envelopes) == 1
+    plain = start_server(RecordingHandler())  # offers no STARTTLS: nothing is sent in the clear instead
+    with pytest.raises(PermanentSendError):
+        tls_mailer(plain, "starttls").send(make_email())
+
+
+def test_a_server_whose_certificate_cannot_be_verified_gets_nothing(
+    start_server: StartServer, trusted_ca: trustme.CA
+) -> None:
+    handler = RecordingHandler()
+    port = start_server(handler, ssl_context=server_tls(trustme.CA()))  # signed by a CA nobody trusts
+    with pytest.raises(PermanentSendError, match="verif"):
+        tls_mailer(port, "ssl").send(make_email())
+    assert handler.envelopes == []

@@ -134,7 +134,10 @@ def test_trouble_of_any_kind_answers_cannot_tell(imap_server: ImapServer) -> Non
 
 
 def test_only_a_message_id_of_ours_is_searched(imap_server: ImapServer) -> None:
-    assert _folder(imap_server).contains('<x@example.org>" OR ALL "') is None
+    """A Message-ID that would close the quoted string and search every message ("found": sent) is not ours,
+    so it is never searched for: "cannot tell", not "delivered"."""
+    imap_server.file(_message("<already.r1@example.org>"))  # a message the injection would match
+    assert _folder(imap_server).contains('" ALL HEADER Message-ID "') is None
 
 
 # --- which folder the settings choose -----------------------------------------------------------

@@ -108,4 +108,5 @@ def test_a_weak_api_token_stops_the_app() -> None:
     """The admin credential and the key of the per-user tokens: a Secret's "change-me" must not open the API."""
     with pytest.raises(ValidationError, match="at least 16 characters"):
         settings(api_token="change-me")
-    assert settings(api_token="a-strong-enough-token").api_token is not None
+    token = settings(api_token="a-strong-enough-token").api_token
+    assert token is not None and token.get_secret_value() == "a-strong-enough-token"

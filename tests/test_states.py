@@ -599,6 +599,12 @@ def test_the_registry_joins_a_concurrent_hand_over() -> None:
         assert time.monotonic() < deadline, "the first hand-over never started"
     second = threading.Thread(target=lambda: outcomes.append(registry.run("k", deliver)))
     second.start()
+    # Released only once the second execution waits on the first's hand-over (its Future's condition), so
+    # this is the concurrent join, not a later call answered from the registry's memory.
+    in_flight = registry._entries["k"]
+    while not in_flight._condition._waiters:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the second execution never waited on the first"
+        time.sleep(0.01)
     gate.set()
     first.join(5)
     second.join(5)

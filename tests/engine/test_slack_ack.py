@@ -228,12 +228,13 @@ async def test_edit_while_the_model_thinks_says_so_in_time_instead_of_a_modal_th
     user = _user("ackedit")
     busy = await _while_the_model_thinks(patient, fake_openai, user)
     email_id = thread_email_id(TEAM, busy.channel, busy.thread_ts)
-    await patient.press(EDIT_ACTION, email_id, user, busy.channel, busy.card, busy.thread_ts)
+    click = await patient.press(EDIT_ACTION, email_id, user, busy.channel, busy.card, busy.thread_ts)
     deadline = time.monotonic() + 5
     while not [c for c in patient.fake.of("chat.postEphemeral", user=user) if c.args["text"] == BUSY_EDITING]:
         assert time.monotonic() < deadline, patient.fake.of("chat.postEphemeral", user=user)
         await asyncio.sleep(0.05)
     assert fake_openai.answered == busy.answered, "told only once the model had answered"
+    assert not patient.fake.of("views.open", trigger_id=click["trigger_id"]), "no modal opened too late"
     assert await _status_or_error(busy.slow_delivery) == 200
 
 

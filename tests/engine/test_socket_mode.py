@@ -133,7 +133,11 @@ async def test_the_app_connects_with_the_app_token_and_has_no_http_route(
     opens = slack.fake.of("apps.connections.open")
     assert opens, "the URL came from apps.connections.open"
     assert {c.token for c in opens} == {SLACK_APP_TOKEN}, "opened with the xapp- token, never the bot token"
+    user = user_id("tok")
+    channel, ts = await slack.dm(user, "note: which token?")
+    await slack.card(channel, ts)  # the Web API at work: users.info, then the card
     others = [c for c in slack.fake.calls if c.method != "apps.connections.open"]
+    assert {"users.info", "chat.postMessage"} <= {c.method for c in others}, [c.method for c in others]
     assert all(c.token == SLACK_BOT_TOKEN for c in others), "the Web API is called with the bot token"
     async with api.session.post(f"{socket_app.base_url}/slack/events", data=b"{}") as response:
         assert response.status == 404, "no signing secret: no HTTP endpoint for Slack"

@@ -39,6 +39,11 @@ class Call:
     args: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
     token: str = ""  # the bearer token it was called with
+    answer: str = ""  # "ok", or Slack's error code ("ratelimited", "invalid_blocks", ...), or "dropped"
+
+    @property
+    def ok(self) -> bool:
+        return self.answer == "ok"
 
 
 @dataclass
@@ -61,6 +66,7 @@ class FakeSlack:
     runner: web.AppRunner | None = None
     port: int = 0
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _used_triggers: set[str] = field(default_factory=set)
 
     @property
     def api_url(self) -> str:
@@ -122,13 +128,15 @@ class FakeSlack:
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
         authorization = request.headers.get("Authorization", "")
-        self.calls.append(Call(method, args, token=authorization.removeprefix("Bearer ")))
+        call = Call(method, args, token=authorization.removeprefix("Bearer "))
+        self.calls.append(call)
         if method == "apps.connections.open":
             if self.socket_mode is None:
                 return web.json_response({"ok": False, "error": "not_allowed"})
             return web.json_response(self.socket_mode.open_url(authorization))
         if self.drop_next.get(method):  # Slack out of reach: no answer at all
             self.drop_next[method] -= 1
+            call.answer = "dropped"
             assert request.transport is not None
             request.transport.close()
             return web.Response(status=503)  # never reaches the client: the connection is gone
@@ -140,13 +148,17 @@ class FakeSlack:
         limited = next((k for k in (f"{method}:{args.get('ts')}", method) if self.rate_limit_next.get(k)), None)
         if limited is not None:
             self.rate_limit_next[limited] -= 1
+            call.answer = "ratelimited"
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(self.retry_after)}
             )
         if problems := self._block_kit_problems(method, args):
-            self.refused.append((self.calls[-1], problems))
+            call.answer = "invalid_blocks"
+            self.refused.append((call, problems))
             return web.json_response({"ok": False, "error": "invalid_blocks", "errors": problems})
-        return web.json_response(self._answer(method, args))
+        answered = self._answer(method, args)
+        call.answer = "ok" if answered.get("ok") else str(answered.get("error") or "error")
+        return web.json_response(answered)
 
     @staticmethod
     def _block_kit_problems(method: str, args: dict[str, Any]) -> list[str]:
@@ -231,6 +243,8 @@ class FakeSlack:
         needed = "trigger_id" if method == "views.open" else "user_id"
         if not isinstance(view, dict) or not args.get(needed):
             return {"ok": False, "error": "invalid_arguments"}
+        if method == "views.open" and (refusal := self._trigger_refusal(str(args["trigger_id"]))):
+            return {"ok": False, "error": refusal}
         view_id = f"V{next(self._ts):09d}"
         answered = {
             "id": view_id,
@@ -249,6 +263,17 @@ class FakeSlack:
         if method == "views.publish":
             self.homes[str(args["user_id"])] = answered
         return {"ok": True, "view": answered}
+
+    def _trigger_refusal(self, trigger_id: str) -> str:
+        """A trigger_id opens one view, within 3 s of the click that carried it, as Slack documents. The test
+        payloads' triggers are `trig-<time_ns of the click>`."""
+        if trigger_id in self._used_triggers:
+            return "exchanged_trigger_id"
+        self._used_triggers.add(trigger_id)
+        clicked = trigger_id.removeprefix("trig-")
+        if clicked.isdigit() and time.time_ns() - int(clicked) > 3_000_000_000:
+            return "expired_trigger_id"
+        return ""
 
     def _assistant(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """assistant.threads.setStatus / setSuggestedPrompts / setTitle, with the arguments Slack documents."""
