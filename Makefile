@@ -17,7 +17,7 @@ export GONOSUMDB := github.com/indeedeng/iwf
 endif
 endif
 
-.PHONY: install run stop test lint typecheck unit engine-test bench bench-quick bench-memory chaos clean examples \
+.PHONY: install run status stop test lint typecheck unit engine-test bench bench-quick bench-memory chaos clean examples \
 	prod-deps prod-up prod-status prod-test chaos-prod podman-deps base-image images kube-smoke kube-down bench-profiles
 
 # uv from PATH if there is one; else installed into a private virtualenv (a system Python marked "externally
@@ -36,6 +36,9 @@ install: $(VENV)/.synced
 
 run: install
 	$(VENV)/bin/python -m bot
+
+status: install  # what the pid files name, running or not
+	$(VENV)/bin/python -m devstack status
 
 stop: install  # stops exactly the processes named by pid files in STATE_DIR/pids (app, iWF, Temporal; production: replicas, haproxy, postgres)
 	$(VENV)/bin/python -m devstack stop
@@ -79,8 +82,8 @@ bench: install
 bench-memory: install  # the iWF server's RSS with 10,000 waiting emails: defaults, GOMEMLIMIT, a capped cache
 	$(VENV)/bin/python -m bench.memory
 
-chaos: install  # SEED=42 to replay a run
-	$(VENV)/bin/python -m bench.chaos --n 200 $(if $(SEED),--seed $(SEED))
+chaos: install  # SEED=42 to replay a run; CHAOS_ARGS for the other options (python -m bench.chaos --help)
+	$(VENV)/bin/python -m bench.chaos --n 200 $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 bench-quick: install
 	$(VENV)/bin/python -m bench.latency --n 20
@@ -107,8 +110,8 @@ prod-status: install
 prod-test: install prod-deps  # the engine tests on the production profile
 	ENGINE_PROFILE=production REQUIRE_ENGINE=1 $(VENV)/bin/pytest -m engine
 
-chaos-prod: install prod-deps
-	$(VENV)/bin/python -m bench.chaos --n 200 --profile production
+chaos-prod: install prod-deps  # SEED and CHAOS_ARGS as for chaos
+	$(VENV)/bin/python -m bench.chaos --n 200 --profile production $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 bench-profiles: install prod-deps  # emails/s at saturation, dev server and production profile, one run
 	$(VENV)/bin/python -m bench.profiles
