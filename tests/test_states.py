@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,10 +80,11 @@ class RecordingMailer:
 
 
 class MemoryLedger:
-    """The ledger workflow's claim RPC, run on a dict: the same code, without the engine."""
+    """The ledger workflow's claim RPC, run on a dict: the same code, without the engine, on the tests' clock."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = lambda: NOW) -> None:
         self.attributes = Attributes()
+        self._workflow = DeliveryLedgerWorkflow(clock)
 
     def claim(
         self, intent: DeliveryIntent, execution: str, daily_limit: int, take_over_after: float = 0
@@ -90,7 +92,7 @@ class MemoryLedger:
         request = ClaimRequest(message_id=intent.message_id, round=intent.round, execution=execution)
         request.daily_limit = daily_limit
         request.take_over_after_seconds = take_over_after
-        raw = DeliveryLedgerWorkflow().claim(None, request.model_dump_json(), self.attributes, None)  # type: ignore[arg-type]
+        raw = self._workflow.claim(None, request.model_dump_json(), self.attributes, None)  # type: ignore[arg-type]
         return ClaimResult.model_validate_json(raw)
 
     def age_claims(self, seconds: float) -> None:
@@ -245,7 +247,7 @@ def test_a_re_executed_delivery_asks_the_mail_server_when_it_can() -> None:
     whole hand-over: not sent, so the ledger takes the claim over and it is sent now. Not there and the
     claim young: that hand-over may still be under way, so it looks again in a new round once it must be
     over (a durable timer, where the user can still cancel), and that round looks before it sends."""
-    real_clock = lambda: datetime.now(UTC)  # noqa: E731 - the ledger stamps claims with the real time
+    real_clock = lambda: NOW  # noqa: E731 - the same clock as the MemoryLedger's
     for delivered, age, sends, status in (
         (True, 0.0, 0, EmailStatus.SENT),
         (False, 91.0, 1, EmailStatus.SENT),
@@ -267,8 +269,8 @@ def test_a_re_executed_delivery_asks_the_mail_server_when_it_can() -> None:
             assert "checked the account's sent mail" in record.get_str("last_reply")
         if status == EmailStatus.SCHEDULED:
             assert next_state(decision) == "ScheduleState" and record.email.send_at is not None
-            wait = (record.email.send_at - datetime.now(UTC)).total_seconds()
-            assert 80 < wait <= 86, "not before the earlier hand-over must be over"
+            wait = (record.email.send_at - NOW).total_seconds()
+            assert wait == 85, "not before the earlier hand-over must be over (90 s from a claim 5 s old)"
             assert "interrupted moments ago" in record.get_str("last_error")
 
 
@@ -287,7 +289,7 @@ class OnlyThese(RecordingMailer):
 def _while_an_earlier_hand_over_may_be_under_way() -> tuple[Attributes, MemoryLedger, str]:
     """Round 1 claimed by another process a moment ago, not in the Sent folder yet: back to Schedule, and
     the email may have gone out."""
-    real_clock = lambda: datetime.now(UTC)  # noqa: E731 - the ledger stamps claims with the real time
+    real_clock = lambda: NOW  # noqa: E731 - the same clock as the MemoryLedger's
     ledger, attributes = MemoryLedger(), scheduled()
     _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
     intent = Record(attributes).delivery
@@ -474,7 +476,7 @@ def test_a_crashed_delivery_that_claimed_is_unconfirmed() -> None:
     assert intent is not None
     ledger.claim(intent, "Deliver-1:crashed", 0)
     ledger.age_claims(3600.0)  # an hour of crashing: that hand-over is long over
-    real_clock = lambda: datetime.now(UTC)  # noqa: E731 - the ledger stamps claims with the real time
+    real_clock = lambda: NOW  # noqa: E731 - the same clock as the MemoryLedger's
     svc = services(RecordingMailer(), ledger, handover_seconds=90, clock=real_clock)
     DeliveryCrashedState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     assert Record(attributes).status == EmailStatus.UNCONFIRMED
@@ -490,14 +492,14 @@ def test_a_delivery_whose_last_attempt_timed_out_moments_ago_is_judged_once_it_m
     assert intent is not None
     ledger.claim(intent, "Deliver-1:timed-out", 0)
     ledger.age_claims(20.0)
-    real_clock = lambda: datetime.now(UTC)  # noqa: E731
+    real_clock = lambda: NOW  # noqa: E731 - the same clock as the MemoryLedger's
     svc = services(RecordingMailer(delivered=False), ledger, handover_seconds=90, clock=real_clock)
     decision = DeliveryCrashedState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     record = Record(attributes)
     assert record.status == EmailStatus.SCHEDULED and next_state(decision) == "ScheduleState"
     assert record.delivery is not None and record.delivery.not_before is not None
-    wait = (record.delivery.not_before - datetime.now(UTC)).total_seconds()
-    assert 60 < wait <= 71, wait
+    wait = (record.delivery.not_before - NOW).total_seconds()
+    assert wait == 70, wait  # 90 s from a claim 20 s old
     # That copy may still arrive: a cancel meanwhile must not say "not sent", and the wait costs no attempt.
     assert record.maybe_sent and record.send_attempts == 0
     ScheduleState(svc).execute(CTX, None, results((CH_CANCEL, "{}"), timer=False), attributes, None)  # type: ignore[arg-type]
@@ -699,7 +701,7 @@ def test_send_now_while_an_earlier_hand_over_may_be_under_way_still_waits_for_it
     DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     record = Record(attributes)
     assert record.status == EmailStatus.SCHEDULED and record.delivery is not None and record.delivery.not_before
-    assert 80 < _timer_after_send_now(attributes, svc) <= 86
+    assert _timer_after_send_now(attributes, svc) == 85
     # The card and describe say so, rather than a send time that passes with nothing sent.
     after = Record(attributes)
     assert after.delivery is not None and after.email.send_at == after.delivery.not_before
@@ -711,7 +713,7 @@ def test_send_now_while_an_earlier_hand_over_may_be_under_way_still_waits_for_it
 
 def _young_claim_elsewhere(attempts: int, delivered: bool | None) -> tuple[Attributes, Services, DeliveryIntent]:
     """An email whose hand-over another process claimed 5 s ago (it may still be sending)."""
-    real_clock = lambda: datetime.now(UTC)  # noqa: E731 - the ledger stamps claims with the real time
+    real_clock = lambda: NOW  # noqa: E731 - the same clock as the MemoryLedger's
     ledger = MemoryLedger()
     attributes = scheduled(send_attempts=attempts)
     _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
@@ -744,7 +746,7 @@ def test_waiting_for_an_earlier_hand_over_uses_no_attempt_even_with_the_budget_s
     DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     record = Record(attributes)
     assert record.status == EmailStatus.SCHEDULED and record.send_attempts == 4
-    assert 80 < _timer_after_send_now(attributes, svc) <= 86
+    assert _timer_after_send_now(attributes, svc) == 85
 
 
 def test_an_earlier_hand_over_that_cannot_be_asked_about_holds_back_send_again() -> None:
@@ -753,7 +755,7 @@ def test_an_earlier_hand_over_that_cannot_be_asked_about_holds_back_send_again()
     attributes, svc, _ = _young_claim_elsewhere(attempts=0, delivered=None)
     DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     assert Record(attributes).status == EmailStatus.UNCONFIRMED
-    assert 80 < _timer_after_send_now(attributes, svc) <= 86
+    assert _timer_after_send_now(attributes, svc) == 85
 
 
 def test_a_resend_that_fails_after_an_unknown_delivery_stays_unknown() -> None:

@@ -17,6 +17,7 @@ import json
 import random
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -138,6 +139,9 @@ class LedgerOpenState(WorkflowState[str]):
 
 
 class DeliveryLedgerWorkflow(ObjectWorkflow):
+    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
+        self._clock = clock  # when claims are stamped and aged (a test's own clock; the real time in the app)
+
     def get_workflow_states(self) -> StateSchema:
         return StateSchema.with_starting_state(LedgerOpenState())
 
@@ -154,9 +158,9 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
         emails = {email_of(k.rpartition("#")[0]) for k in claims}
         earlier = claims.get(key)
         if earlier is not None and earlier["execution"] != request.execution and request.take_over_after_seconds:
-            age = (utcnow() - datetime.fromisoformat(earlier["at"])).total_seconds()
+            age = (self._clock() - datetime.fromisoformat(earlier["at"])).total_seconds()
             if age >= request.take_over_after_seconds:
-                claims[key] = {"execution": request.execution, "at": utcnow().isoformat()}
+                claims[key] = {"execution": request.execution, "at": self._clock().isoformat()}
                 persistence.set_data_attribute(DA_CLAIMS, json.dumps(claims))
                 return ClaimResult(first=True, taken_over=True, emails_today=len(emails)).model_dump_json()
         if earlier is not None:
@@ -165,7 +169,7 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
         this_email = email_of(request.message_id)
         if request.daily_limit and this_email not in emails and len(emails) >= request.daily_limit:
             return ClaimResult(first=True, refused=True, emails_today=len(emails)).model_dump_json()
-        claims[key] = {"execution": request.execution, "at": utcnow().isoformat()}
+        claims[key] = {"execution": request.execution, "at": self._clock().isoformat()}
         persistence.set_data_attribute(DA_CLAIMS, json.dumps(claims))
         emails.add(this_email)
         return ClaimResult(first=True, emails_today=len(emails)).model_dump_json()
