@@ -53,3 +53,33 @@ async def test_a_claim_recorded_after_its_caller_died_is_never_resent_blindly(
     mails = smtp_sink.to("oc@example.com")
     assert (view["status"], len(mails)) == ("unconfirmed", 0), (view["status"], view["last_error"], len(mails))
     assert "not sure" in view["last_reply"] and not view["will_send"], "the user is told, and it is not resent"
+
+
+async def test_a_claim_answered_after_the_grace_is_not_used_to_send_and_a_later_round_sends_once(
+    gated: tuple[AppProcess, WorkerGate],  # noqa: F811
+    gated_api: Api,  # noqa: F811
+    smtp_sink: SmtpSink,
+) -> None:
+    """The ledger's answer held at the gate past the 10 s others may take its claim to be over: the execution
+    that gets it that late does not send on it (another could already judge the hand-over over and send);
+    the email backs off and a later round sends it, once."""
+    _, gate = gated
+    wid = unique("late-claim")
+    await gated_api.start(wid)
+    hold = gate.hold(_claim)
+    try:
+        saying = asyncio.ensure_future(
+            gated_api.say(wid, "to: lc@example.com; subject: Late claim; body: Hello; send in 1 seconds")
+        )
+        await hold.wait_arrived(30)
+        await asyncio.sleep(11)  # past claim_grace_seconds (10)
+        assert smtp_sink.to("lc@example.com") == [], "nothing sent while the claim's answer is held"
+    finally:
+        hold.release()
+    await asyncio.gather(saying, return_exceptions=True)
+    view = await gated_api.wait_for(wid, "sent", "failed", "unconfirmed", timeout=120)
+    assert view["status"] == "sent", (view["status"], view["last_error"])
+    await asyncio.sleep(2)
+    assert len(smtp_sink.to("lc@example.com")) == 1
+    said = " ".join(t["text"] for t in view["conversation"] if t["role"] == "assistant") + view["last_reply"]
+    assert view["send_attempts"] >= 1 or "too late" in said, view
