@@ -60,13 +60,14 @@ async def test_a_claim_answered_after_the_grace_is_not_used_to_send_and_a_later_
     gated_api: Api,  # noqa: F811
     smtp_sink: SmtpSink,
 ) -> None:
-    """The ledger's answer held at the gate past the 10 s others may take its claim to be over: the execution
-    that gets it that late does not send on it (another could already judge the hand-over over and send);
-    the email backs off and a later round sends it, once."""
+    """The ledger out of reach past the 10 s after which others may take a claim to be over (every claim call,
+    the client's retries too, held at the gate): the execution that gets its answer that late does not send
+    on it (another could already judge the hand-over over and send); the email backs off and a later round
+    sends it, once."""
     _, gate = gated
     wid = unique("late-claim")
     await gated_api.start(wid)
-    hold = gate.hold(_claim)
+    hold = gate.hold(_claim, every=True)
     try:
         saying = asyncio.ensure_future(
             gated_api.say(wid, "to: lc@example.com; subject: Late claim; body: Hello; send in 1 seconds")
@@ -81,5 +82,4 @@ async def test_a_claim_answered_after_the_grace_is_not_used_to_send_and_a_later_
     assert view["status"] == "sent", (view["status"], view["last_error"])
     await asyncio.sleep(2)
     assert len(smtp_sink.to("lc@example.com")) == 1
-    said = " ".join(t["text"] for t in view["conversation"] if t["role"] == "assistant") + view["last_reply"]
-    assert view["send_attempts"] >= 1 or "too late" in said, view
+    assert view["send_attempts"] == 1, "one round given up on its late claim, then one that sent"

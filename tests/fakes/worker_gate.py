@@ -25,6 +25,7 @@ RPC = "/api/v1/workflowWorker/rpc"
 @dataclass
 class Hold:
     matches: Callable[[str, dict[str, Any]], bool]
+    every: bool = False  # every matching callback until released, not only the next one
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     released: asyncio.Event = field(default_factory=asyncio.Event)
     body: dict[str, Any] = field(default_factory=dict)
@@ -92,9 +93,10 @@ class WorkerGate:
         self.losses.append(lost)
         return lost
 
-    def hold(self, matches: Callable[[str, dict[str, Any]], bool]) -> Hold:
-        """Hold the next callback that matches (once), until the returned Hold is released."""
-        hold = Hold(matches)
+    def hold(self, matches: Callable[[str, dict[str, Any]], bool], every: bool = False) -> Hold:
+        """Hold the next callback that matches (`every`: each one that comes until then), until the returned
+        Hold is released."""
+        hold = Hold(matches, every)
         self.holds.append(hold)
         return hold
 
@@ -131,8 +133,9 @@ class WorkerGate:
             )
         )
         for hold in list(self.holds):
-            if hold.matches(request.path, body):
-                self.holds.remove(hold)
+            if hold.matches(request.path, body) and not hold.released.is_set():
+                if not hold.every:
+                    self.holds.remove(hold)
                 hold.body = body
                 hold.arrived.set()
                 await hold.released.wait()
