@@ -28,11 +28,15 @@ class ImapServer:
     password: str = "imap-test-password-7c1e"
     folder: str = GMAIL_SENT
     port: int = field(default_factory=free_port)
+    tls: tuple[Path, Path] | None = None  # (certificate chain, key): STARTTLS offered with them
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, log_path: Path) -> None:
         pymap = Path(sys.executable).parent / "pymap"
-        command = [str(pymap), "--host", "127.0.0.1", "--port", str(self.port), "dict"]
+        command = [str(pymap), "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.tls is not None:
+            command += ["--cert", str(self.tls[0]), "--key", str(self.tls[1])]
+        command += ["dict"]
         command += ["--demo-user", self.username, "--demo-password", self.password]
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

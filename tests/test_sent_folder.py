@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from settings import Settings
 from tests.harness import free_port
@@ -213,5 +214,35 @@ def test_a_sent_folder_with_a_non_ascii_name_is_searched(tmp_path: Path) -> None
             folder = _folder(server, folder=name)
             assert folder.contains("<ru.1@example.org>", settle=False) is True
             assert folder.contains("<ru.2@example.org>", settle=False) is False
+    finally:
+        server.stop()
+
+
+# --- over TLS, as a provider is asked (STARTTLS here; Gmail's 993 is the same verification) ----------------
+
+
+def test_the_sent_folder_is_asked_over_verified_tls_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The certificate is verified as Gmail's is (ssl.create_default_context, SSL_CERT_FILE naming the CA the
+    test trusts): a server whose certificate cannot be verified is "cannot tell", never asked in the clear."""
+    ca, stranger = trustme.CA(), trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    chain, key = tmp_path / "chain.pem", tmp_path / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(str(chain))
+    issued.private_key_pem.write_to_path(str(key))
+    server = ImapServer(folder="Sent", tls=(chain, key))
+    server.start(tmp_path / "pymap.log")
+    try:
+        server.file(_message("<tls.1@example.org>"))
+        trusted, untrusted = tmp_path / "trusted.pem", tmp_path / "untrusted.pem"
+        ca.cert_pem.write_to_path(str(trusted))
+        stranger.cert_pem.write_to_path(str(untrusted))
+        monkeypatch.setenv("SSL_CERT_FILE", str(trusted))
+        folder = ImapSentFolder(
+            "127.0.0.1", server.port, "starttls", server.username, server.password, "Sent", timeout=5, settle_seconds=0
+        )
+        assert folder.contains("<tls.1@example.org>") is True
+        assert folder.contains("<tls.2@example.org>") is False
+        monkeypatch.setenv("SSL_CERT_FILE", str(untrusted))
+        assert folder.contains("<tls.1@example.org>") is None, "an unverifiable server is not believed"
     finally:
         server.stop()
