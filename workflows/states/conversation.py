@@ -162,7 +162,7 @@ def _not_understood(record: Record, services: Services, reason: str) -> StateDec
             "send it without your change: send your message again, or tell me when to send it as it is.",
             reason,
         )
-        record.status = EmailStatus.WAITING
+        record.status = record.at_rest()  # "delivery unknown" stays so, if an earlier copy may be out
         return go(record, AgentState)
     record.tell(f"Sorry, {reason}. Nothing was changed; your message is kept, send it again or rephrase.", reason)
     record.status = record.at_rest()
