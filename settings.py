@@ -179,6 +179,13 @@ class Settings(BaseSettings):
     draft_ttl_days: float = Field(
         30, ge=0, description="A draft idle this long closes (scheduled emails never do); 0: never."
     )
+    card_retry_seconds: int = Field(
+        600,
+        ge=1,
+        le=86_400,
+        description="How long a card update Slack keeps refusing (429, 5xx, out of reach) is retried before the "
+        "email goes on without it (the email itself never waits for its card).",
+    )
     max_recipients_per_email: int = Field(10, ge=1, le=100)
     max_body_chars: int = Field(20_000, ge=100, description="Longer bodies are refused with a message.")
     confirm_new_recipients: bool = Field(

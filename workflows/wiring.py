@@ -88,6 +88,7 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
         from_name_format=settings.from_name_format,
         undo_seconds=settings.undo_seconds,
         draft_ttl_seconds=round(settings.draft_ttl_days * 86400),
+        card_retry_seconds=settings.card_retry_seconds,
         daily_send_limit=settings.send_limit_per_user_per_day,
         send_max_attempts=settings.send_max_attempts,
         send_backoff_seconds=settings.send_backoff_seconds,

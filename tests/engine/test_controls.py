@@ -13,10 +13,12 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowExecutionStatus
 
 from bot.slack.threads import thread_email_id
 from tests.fakes.slack_server import TEAM, FakeSlack
-from tests.harness import Api, AppProcess, Slack, SmtpSink, unique, variant_of, wait_for_mail
+from tests.harness import Api, AppProcess, Engine, Slack, SmtpSink, unique, variant_of, wait_for_mail
 
 pytestmark = pytest.mark.engine
 
@@ -171,6 +173,43 @@ async def test_requests_to_an_email_closing_while_its_card_is_held_are_refused_n
                 fake_slack.retry_after, fake_slack.rate_limit_next[f"chat.update:{card}"] = 1, 0
             last = await slack.wait_card(channel, card, "without activity")
             assert not [b for b in last["blocks"] if b["type"] == "actions"], "no buttons on a closed email"
+    finally:
+        app.stop()
+
+
+async def test_an_email_whose_card_slack_refuses_for_good_still_goes_out_and_ends(
+    app_process: AppProcess, fake_slack: FakeSlack, engine: Engine, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    """Slack refuses every update of a card (429s that never end). The email does not wait for its card: it
+    goes out at its time; the card step gives up after CARD_RETRY_SECONDS, and the workflow ends (it does not
+    stay open for a card nobody can show), answering later calls as closed."""
+    app = variant_of(app_process, tmp_path, CARD_RETRY_SECONDS="4")
+    await asyncio.to_thread(app.start)
+    user = f"UGIVE{unique('g')[-8:]}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            api, slack = Api(session, app.base_url), Slack(session, app, fake_slack)
+            channel, ts = await slack.dm(user, "to: gu@example.com; subject: Never shown; body: Hi; send in 20 seconds")
+            card = await slack.card(channel, ts)
+            await slack.wait_card(channel, card, "Scheduled")
+            fake_slack.retry_after, fake_slack.rate_limit_next[f"chat.update:{card}"] = 30, 10_000
+            try:
+                wid = thread_email_id(TEAM, channel, ts)
+                [mail] = await wait_for_mail(smtp_sink, "gu@example.com", timeout=60)
+                assert mail.message["Subject"] == "Never shown"
+                handle = (await TemporalClient.connect(engine.temporal_host_port)).get_workflow_handle(wid)
+                deadline = time.monotonic() + 60
+                while (await handle.describe()).status != WorkflowExecutionStatus.COMPLETED:
+                    assert time.monotonic() < deadline, "the workflow stayed open for a card Slack never took"
+                    await asyncio.sleep(0.5)
+                refused = [c for c in fake_slack.of("chat.update", ts=card) if c.answer == "ratelimited"]
+                assert len(refused) >= 2, "the card step tried, and gave up"
+                view = await api.describe(wid)
+                assert view["status"] == "sent"
+                status, body = await api.call("POST", f"/api/emails/{wid}/messages", {"text": "again", "actor": user})
+                assert status == 409 and body["error"]["code"] == "closed", body
+            finally:
+                fake_slack.retry_after, fake_slack.rate_limit_next[f"chat.update:{card}"] = 1, 0
     finally:
         app.stop()
 

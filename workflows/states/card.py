@@ -41,7 +41,7 @@ class NotifyState(WorkflowState[str]):
                 initial_interval_seconds=1,
                 backoff_coefficient=2,
                 maximum_interval_seconds=60,
-                maximum_attempts=12,
+                maximum_attempts_duration_seconds=self._services.card_retry_seconds,
             ),
             proceed_to_state_when_execute_retry_exhausted=NotifyGaveUpState,
         )

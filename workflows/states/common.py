@@ -107,6 +107,7 @@ class Services:
     from_name_format: str = "{name} (via email-agent)"
     undo_seconds: int = 0
     draft_ttl_seconds: int = 0  # a draft idle this long closes; 0: never
+    card_retry_seconds: int = 600  # a card update is retried this long, then the email goes on without it
     send_max_attempts: int = 5
     send_backoff_seconds: int = 2
     send_backoff_max_seconds: int = 300
