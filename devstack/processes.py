@@ -81,13 +81,7 @@ def stop_process(process: psutil.Process, sig: signal.Signals, timeout: float) -
     with contextlib.suppress(psutil.Error):
         group += [child for child in process.children(recursive=True) if child not in group]
     _signal(process.pid, sig)
-    _, alive = psutil.wait_procs(group, timeout=timeout)
-    if alive:
-        _signal(process.pid, signal.SIGKILL)
-        for survivor in alive:
-            with contextlib.suppress(psutil.Error):
-                survivor.kill()
-        psutil.wait_procs(alive, timeout=5)
+    _wait_then_kill(group, timeout, lambda: _signal(process.pid, signal.SIGKILL))
 
 
 def session_leftovers(leader_pid: int, started: float) -> list[psutil.Process]:
@@ -120,7 +114,18 @@ def stop_leftovers(leftovers: list[psutil.Process], sig: signal.Signals, timeout
     for process in leftovers:
         with contextlib.suppress(psutil.Error):
             process.send_signal(sig)
-    _, alive = psutil.wait_procs(leftovers, timeout=timeout)
+    _wait_then_kill(leftovers, timeout)
+
+
+def _wait_then_kill(
+    processes: list[psutil.Process], timeout: float, kill_group: Callable[[], None] | None = None
+) -> None:
+    """Wait for signalled processes to end; SIGKILL those still there after `timeout` (their group first)."""
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    if not alive:
+        return
+    if kill_group is not None:
+        kill_group()
     for survivor in alive:
         with contextlib.suppress(psutil.Error):
             survivor.kill()
