@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, Field, ValidationError
 
 from workflows.model import EmailDraft, Turn
+from workflows.sendtime import MAX_AHEAD
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class AgentReply(BaseModel):
     subject: str | None = Field(None, max_length=998)
     body: str | None = Field(None, max_length=100_000)
     send_at_local: str | None = None
-    send_in_minutes: float | None = Field(None, ge=0, le=366 * 24 * 60)
+    send_in_minutes: float | None = Field(None, ge=0, le=MAX_AHEAD.total_seconds() / 60)
 
 
 def _no_default(schema: dict[str, Any]) -> None:

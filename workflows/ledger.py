@@ -15,7 +15,6 @@ execution's claim knows the email may already be out. The same claims count the 
 import hashlib
 import json
 import random
-import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -52,6 +51,7 @@ from iwf.workflow_state import WorkflowState
 from pydantic import BaseModel, Field
 
 from workflows.model import DeliveryIntent, utcnow
+from workflows.record import email_of
 from workflows.sendtime import seconds_until
 
 DA_CLAIMS = "claims"  # JSON {"<message_id>#<round>": {"execution": str, "at": iso}}
@@ -107,15 +107,6 @@ def ledger_day(now: datetime) -> str:
     emails over three calendar days at one instant (an API token may pick the zone per email) and multiply
     the daily limit by three."""
     return now.astimezone(UTC).strftime("%Y%m%d")
-
-
-_REVISION = re.compile(r"\.r\d+@")
-
-
-def email_of(message_id: str) -> str:
-    """The email a Message-ID names, whatever its revision (`<digest.rN@domain>`, workflows/record.py): the
-    daily limit counts emails, so one that failed, was edited and then went out counts once, not twice."""
-    return _REVISION.sub("@", message_id, count=1)
 
 
 class LedgerOpenState(WorkflowState[str]):

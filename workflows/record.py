@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC
 from typing import Any, Protocol
 
@@ -281,6 +282,15 @@ def message_id(workflow_id: str, revision: int, domain: str, run_id: str = "") -
     another email sent."""
     digest = hashlib.sha256(f"{workflow_id}\0{run_id}".encode()).hexdigest()[:24]
     return f"<{digest}.r{revision}@{domain}>"
+
+
+_REVISION = re.compile(r"\.r\d+@")
+
+
+def email_of(message_id_: str) -> str:
+    """The email a `message_id` names, whatever its revision: the daily limit counts emails, so one that
+    failed, was edited and then went out counts once, not twice."""
+    return _REVISION.sub("@", message_id_, count=1)
 
 
 def plan(status: EmailStatus, email: EmailDraft, when: str | None) -> tuple[bool, str]:

@@ -372,8 +372,7 @@ def build_slack_app(
     """The Bolt app and its App Home refresher. `policy`: the recipient and size rules the edit modal checks
     (the workflow checks them again)."""
     client = AsyncWebClient(token=bot_token, base_url=api_url)
-    # Short Retry-Afters only, waited once: a handler has 3 s to answer.
-    client.retry_handlers.append(ShortRateLimitWaits(max_retry_count=1))
+    client.retry_handlers.append(ShortRateLimitWaits())  # short Retry-Afters only, waited once: 3 s to answer
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "socket-mode-only",
