@@ -63,6 +63,65 @@ async def test_a_send_soon_waits_the_undo_window_and_undo_holds_it(undoable: Api
     assert len(smtp_sink.to("un@example.com")) == 1
 
 
+async def test_words_not_understood_as_the_email_is_due_hold_it_and_a_drafting_model_cannot_rearm_it(
+    undoable: Api, smtp_sink: SmtpSink
+) -> None:
+    """A change sent in the last seconds that the model fails on: the email waits for its owner instead of
+    going out without it. A later reply that only drafts, repeating an old time, does not arm it again."""
+    api = undoable
+    wid = unique("due-hold")
+    await api.start(wid)
+    await api.say(wid, "to: dh@example.com; subject: Old words; body: B; send in 1 seconds")
+    armed = await api.wait_for(wid, "scheduled")
+    await api.say(wid, "RATE429 change the subject to New words")
+    view = await api.wait_for(wid, "waiting")
+    assert "put it on hold" in view["last_reply"] and not view["will_send"] and view["send_at"] is None, view
+    assert armed["will_send"]
+    later = (datetime.now(UTC) + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%S")  # the zone is UTC
+    await api.say(wid, f"subject: Newer words; redraft repeating {later}")
+    view = await api.wait_for(wid, "waiting")
+    assert (view["subject"], view["will_send"]) == ("Newer words", False), view
+    await asyncio.sleep(6)  # past the old time and its undo window
+    assert smtp_sink.to("dh@example.com") == [], "nothing went out without the owner"
+
+
+async def test_a_retry_after_the_undo_window_shows_no_undo(
+    app_process: AppProcess, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    """Sent after its undo window, refused once (451): through the back-off the email shows no Undo."""
+    app = variant_of(app_process, tmp_path, UNDO_SECONDS="4", SEND_BACKOFF_SECONDS="8")
+    await asyncio.to_thread(app.start)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+    api = Api(session, app.base_url)
+    wid = unique("undo-retry")
+    refused_once: list[str] = []
+
+    def once(envelope: Any) -> str | None:
+        if "ur@example.com" in envelope.rcpt_tos and not refused_once:
+            refused_once.append("451")
+            return "451 4.3.0 try again later"
+        return None
+
+    smtp_sink.fault = once
+    try:
+        await api.start(wid)
+        await api.say(wid, "to: ur@example.com; subject: Retry; body: B; send in 1 seconds")
+        assert (await api.wait_for(wid, "scheduled"))["undo_until"] is not None
+        deadline = time.monotonic() + 30
+        view = await api.describe(wid)
+        while not view["send_attempts"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            view = await api.describe(wid)
+        assert (view["send_attempts"], view["status"]) == (1, "scheduled"), view  # backing off 8 s
+        assert view["undo_until"] is None, "no 'Sending in 0 s - Undo' through the back-off"
+        await api.wait_for(wid, "sent", timeout=30)
+        assert len(smtp_sink.to("ur@example.com")) == 1
+    finally:
+        smtp_sink.fault = None
+        await session.close()
+        app.stop()
+
+
 async def test_send_now_of_a_later_email_sends_it_now(api: Api, smtp_sink: SmtpSink) -> None:
     wid = unique("send-now")
     await api.start(wid)

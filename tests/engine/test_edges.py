@@ -320,6 +320,16 @@ async def test_a_model_failure_leaves_a_scheduled_email_scheduled(api: Api, smtp
     assert len(await wait_for_mail(smtp_sink, "rl@example.com")) == 1
 
 
+async def test_a_date_without_a_time_or_a_year_away_is_asked_about_not_scheduled(api: Api) -> None:
+    """A bare date would go out at midnight; the year 2500 would overflow the engine's timer and fire at once."""
+    for when, asked in (("2026-12-24", "What time on Thu 24 Dec 2026"), ("2500-01-01t09:00:00", "more than a year")):
+        wid = unique("when")
+        await api.start(wid)
+        await api.say(wid, f"to: wh@example.com; subject: S; body: B; send at {when}")
+        view = await api.wait_for(wid, "waiting")
+        assert asked in view["last_reply"] and not view["will_send"] and view["send_at"] is None, view
+
+
 async def test_a_recipient_refused_by_the_mail_server_leaves_the_email_sent_to_the_others(
     api: Api, smtp_sink: SmtpSink
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,21 @@ async def test_api_emails_can_name_their_owner(api: Api, smtp_sink: SmtpSink) ->
     [sender] = mail.message["From"].addresses
     assert (sender.display_name, sender.addr_spec) == ("Omar (via email-agent)", "assistant@example.org")
     assert mail.message["Reply-To"].addresses[0].addr_spec == "omar@corp.example"
+
+
+async def test_a_long_owner_name_is_shortened_and_keeps_the_via(api: Api, smtp_sink: SmtpSink) -> None:
+    wid, name = unique("long-name"), "Maximiliane " + "Ä" * 85  # 97 characters: the API's longest is 100
+    status, _ = await api.call("POST", f"/api/emails/{wid}", {"owner": "max", "owner_name": name})
+    assert status == 201
+    text = "to: ln@example.com; subject: S; body: B; send in 1 seconds"
+    status, _ = await api.call("POST", f"/api/emails/{wid}/messages", {"text": text, "actor": "max"})
+    assert status == 202
+    [mail] = await wait_for_mail(smtp_sink, "ln@example.com")
+    # Decoded as RFC 2047 says (adjacent encoded words joined), not by the modern parser's display_name,
+    # which puts a space between the encoded words a long name is folded into.
+    decoded = str(make_header(decode_header(dict(mail.message.raw_items())["From"])))
+    shown = decoded.rsplit(" <", 1)[0]
+    assert shown.startswith("Maximiliane ÄÄ") and shown.endswith("… (via email-agent)") and len(shown) == 100, shown
 
 
 # --- tokens ------------------------------------------------------------------------------------------------

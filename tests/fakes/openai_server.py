@@ -216,6 +216,8 @@ def decide(user: str, context: dict[str, Any]) -> dict[str, Any]:
     elif m := re.search(r"send at (\S+)", lower):
         reply["send_at_local"] = m.group(1).upper()
         reply["action"] = "schedule"
+    elif m := re.search(r"redraft repeating (\S+)", lower):  # a model that repeats an earlier time while drafting
+        reply["send_at_local"] = m.group(1).upper()
     elif "hold" in lower:
         reply["action"] = "hold"
     elif reply["action"] == "draft" and not any(k in reply for k in ("to", "subject", "body")):
