@@ -33,7 +33,8 @@ class StackPaths(BaseSettings):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # An empty variable (`SMTP_HOST=` in a .env, a ConfigMap key left blank) means "not set", not "".
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     # --- public HTTP edge -------------------------------------------------
     host: str = Field("0.0.0.0", description="Address of the public listener (HTTP API and Slack's /slack/events).")
@@ -41,7 +42,7 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, description="Bearer token for /api/* (the admin credential); unset: generated into STATE_DIR/api-token."
     )
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger request bodies are answered 413.")
 
     # --- Slack ---------------------------------------------------------------
     slack_bot_token: SecretStr | None = Field(None, description="xoxb- token for the Web API; no token: Slack off.")
@@ -115,8 +116,8 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
-    openai_timeout_seconds: float = 60.0
-    openai_max_retries: int = 2
+    openai_timeout_seconds: float = Field(60.0, gt=0)
+    openai_max_retries: int = Field(2, ge=0)
     openai_temperature: float | None = Field(
         None, description="Sent only when set: reasoning models (gpt-5, o-series) refuse any but the default."
     )
@@ -126,7 +127,10 @@ class Settings(BaseSettings):
         "refuses json_schema (remembered), off always uses json_object, on never falls back.",
     )
     conversation_max_turns: int = Field(
-        40, description="Turns sent to the model; older ones stay in the stored conversation (up to 200 turns)."
+        40,
+        ge=1,
+        le=200,
+        description="Turns sent to the model; older ones stay in the stored conversation (up to 200 turns).",
     )
 
     # --- mail ---------------------------------------------------------------
@@ -137,7 +141,7 @@ class Settings(BaseSettings):
     smtp_security: Literal["ssl", "starttls", "none"] = "ssl"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_timeout_seconds: float = 30.0
+    smtp_timeout_seconds: float = Field(30.0, gt=0)
     imap_host: str | None = Field(
         None,
         description="The account's IMAP server, asked (Sent folder, by Message-ID) whether an email went out "
@@ -157,12 +161,17 @@ class Settings(BaseSettings):
         True, description="Off: an email whose SMTP answer was lost stays 'delivery unknown' without asking IMAP."
     )
     mail_from: str | None = Field(None, description="From address; defaults to the SMTP or Google account.")
-    outbox_dir: Path | None = Field(None, description="Where .eml files go when no SMTP is configured.")
-    send_max_attempts: int = Field(5, description="Transient SMTP failures retried this many times in all.")
-    send_backoff_seconds: int = 2
-    send_backoff_max_seconds: int = 300
+    outbox_dir: Path | None = Field(
+        None,
+        validate_default=True,
+        description="Where .eml files go when no SMTP is configured (default STATE_DIR/outbox with the embedded "
+        "engine; with EMBEDDED_ENGINE=false only if set, so a deployment missing its mail server stops at start).",
+    )
+    send_max_attempts: int = Field(5, ge=1, description="Transient SMTP failures retried this many times in all.")
+    send_backoff_seconds: int = Field(2, ge=1)
+    send_backoff_max_seconds: int = Field(300, ge=1)
     send_limit_per_user_per_day: int = Field(
-        100, description="Emails one owner may send per UTC day (the same for all their emails); 0: no limit."
+        100, ge=0, description="Emails one owner may send per UTC day (the same for all their emails); 0: no limit."
     )
     from_name_format: str = Field(
         "{name} (via email-agent)",
@@ -211,13 +220,29 @@ class Settings(BaseSettings):
         except ValueError as error:
             raise ValueError(f"{error}; expected agent@example.com or Name <agent@example.com>") from None
 
+    @field_validator("from_name_format")
+    @classmethod
+    def _names_the_owner(cls, value: str) -> str:
+        """Checked here so a bad format stops the app at start, not every send."""
+        try:
+            shown = value.format(name="Alice")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(
+                f"{error!r} in it; the only field is {{name}}, e.g. '{{name}} (via email-agent)'"
+            ) from None
+        if "Alice" not in shown:
+            raise ValueError("must contain {name}, e.g. '{name} (via email-agent)'")
+        return value
+
     @field_validator("api_token")
     @classmethod
     def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
         # The admin credential, and the key that signs per-user tokens: a "change-me" left in a Secret must
-        # stop the app, not open it to anyone who guesses it.
-        if value is not None and not re.fullmatch(r"\S{16,}", value.get_secret_value()):
-            raise ValueError("must be at least 16 characters, without spaces (it signs the per-user tokens too)")
+        # stop the app, not open it to anyone who guesses it. ASCII only: it travels in an HTTP header.
+        if value is not None and not re.fullmatch(r"[!-~]{16,}", value.get_secret_value()):
+            raise ValueError(
+                "must be at least 16 characters, printable ASCII without spaces (it signs the per-user tokens too)"
+            )
         return value
 
     @field_validator("worker_secret")
@@ -238,6 +263,21 @@ class Settings(BaseSettings):
                 f"with EMBEDDED_ENGINE=false, WORKER_SECRET is required (16+ URL-safe characters): set the same "
                 f"value here and as interpreter.interpreterActivityConfig.defaultheaders.{WORKER_SECRET_HEADER} "
                 "in the iWF server's config, so that the worker can tell the iWF server's state calls from forged ones"
+            )
+        return value
+
+    @field_validator("outbox_dir")
+    @classmethod
+    def _a_deployment_has_a_mail_server(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # In a container the default outbox is a folder nobody reads, lost with the pod: every email would end
+        # "sent" and reach no one. Outside the embedded (local) stack, mail to files must be asked for.
+        data = info.data
+        smtp = data.get("smtp_host") or (data.get("google_email_address") and data.get("google_email_app_password"))
+        if value is None and not smtp and data.get("embedded_engine") is False:
+            raise ValueError(
+                "with EMBEDDED_ENGINE=false a mail server is required: set SMTP_HOST (with SMTP_USERNAME and "
+                "SMTP_PASSWORD), or GOOGLE_EMAIL_ADDRESS and GOOGLE_EMAIL_APP_PASSWORD; or set OUTBOX_DIR to "
+                "write emails to files on purpose"
             )
         return value
 

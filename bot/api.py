@@ -104,6 +104,8 @@ class Caller:
     """Who is calling: the admin token (acts as any actor it names) or a user token (acts as its user only)."""
 
     user: str | None = None  # None: the admin
+    name: str | None = None  # a user token's: vouched for by the admin who issued it
+    email: str | None = None
 
     @property
     def admin(self) -> bool:
@@ -116,6 +118,17 @@ class Caller:
         if named is not None and named != self.user:
             raise ApiError(403, "forbidden", "this token acts only as its own user")
         return self.user
+
+    def identity(self, name: str | None, email: str | None) -> tuple[str | None, str | None]:
+        """The name and address an email started by this caller shows (From, Reply-To). The admin names
+        anyone; a user token's are the ones it was issued with, so it cannot send as someone else."""
+        if self.user is None:
+            return name, email
+        if (name is not None and name != self.name) or (email is not None and email != self.email):
+            raise ApiError(
+                403, "forbidden", "this token's emails carry the name and address it was issued with; leave them out"
+            )
+        return self.name, self.email
 
 
 def require_token(request: web.Request) -> Caller:
@@ -130,7 +143,7 @@ def require_token(request: web.Request) -> Caller:
     user_token = request.app[SIGNER_KEY].verify(token)
     if user_token is None:
         raise ApiError(401, "unauthorized", "invalid or expired bearer token")
-    return Caller(user=user_token.user)
+    return Caller(user=user_token.user, name=user_token.name, email=user_token.email)
 
 
 def require_admin(request: web.Request) -> None:
@@ -181,6 +194,7 @@ async def start_email(request: web.Request) -> web.Response:
     wid = email_id(request)
     body = await body_of(request, StartBody, optional=True)
     owner = caller.actor(body.owner)  # a user token's emails are always its user's
+    owner_name, owner_email = caller.identity(body.owner_name, body.owner_email)
     first = None
     if body.text is not None:
         # The id is fixed before the start, so the start and a fall-back message can never make two requests.
@@ -188,8 +202,8 @@ async def start_email(request: web.Request) -> web.Response:
     start = StartInput(
         timezone=body.timezone,
         owner=owner,
-        owner_name=body.owner_name,
-        owner_email=body.owner_email,
+        owner_name=owner_name,
+        owner_email=owner_email,
         first_request=first,
     )
     engine = request.app[ENGINE_KEY]
@@ -289,9 +303,10 @@ async def list_emails(request: web.Request) -> web.Response:
 async def issue_token(request: web.Request) -> web.Response:
     require_admin(request)
     body = await body_of(request, TokenBody)
-    token, issued = request.app[SIGNER_KEY].issue(body.user, body.ttl_days * 86400)
+    token, issued = request.app[SIGNER_KEY].issue(body.user, body.ttl_days * 86400, name=body.name, email=body.email)
+    expires_at = datetime.fromtimestamp(issued.expires_at, UTC)
     return ok(
-        TokenResult(token=token, user=issued.user, expires_at=datetime.fromtimestamp(issued.expires_at, UTC)), 201
+        TokenResult(token=token, user=issued.user, name=issued.name, email=issued.email, expires_at=expires_at), 201
     )
 
 

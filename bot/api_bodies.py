@@ -4,9 +4,10 @@ document is generated from, so what is documented is exactly what is checked."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from bot.tokens import MAX_USER_LENGTH
 from workflows.model import EmailEdit, EmailView, RequestResult
@@ -21,6 +22,27 @@ OWNER_EMAIL = (
 )
 
 
+def _one_address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return normalize([value], special_use=True)[0]
+    except RecipientError as error:
+        raise ValueError(str(error)) from None
+
+
+# The owner's name and address as an email shows them: From's display name, and Reply-To.
+OwnerName = Annotated[
+    str | None,
+    Field(max_length=100, description="Shown in From: '<name> (via email-agent)'; the address stays the account's."),
+]
+OwnerEmail = Annotated[
+    str | None,
+    Field(max_length=254, pattern=OWNER_EMAIL, description="Replies go here (Reply-To). A plain address."),
+    AfterValidator(_one_address),
+]
+
+
 class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # The document lists the zones this machine knows, so a client (and schemathesis) can tell a valid
@@ -29,11 +51,15 @@ class StartBody(BaseModel):
     owner: str | None = Field(
         None, max_length=200, description="If set, only requests naming this actor may change or cancel it."
     )
-    owner_name: str | None = Field(
-        None, max_length=100, description="Shown in From: '<name> (via email-agent)'; the address stays the account's."
+    owner_name: OwnerName = Field(
+        None,
+        description="Shown in From: '<name> (via email-agent)'; the address stays the account's. Admin token "
+        "only: a user token's emails carry the name it was issued with (403 for another).",
     )
-    owner_email: str | None = Field(
-        None, max_length=254, pattern=OWNER_EMAIL, description="Replies go here (Reply-To). A plain address."
+    owner_email: OwnerEmail = Field(
+        None,
+        description="Replies go here (Reply-To). A plain address. Admin token only: a user token's emails carry "
+        "the address it was issued with (403 for another).",
     )
     text: str | None = Field(
         None,
@@ -45,16 +71,6 @@ class StartBody(BaseModel):
     message_id: str | None = Field(
         None, max_length=200, description="The first request's id; give one so that a retried call is taken once."
     )
-
-    @field_validator("owner_email")
-    @classmethod
-    def _one_address(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return normalize([value], special_use=True)[0]
-        except RecipientError as error:
-            raise ValueError(str(error)) from None
 
     @field_validator("timezone")
     @classmethod
@@ -124,11 +140,15 @@ class TokenBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user: str = Field(min_length=1, max_length=MAX_USER_LENGTH, description="The one actor the token acts as.")
     ttl_days: int = Field(30, ge=1, le=365)
+    name: OwnerName = Field(None, description="The user's name, shown in From on every email the token starts.")
+    email: OwnerEmail = Field(None, description="The user's address: Reply-To of every email the token starts.")
 
 
 class TokenResult(BaseModel):
     token: str = Field(description="Bearer token that acts only as `user`; shown once, never stored.")
     user: str
+    name: str | None = None
+    email: str | None = None
     expires_at: datetime
 
 

@@ -271,7 +271,8 @@ class EmailEngine:
         return ActionResult.model_validate_json(raw)
 
     async def listing(self, owner: str, limit: int = 50, wait_seconds: float | None = None) -> Listing:
-        """An owner's emails, newest first: found by the EmailOwner search attribute (Temporal visibility, a
+        """An owner's emails, in the visibility store's order (open ones first, newest first; then finished
+        ones, latest finished first): found by the EmailOwner search attribute (Temporal visibility, a
         moment behind the workflows), each then described for its current state. A describe is a query,
         answered only between workflow tasks; one that has not answered within `wait_seconds` (its task is
         running a step, the model perhaps, for seconds) is listed as busy instead of holding up the rest."""

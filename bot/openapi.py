@@ -73,7 +73,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
         422: "Body does not match the schema",
         503: "Engine unreachable or busy",
     }
-    return {str(s): {"description": meanings[s], **_json({"$ref": "#/components/schemas/Error"})} for s in statuses}
+    error = _json({"$ref": "#/components/schemas/Error"})
+    # Every other status (500 "internal": an unexpected fault, logged by the app) has the same shape.
+    return {str(s): {"description": meanings[s], **error} for s in statuses} | {
+        "default": {"description": "Any other error (500: unexpected, logged)", **error}
+    }
 
 
 @dataclass(frozen=True)

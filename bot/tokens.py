@@ -1,6 +1,7 @@
 """Per-user API tokens: signed, so the app keeps no token store, and bound to one user.
 
-A token is `eat1.<payload>.<signature>`: the payload (base64url JSON) names the user and the expiry, the
+A token is `eat1.<payload>.<signature>`: the payload (base64url JSON) names the user, the expiry and, if the
+admin gave them, the name and address its emails carry (From's display name, Reply-To), the
 signature is an HMAC-SHA256 of it under a key derived from the admin token (API_TOKEN). Rotating API_TOKEN
 therefore revokes every user token at once; a single token is revoked by letting it expire (they are
 short-lived by default). The admin token itself is never derivable from a user token.
@@ -23,6 +24,8 @@ MAX_USER_LENGTH = 200
 class UserToken:
     user: str
     expires_at: int  # unix seconds
+    name: str | None = None  # vouched for by the admin who issued it: what From says about the user
+    email: str | None = None  # likewise: the user's Reply-To
 
 
 def _b64(data: bytes) -> str:
@@ -40,10 +43,19 @@ class TokenSigner:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
-    def issue(self, user: str, ttl_seconds: int, now: float | None = None) -> tuple[str, UserToken]:
+    def issue(
+        self,
+        user: str,
+        ttl_seconds: int,
+        now: float | None = None,
+        name: str | None = None,
+        email: str | None = None,
+    ) -> tuple[str, UserToken]:
         expires = int((time.time() if now is None else now) + ttl_seconds)
-        payload = _b64(json.dumps({"u": user, "exp": expires}, separators=(",", ":")).encode())
-        return f"{PREFIX}.{payload}.{self._sign(payload)}", UserToken(user, expires)
+        claims: dict[str, object] = {"u": user, "exp": expires}
+        claims |= {k: v for k, v in (("n", name), ("e", email)) if v is not None}
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        return f"{PREFIX}.{payload}.{self._sign(payload)}", UserToken(user, expires, name, email)
 
     def verify(self, token: str, now: float | None = None) -> UserToken | None:
         """The token's user, or None if it is not one of ours, was altered, or has expired."""
@@ -56,8 +68,11 @@ class TokenSigner:
         try:
             claims = json.loads(_unb64(payload))
             user, expires = str(claims["u"]), int(claims["exp"])
-        except (ValueError, KeyError, TypeError):
+            name, email = claims.get("n"), claims.get("e")
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
         if not user or len(user) > MAX_USER_LENGTH or expires <= (time.time() if now is None else now):
             return None
-        return UserToken(user, expires)
+        if not all(v is None or isinstance(v, str) for v in (name, email)):
+            return None
+        return UserToken(user, expires, name, email)

@@ -41,6 +41,8 @@ def worker_app(registry: Registry, secret: str | None, max_threads: int = 64) ->
     headers, and need not: an RPC's effects (attribute writes, channel messages) are only applied by the
     workflow engine from the answer it receives itself, so a forged RPC call changes nothing anywhere.
     """
+    if secret is not None and not secret:
+        raise ValueError("an empty worker secret would admit every state call")
     service = WorkerService(registry)
     states = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-state")
     rpcs = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="iwf-rpc")

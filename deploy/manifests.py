@@ -27,6 +27,22 @@ Obj = dict[str, Any]
 
 OUT = Path(__file__).with_name("k8s") / "email-agent.yaml"
 SECRET = "email-agent"  # noqa: S105 - the Secret's name
+SETTINGS = "email-agent-settings"  # the ConfigMap of the app's settings that are not secret
+# Filled in before applying; a blank value counts as unset. The app refuses to start without a mail server
+# (SMTP_HOST, or GOOGLE_EMAIL_ADDRESS with the Secret's google-email-app-password): in a container, mail to
+# files would be lost with the pod. Every other setting (settings.py, the README's table) can be added here.
+APP_SETTINGS = {
+    "GOOGLE_EMAIL_ADDRESS": "",
+    "SMTP_HOST": "",
+    "SMTP_PORT": "",
+    "SMTP_SECURITY": "ssl",
+    "SMTP_USERNAME": "",
+    "MAIL_FROM": "",
+    "IMAP_HOST": "",
+    "OPENAI_BASE_URL": "",
+    "OPENAI_MODEL": "gpt-4o-mini",
+    "ALLOWED_RECIPIENT_DOMAINS": "",
+}
 NAMESPACE = "default"  # Temporal's namespace
 # The iWF image's own default (deploy/engine.Dockerfile), written out so an operator sees where to tune it.
 IWF_STICKY_CACHE_SIZE = 2000
@@ -149,10 +165,11 @@ def _iwf_container(config_map: str, port: int) -> tuple[Obj, Obj]:
     return container, {"name": "config", "configMap": {"name": config_map}}
 
 
-def _app_container(env: dict[str, str], port: int) -> Obj:
+def _app_container(env: dict[str, str], port: int, settings: str | None = None) -> Obj:
     return {
         "name": "app",
         "image": IMAGES["app"],
+        **({"envFrom": [{"configMapRef": {"name": settings}}]} if settings else {}),
         "env": [
             *_env(env),
             _secret_env("API_TOKEN", "api-token"),
@@ -299,6 +316,7 @@ def kubernetes(iwf_replicas: int = 2, app_replicas: int = 2) -> list[Obj]:
     return _hardened(
         [
             secret,
+            _config_map(SETTINGS, APP_SETTINGS),
             _temporal_config(ports),
             _config_map(
                 "iwf-config",
@@ -319,7 +337,7 @@ def kubernetes(iwf_replicas: int = 2, app_replicas: int = 2) -> list[Obj]:
             setup_job,
             _deployment("iwf", "iwf", iwf_replicas, {"containers": [iwf_container], "volumes": [iwf_volume]}),
             _service("iwf", "iwf", 8801),
-            _deployment("email-agent", "app", app_replicas, {"containers": [_app_container(app_env, 3000)]}),
+            _deployment("email-agent", "app", app_replicas, {"containers": [_app_container(app_env, 3000, SETTINGS)]}),
             _service("email-agent", "app", 3000),
             _service("email-agent-worker", "app", 8802),
             worker_policy,

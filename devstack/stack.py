@@ -38,7 +38,7 @@ class LocalStack:
         settings = self.settings
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self._ensure(
-            temporal.dev_server(settings.state_dir, settings.temporal_host_port),
+            temporal.dev_server(settings.state_dir, settings.temporal_host_port, settings.temporal_namespace),
             settings.temporal_host_port,
             lambda: temporal.is_serving(settings.temporal_host_port),
             timeout=90,

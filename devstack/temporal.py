@@ -60,7 +60,7 @@ def is_serving(host_port: str) -> bool:
     return result.returncode == 0 and b"SERVING" in result.stdout
 
 
-def dev_server(state_dir: Path, host_port: str = "localhost:7233") -> ManagedProcess:
+def dev_server(state_dir: Path, host_port: str = "localhost:7233", namespace: str = "default") -> ManagedProcess:
     host, _, port = host_port.rpartition(":")
     argv = [
         temporal_cli(),
@@ -76,6 +76,8 @@ def dev_server(state_dir: Path, host_port: str = "localhost:7233") -> ManagedPro
         "--log-level",
         "warn",
     ]
+    if namespace != "default":  # the dev server makes "default" itself; TEMPORAL_NAMESPACE may name another
+        argv += ["--namespace", namespace]
     for name, kind in IWF_SEARCH_ATTRIBUTES.items():
         argv += ["--search-attribute", f"{name}={kind}"]
     for key, value in (DYNAMIC_CONFIG | DEV_DYNAMIC_CONFIG).items():

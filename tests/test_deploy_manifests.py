@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
 from deploy import manifests
+from settings import Settings
 
 
 def _by_kind_and_name() -> dict[tuple[str, str], dict[str, Any]]:
@@ -85,3 +88,29 @@ def test_the_engine_is_reachable_only_by_the_part_that_uses_it() -> None:
             for container in [*pod.get("initContainers", []), *pod["containers"]]:
                 assert container["securityContext"]["allowPrivilegeEscalation"] is False, (name, container["name"])
     assert objects[("Service", "postgres")]["spec"]["clusterIP"] == "None"
+
+
+def test_the_apps_settings_come_from_a_config_map_of_real_settings_and_a_missing_mail_server_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, nothing in the manifests could set SMTP_HOST or GOOGLE_EMAIL_ADDRESS: every email ended "sent"
+    into a folder of the pod. Now the operator fills a ConfigMap, and left blank the app refuses to start."""
+    objects = _by_kind_and_name()
+    container = objects[("Deployment", "email-agent")]["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"configMapRef": {"name": "email-agent-settings"}}]
+    data = objects[("ConfigMap", "email-agent-settings")]["data"]
+    assert set(data) <= {name.upper() for name in Settings.model_fields}, "every key is a setting the app reads"
+    assert {"SMTP_HOST", "GOOGLE_EMAIL_ADDRESS", "IMAP_HOST", "MAIL_FROM"} <= set(data)
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    # As the pod sees them: the ConfigMap's keys (blank ones too), the container's env, the image's default.
+    for name, value in {
+        **data,
+        **env,
+        "EMBEDDED_ENGINE": "false",
+        "WORKER_SECRET": "a-long-enough-secret-0123",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match="a mail server is required"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("SMTP_HOST", "smtp.example.com")
+    assert Settings(_env_file=None).smtp_configured

@@ -71,7 +71,8 @@ def test_an_external_engine_without_a_worker_secret_is_refused_at_start(tmp_path
     assert result.returncode == 2
     assert "invalid setting EMBEDDED_ENGINE: with EMBEDDED_ENGINE=false, WORKER_SECRET is required" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    assert settings(embedded_engine=False, worker_secret="a-long-enough-secret-0123").embedded_engine is False
+    external = settings(embedded_engine=False, worker_secret="a-long-enough-secret-0123", smtp_host="mail.example")
+    assert external.embedded_engine is False
 
 
 def test_make_stop_works_while_another_setting_is_invalid(tmp_path: Path) -> None:
@@ -110,3 +111,56 @@ def test_a_weak_api_token_stops_the_app() -> None:
         settings(api_token="change-me")
     token = settings(api_token="a-strong-enough-token").api_token
     assert token is not None and token.get_secret_value() == "a-strong-enough-token"
+
+
+def test_an_api_token_the_api_could_never_accept_stops_the_app() -> None:
+    """An HTTP header carries it: a non-ASCII token would start the app and then be refused on every call."""
+    with pytest.raises(ValidationError, match="printable ASCII"):
+        settings(api_token="Schlüssel-für-prod-2026")
+
+
+@pytest.mark.parametrize("bad", ["{user} via bot", "{0} (via email-agent)", "via email-agent", "{name"])
+def test_a_from_name_format_that_cannot_name_the_owner_stops_the_app(bad: str) -> None:
+    """Otherwise it would fail inside every send (a KeyError in the Deliver step), not at start."""
+    with pytest.raises(ValidationError, match="from_name_format"):
+        settings(from_name_format=bad)
+    assert settings(from_name_format="{name} через бот").from_name_format == "{name} через бот"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("conversation_max_turns", 0),  # conversation[-0:] would send every stored turn
+        ("conversation_max_turns", -5),
+        ("smtp_timeout_seconds", 0),
+        ("max_body_bytes", 0),
+        ("send_max_attempts", 0),
+        ("send_backoff_seconds", -1),
+        ("send_limit_per_user_per_day", -1),
+        ("openai_timeout_seconds", 0),
+    ],
+)
+def test_numbers_that_would_break_every_email_stop_the_app(field: str, value: int) -> None:
+    with pytest.raises(ValidationError, match=field):
+        settings(**{field: value})
+
+
+def test_a_deployment_without_a_mail_server_stops_at_start(tmp_path: Path) -> None:
+    """EMBEDDED_ENGINE=false is a deployment: the default outbox would be a folder in a container nobody
+    reads, every email "sent" to no one. A blank variable (a ConfigMap key left empty) counts as unset."""
+    secret = "a-long-enough-secret-0123"
+    with pytest.raises(ValidationError, match="a mail server is required"):
+        settings(embedded_engine=False, worker_secret=secret)
+    with pytest.raises(ValidationError, match="a mail server is required"):
+        settings(embedded_engine=False, worker_secret=secret, google_email_address="a@example.com")
+    assert settings(embedded_engine=False, worker_secret=secret, outbox_dir=tmp_path).outbox_dir == tmp_path
+    assert settings(embedded_engine=True).outbox_dir is None  # the local stack: STATE_DIR/outbox
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "GOOGLE_", "OUTBOX_"))}
+    env |= {"EMBEDDED_ENGINE": "false", "WORKER_SECRET": secret, "STATE_DIR": str(tmp_path), "SMTP_HOST": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "invalid setting OUTBOX_DIR: with EMBEDDED_ENGINE=false a mail server is required" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr

@@ -12,6 +12,7 @@ import pytest
 
 from devstack.processes import PidFile
 from devstack.stack import LocalStack
+from devstack.temporal import register_search_attributes
 from settings import REPO_ROOT, Settings
 from tests.harness import Engine, free_port
 
@@ -53,6 +54,18 @@ def test_servers_left_by_a_crashed_run_are_adopted_and_then_stopped(engine: Engi
     again.stop()
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in left.values())
     assert list((tmp_path / "pids").glob("*.pid")) == []
+
+
+def test_a_namespace_of_its_own_is_made_by_the_embedded_engine(engine: Engine, tmp_path: Path) -> None:
+    """TEMPORAL_NAMESPACE is a setting of the embedded engine too: the dev server used to make only
+    "default", and registering the search attributes in any other stopped `make run` with an error."""
+    settings = _settings(tmp_path).model_copy(update={"temporal_namespace": "email-agent-own"})
+    stack = LocalStack(settings)
+    try:
+        stack.start()
+        assert register_search_attributes(settings.temporal_host_port, "email-agent-own") == [], "all there"
+    finally:
+        stack.stop()
 
 
 def test_make_stop_stops_exactly_the_owned_pids(engine: Engine, tmp_path: Path) -> None:

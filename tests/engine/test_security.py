@@ -305,6 +305,34 @@ async def test_a_user_token_acts_only_as_its_user(api: Api) -> None:
     assert status == 401
 
 
+async def test_a_user_tokens_emails_carry_the_name_and_address_the_admin_issued_it_with(
+    api: Api, smtp_sink: SmtpSink
+) -> None:
+    """A user token cannot send as someone else: From's name and Reply-To come from the signed token, and
+    a start that names others is refused (before, alice's token could write "Bob (CFO)" and any Reply-To)."""
+    status, issued = await api.call(
+        "POST", "/api/tokens", {"user": "alice", "name": "Alice Example", "email": "alice@corp.example"}
+    )
+    assert status == 201 and (issued["name"], issued["email"]) == ("Alice Example", "alice@corp.example"), issued
+    alice = issued["token"]
+    for forged in ({"owner_name": "Bob (CFO)"}, {"owner_email": "x@evil.example"}):
+        wid = unique("forged-identity")
+        status, body = await api.call("POST", f"/api/emails/{wid}", forged, token=alice)
+        assert status == 403 and body["error"]["code"] == "forbidden", body
+        status, _ = await api.call("GET", f"/api/emails/{wid}")
+        assert status == 404, "a refused start starts nothing"
+    wid = unique("alices-identity")
+    text = "to: vendor@example.com; subject: S; body: B; send in 1 seconds"
+    status, body = await api.call(
+        "POST", f"/api/emails/{wid}", {"owner_name": "Alice Example", "text": text}, token=alice
+    )
+    assert status == 201, body  # naming the token's own name is allowed
+    [mail] = await wait_for_mail(smtp_sink, "vendor@example.com")
+    [sender] = mail.message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == ("Alice Example (via email-agent)", "assistant@example.org")
+    assert mail.message["Reply-To"].addresses[0].addr_spec == "alice@corp.example"
+
+
 # --- the worker ----------------------------------------------------------------------------------------------
 
 

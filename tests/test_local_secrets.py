@@ -1,0 +1,35 @@
+"""The secrets the local stack makes for itself: never empty, never half-written, kept once made."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from iwf.registry import Registry
+
+from bot.worker_app import worker_app
+from devstack.secrets import WELL_FORMED, local_secret
+
+
+def test_a_secret_is_made_once_and_kept(tmp_path: Path) -> None:
+    made = local_secret(tmp_path, "worker-secret")
+    assert WELL_FORMED.fullmatch(made)
+    assert local_secret(tmp_path, "worker-secret") == made
+    assert stat.S_IMODE((tmp_path / "worker-secret").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["worker-secret"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("left", ["", "\n", "short", "has spaces in it, sixteen+"])
+def test_a_file_left_empty_or_malformed_is_replaced_not_used(tmp_path: Path, left: str) -> None:
+    """A crash between creating the file and writing it, or a full disk, left it empty: an empty worker
+    secret would make the iWF config carry no header and the worker accept state calls without one."""
+    (tmp_path / "worker-secret").write_text(left)
+    made = local_secret(tmp_path, "worker-secret")
+    assert WELL_FORMED.fullmatch(made) and made != left.strip()
+    assert (tmp_path / "worker-secret").read_text() == made
+
+
+def test_the_worker_refuses_an_empty_secret() -> None:
+    with pytest.raises(ValueError, match="empty worker secret"):
+        worker_app(Registry(), secret="")
