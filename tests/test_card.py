@@ -58,7 +58,7 @@ def test_within_the_undo_window_the_card_offers_undo_with_the_seconds_and_the_cl
     now = datetime(2026, 11, 26, 17, 0, 0, tzinfo=UTC)
     until = now + timedelta(seconds=8)
     blocks = render("wf-1", view(undo_until=until, send_at=until), now=now)
-    assert action_ids(blocks) == [UNDO_ACTION, EDIT_ACTION, CANCEL_ACTION], "no Send now: it is going already"
+    assert action_ids(blocks) == [UNDO_ACTION, CANCEL_ACTION], "no Send now: it is going already; no Edit: Undo first"
     assert "Sending in 8 s (until 9:00:08 AM)" in json.dumps(blocks, ensure_ascii=False), "in the user's zone"
 
 

@@ -17,6 +17,7 @@ from workflows.model import EmailDraft
 LA = "America/Los_Angeles"
 NOW = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)  # Wed 25 Nov 2026, 12:00 PST
 TOMORROW_9_PST = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
+TOMORROW_10_PST = datetime(2026, 11, 26, 18, 0, tzinfo=UTC)
 ALLOWED = ("example.com", "example.org")
 
 
@@ -180,7 +181,8 @@ def test_bad_recipient_waits_and_says_why(to: list[str], why: str) -> None:
     assert outcome.next == "wait"
     assert why in outcome.problem
     assert " ".join(outcome.problem.split()) in outcome.reply, "shown on one line"
-    assert outcome.email.send_at is None
+    # On hold at the time it was given, for when the address comes ("cc Bob" must not lose "at 10").
+    assert not outcome.email.scheduled and outcome.email.send_at == TOMORROW_10_PST
     assert outcome.email.to == email.to  # the refused value is not stored
 
 
@@ -208,7 +210,7 @@ def test_recipient_outside_allowed_domains_is_refused() -> None:
     assert outcome.next == "wait"
     assert "eve@evil.org is outside the domains" in outcome.problem
     assert "example.com" in outcome.problem
-    assert outcome.email.send_at is None
+    assert not outcome.email.scheduled and outcome.email.send_at == TOMORROW_10_PST
     assert outcome.email.to == ["ana@example.com"]
 
 
@@ -511,3 +513,28 @@ def test_a_relative_time_repeated_while_drafting_does_not_move_the_email() -> No
     email = scheduled_email()
     out = apply(reply(action="draft", body="Warmer words", send_in_minutes=120), email)
     assert out.email.send_at == email.send_at
+
+
+def test_a_bad_address_in_a_later_message_holds_the_email_at_its_time_and_the_answer_arms_it_again() -> None:
+    """Scheduled for tomorrow 9; "cc Bob from accounting" makes the model propose "Bob": on hold, its time kept
+    (before, the time was dropped, and after the address came the email waited for a time nobody changed)."""
+    email = scheduled_email()
+    held = apply(reply(to=["ana@example.com", "Bob"]), email)
+    assert held.next == "wait" and "'Bob'" in held.problem
+    assert (held.email.scheduled, held.email.send_at) == (False, email.send_at)
+    fixed = apply(reply(to=["ana@example.com", "bob@example.com"]), held.email)
+    assert fixed.next == "schedule" and fixed.email.send_at == email.send_at and fixed.email.scheduled
+
+
+def test_a_scheduled_email_whose_time_passed_while_the_model_worked_goes_now_not_asked_about() -> None:
+    """At 8:59:30 "make it warmer"; the model answers at 9:03 (retries): the email was armed for 9, and the
+    owner's last words only held it up. Before, it asked "when?" and never went if the owner was away."""
+    due = NOW - timedelta(minutes=3)
+    email = scheduled_email(send_at=due.isoformat())
+    outcome = apply(reply(body="Warmer words"), email)
+    assert outcome.next == "schedule" and outcome.email.send_at == NOW and outcome.email.body == "Warmer words"
+    assert "it goes now, with your last change" in outcome.reply
+    # Not an email on hold whose old time passed: that one is asked about, never sent late.
+    on_hold = email.model_copy(update={"scheduled": False})
+    asked = apply(reply(body="Warmer words"), on_hold)
+    assert asked.next == "wait" and "has passed" in asked.problem

@@ -120,7 +120,12 @@ def apply_reply(
         send_at=send_at,
         revision=email.revision + 1 if changed else email.revision,
     )
-    return _decide(updated, problems, reply.reply, timezone=timezone, now=now, policy=policy)
+    # Armed at this very time before the message came: its time passing while the model worked is no reason
+    # to stop, nor to ask (the owner may be gone, and the email would silently never go).
+    due_while_composing = email.scheduled and send_at is not None and send_at == email.send_at
+    return _decide(
+        updated, problems, reply.reply, timezone=timezone, now=now, policy=policy, was_armed=due_while_composing
+    )
 
 
 def _same_wall_time(local_text: str, send_at: datetime | None, timezone: str) -> bool:
@@ -244,9 +249,10 @@ def _decide(
     now: datetime,
     announce: bool = False,
     policy: Policy | None = None,
+    was_armed: bool = False,
 ) -> Outcome:
     """Where the email goes from here. `said`: the model's reply, or (`announce`) what the owner just did,
-    which is always shown first."""
+    which is always shown first. `was_armed`: `updated.send_at` is the time the email was scheduled for."""
     prefix = f"{said} " if announce else ""
     to, subject, body = updated.to, updated.subject, updated.body
     if policy is not None and policy.max_body_chars and len(body) > policy.max_body_chars:
@@ -254,9 +260,11 @@ def _decide(
         # body changes: an over-long body is kept for the owner to shorten, and must not be sent as it is.
         problems = [*problems, f"the body is {len(body)} characters long; the limit is {policy.max_body_chars}"]
     if problems:
-        # Nothing half-understood goes out: the email waits until the user answers.
+        # Nothing half-understood goes out: the email waits until the user answers. Its time stays, shown as
+        # "on hold (was planned for ...)", for when the answer comes: a time that was itself the problem was
+        # never taken (apply_reply), and one kept from before is still what the owner asked for.
         return Outcome(
-            email=updated.model_copy(update={"send_at": None, "scheduled": False}),
+            email=updated.model_copy(update={"scheduled": False, "undo_until": None}),
             next="wait",
             reply=prefix + _explain(problems, "" if announce else said),
             problem="; ".join(problems),
@@ -288,15 +296,22 @@ def _decide(
         return Outcome(
             email=updated, next="wait", reply=prefix + _explain([question], "" if announce else said), problem=question
         )
-    when = format_local(updated.send_at, timezone)
-    if updated.send_at < now - NOW_GRACE:
+    send_at = updated.send_at
+    if was_armed and send_at < now - NOW_GRACE:
+        # It was going out at that time, and the owner's last words (the model slow to take them) held it up.
+        late = f"It was due at {format_local(send_at, timezone)}; it goes now, with your last change."
+        send_at = now
+        updated = updated.model_copy(update={"send_at": send_at})
+        said = f"{said.strip()} {late}".strip()
+    when = format_local(send_at, timezone)
+    if send_at < now - NOW_GRACE:
         # A time given earlier, while something else was missing, has passed since: ask, never send late.
         question = f"The time you gave ({when}) has passed. When should I send it?"
         return Outcome(
             email=updated.model_copy(update={"send_at": None}), next="wait", reply=prefix + question, problem=question
         )
     undo = timedelta(seconds=policy.undo_seconds if policy else 0)
-    if undo and updated.send_at < now + undo:
+    if undo and send_at < now + undo:
         # Due within the undo window: it waits that long, and the card offers Undo until then.
         armed = updated.model_copy(update={"scheduled": True, "send_at": now + undo, "undo_until": now + undo})
         seconds = int(undo.total_seconds())

@@ -39,6 +39,7 @@ from workflows.record import (
     DA_CONVERSATION,
     DA_DELIVERY,
     DA_DRAFT,
+    DA_DRAFT_EDITED,
     DA_EMAIL,
     DA_INBOX,
     DA_LAST_ERROR,
@@ -105,6 +106,7 @@ class EmailAgentWorkflow(ObjectWorkflow):
                     DA_TIMEZONE,
                     DA_OWNER,
                     DA_DRAFT,
+                    DA_DRAFT_EDITED,
                     DA_LAST_REPLY,
                     DA_LAST_ERROR,
                     DA_INBOX,
@@ -202,7 +204,13 @@ class EmailAgentWorkflow(ObjectWorkflow):
         refusal, why = _refusal(record, draft.actor)
         if refusal == "forbidden" or refusal == "finished":
             return ActionResult(ok=False, detail=why, refusal=refusal).model_dump_json()
+        saved = record.get_str(DA_DRAFT_EDITED)
+        if draft.edited_ts and saved and float(draft.edited_ts) <= float(saved):
+            # Slack re-delivered an older edit, or two edits' calls crossed: the newer words stay.
+            return ActionResult(ok=True, already=True, detail="a newer edit is saved").model_dump_json()
         record.set(DA_DRAFT, draft.text)
+        if draft.edited_ts:
+            record.set(DA_DRAFT_EDITED, draft.edited_ts)
         if record.card is not None:
             communication.trigger_state_execution(NotifyState)
         return ActionResult(ok=True, detail="draft saved").model_dump_json()

@@ -155,6 +155,13 @@ class RequestResult(BaseModel):
 class DraftInput(BaseModel):
     text: str = Field(max_length=MAX_REQUEST_CHARS)
     actor: str | None = None
+    edited_ts: str = Field(
+        "",
+        max_length=40,
+        pattern=r"^(\d{1,12}(\.\d{1,9})?)?$",
+        description="When the edit was made (Slack's edited.ts): an older edit, delivered late or again, does not "
+        "replace a newer one. Empty: no order known (the HTTP API), the latest call wins.",
+    )
 
 
 class CancelInput(BaseModel):

@@ -21,6 +21,7 @@ DA_CONVERSATION = "conversation"
 DA_TIMEZONE = "timezone"
 DA_OWNER = "owner"
 DA_DRAFT = "draft"
+DA_DRAFT_EDITED = "draft_edited"  # the saved draft's edited_ts: an older edit arriving later is not saved over it
 DA_LAST_REPLY = "last_reply"
 DA_LAST_ERROR = "last_error"
 DA_INBOX = "inbox"  # ids of accepted requests, for de-duplication; written only under the RPC lock

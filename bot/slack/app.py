@@ -8,19 +8,26 @@ the card's owner buttons and the edit modal are bot/slack/controls.py; App Home 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest
-from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import EmailClosed, EmailEngine, EmailNotFound, EngineBusy, EngineUnavailable
 from bot.slack.ack_budget import AckBudget
-from bot.slack.assistant import ASSISTANT_ROOT, greet, is_assistant_thread, is_listing_question, scheduled_summary
+from bot.slack.assistant import (
+    GREETING,
+    greet,
+    is_assistant_thread,
+    is_listing_question,
+    scheduled_summary,
+)
 from bot.slack.card import (
     APPLY_EDIT_ACTION,
     CANCEL_ACTION,
@@ -114,6 +121,9 @@ class SlackBot:
         self._replies = replies
         self._notes = ThreadNotes(client)
         self._threads = ThreadDirectory(client)
+        # One draft save at a time per message, in the order this process got the edits: unlocked RPCs' writes
+        # land in the order they are sent (edited_ts refuses an older edit that comes later, from anywhere).
+        self._saving: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     def register(self, app: AsyncApp) -> None:
         app.event("message")(self.on_message)
@@ -227,12 +237,17 @@ class SlackBot:
 
     async def _on_edit(self, team: str, event: dict[str, Any], retry: int) -> None:
         message = event.get("message") or {}
-        if message.get("subtype") == ASSISTANT_ROOT:
-            return  # Slack retitled an assistant chat (its root): not the user's words
+        if message.get("subtype") not in TAKEN_SUBTYPES:
+            # Not the user's new words: Slack retitled an assistant chat (its root, ASSISTANT_ROOT), or the user
+            # deleted a message that has replies and Slack left a "tombstone" in its place ("This message was
+            # deleted.", from USLACKBOT). An email under it goes on as it was.
+            return
         user = message.get("user")
         if not user or message.get("bot_id") or not message.get("text"):
             return
         previous = event.get("previous_message") or {}
+        if previous.get("user") not in (None, user):
+            return  # someone else's words in place of the user's: never theirs to take
         if str(previous.get("text") or "").strip() == str(message["text"]).strip():
             return  # an unfurl or a reaction, not an edit of the words
         text = await self._users.plain(message["text"])
@@ -242,11 +257,15 @@ class SlackBot:
         if len(text) > MAX_REQUEST_CHARS:  # not kept as the draft: the earlier draft stays
             await self._notes.say(Where(event["channel"], thread_ts), too_long(len(text), "edited message"))
             return
-        draft = DraftInput(text=text, actor=user)
+        edited_ts = str((message.get("edited") or {}).get("ts") or event.get("event_ts") or event.get("ts") or "")
+        draft = DraftInput(text=text, actor=user, edited_ts=edited_ts)
         where = Where(event["channel"], thread_ts, retry=retry)
+        key = (str(where.channel), str(message.get("ts")))
+        saving = self._saving.setdefault(key, asyncio.Lock())
 
         try:  # answered once taken, as a message is (see on_message)
-            await self._threads.run(team, where.channel, thread_ts, lambda e: self._engine.save_draft(e, draft))
+            async with saving:
+                await self._threads.run(team, where.channel, thread_ts, lambda e: self._engine.save_draft(e, draft))
         except EmailClosed:
             return  # a finished email: an edit of its words changes nothing
         except EmailNotFound:
@@ -346,10 +365,16 @@ class SlackBot:
 
     # --- assistant threads (AI app surface) --------------------------------------------
 
-    async def on_assistant_thread_started(self, say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+    async def on_assistant_thread_started(
+        self, event: dict[str, Any], request: AsyncBoltRequest, set_suggested_prompts: AsyncSetSuggestedPrompts
+    ) -> None:
         """The user opened a chat with the app: suggested prompts and a greeting. Its email starts with
         their first message (`_reply`), so opening and closing the panel costs no workflow."""
-        await greet(say, set_suggested_prompts)
+        thread = event["assistant_thread"]
+        # A note answering the thread's root: on Slack's re-delivery it is looked for before it is posted again.
+        root = str(thread["thread_ts"])
+        where = Where(str(thread["channel_id"]), root, answering=root, retry=slack_retry_num(request))
+        await greet(lambda: self._notes.say(where, GREETING), set_suggested_prompts)
 
 
 @dataclass(frozen=True)

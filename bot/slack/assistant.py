@@ -16,10 +16,9 @@ to a DM thread, an edit saved as a draft). The plain listeners get Bolt's assist
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
 from slack_sdk import WebClient
 
@@ -44,12 +43,13 @@ PROMPTS = [
 ]
 
 
-async def greet(say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+async def greet(post_greeting: Callable[[], Awaitable[None]], set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
     """assistant_thread_started: the suggested prompts, then a short greeting in the thread. In that order: a
     failure leaves the event unanswered and Slack delivers it again, which sets the prompts again (they replace
-    the old) and greets, so the greeting is posted once, after everything else has worked."""
+    the old) and greets; `post_greeting` looks for its earlier greeting on a re-delivery (the first one may
+    have been posted and its ack lost), so the greeting is posted once."""
     await set_suggested_prompts(prompts=PROMPTS, title="Try one of these")
-    await say(GREETING)
+    await post_greeting()
 
 
 def is_listing_question(text: str) -> bool:

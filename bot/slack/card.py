@@ -231,7 +231,7 @@ def _actions(email_id: str, view: EmailView) -> list[dict[str, Any]]:
         elements.append(button(SEND_NOW_ACTION, send_now_label(view), email_id, "primary"))
     if view.draft:
         elements.append(button(APPLY_EDIT_ACTION, "Use my edit", email_id))
-    elements.append(button(EDIT_ACTION, "Edit", email_id))
-    if view.status == EmailStatus.SCHEDULED or view.to or view.body:
-        elements.append(cancel_button(email_id))
+    if view.undo_until is None:  # in the undo window: Undo first (the modal cannot say "when the window ends")
+        elements.append(button(EDIT_ACTION, "Edit", email_id))
+    elements.append(cancel_button(email_id))  # even before it has words: App Home offers it for the same email
     return elements

@@ -32,6 +32,9 @@ UNREACHABLE = "I could not reach the email service just now, so nothing changed.
 GONE = "I can't find this email any more."
 NOT_YOURS = "Only the person who started this email can change it."
 BUSY_EDITING = "I am working on this email right now (answering your last message). Click Edit again in a few seconds."
+# The modal has no "as soon as the undo window ends" time to offer: saved with its picker empty, the edit would
+# quietly put on hold an email the user had just told to go.
+SENDING_SOON = "It is about to go out. Press Undo on the card first (it stays unsent), then Edit."
 BUSY_SAVING = "I am working on this email right now (answering your last message). Press Save again in a few seconds."
 # How long opening the editor waits for the email's describe: views.open must then still use the click's
 # trigger_id within its 3 s, whatever SLACK_ACK_SECONDS is set to.
@@ -150,6 +153,9 @@ class OwnerControls:
             return
         if view.over or view.status == EmailStatus.SENDING:
             await self._replies.tell(body, f"This email is already {view.status.value}; it can't be edited.")
+            return
+        if view.undo_until is not None:  # a card from before Send now (the current one shows no Edit then)
+            await self._replies.tell(body, SENDING_SOON)
             return
         try:
             await self._client.views_open(trigger_id=body["trigger_id"], view=edit_modal(email_id, view))

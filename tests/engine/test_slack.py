@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.slack.app import FILES_ONLY, NO_WORDS, SHARED_NOT_READ
+from bot.slack.assistant import GREETING
 from bot.slack.card import APPLY_EDIT_ACTION
 from bot.slack.command import COMMAND_REPEAT_SECONDS, COMMAND_REPEATED
 from bot.slack.notes import NO_PROFILE
@@ -26,11 +27,14 @@ from tests.fakes.slack_server import (
     FakeSlack,
     action_body,
     action_payload,
+    assistant_root,
+    assistant_thread_started,
     command_body,
     edited_event,
     event_body,
     file_object,
     message_event,
+    parent_deleted_event,
     sign,
 )
 from tests.harness import SLACK_SIGNING_SECRET, Api, AppProcess, Slack, SmtpSink, wait_for_mail
@@ -605,6 +609,55 @@ async def test_a_message_that_started_nothing_starts_the_email_once_the_user_edi
     assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == [shorter]
 
 
+async def test_an_older_edit_delivered_after_a_newer_one_does_not_replace_it(slack: Slack, api: Api) -> None:
+    """Two quick edits, A then B: Slack re-delivers A (its first delivery timed out) after B was saved, or the
+    two calls cross. The draft keeps B, the words the user left the message with (edited.ts orders them)."""
+    user = user_id("edorder")
+    first = "to: ord@example.com; subject: Order; body: Original"
+    channel, ts = await slack.dm(user, first)
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Waiting for you")
+    older_ts, newer_ts = slack.fake.new_ts(), slack.fake.new_ts()
+    older = edited_event(user, channel, ts, "body: Edit A", first, older_ts)
+    newer = edited_event(user, channel, ts, "body: Edit B", "body: Edit A", newer_ts)
+    for event in (newer, older):
+        status, _ = await slack.post(event_body(event, f"Ev{time.time_ns()}"), "application/json")
+        assert status == 200
+    await slack.wait_card(channel, card, "Edit B")
+    await asyncio.sleep(1)
+    view = await api.describe(thread_email_id(TEAM, channel, ts))
+    assert view["draft"] == "body: Edit B", view["draft"]
+    assert "Edit A" not in json.dumps(slack.card_states(channel, card)[-1].args), "the card shows the newer words"
+
+
+async def test_deleting_a_message_that_has_replies_starts_nothing_and_changes_nothing(slack: Slack, api: Api) -> None:
+    """Slack marks a deleted message that has replies with a tombstone (a message_changed from USLACKBOT,
+    "This message was deleted."): before, it was taken as the user's edit, and a message that had started
+    nothing started an email owned by Slackbot, whose card refused every click of the user's."""
+    user = user_id("tomb")
+    long_text = "x" * (MAX_REQUEST_CHARS + 1)
+    channel, ts = await slack.dm(user, long_text)  # too long: a note in its thread, no email
+    event = parent_deleted_event(user, channel, ts, long_text, slack.fake.new_ts())
+    status, _ = await slack.post(event_body(event, f"Ev{time.time_ns()}"), "application/json")
+    assert status == 200
+    await asyncio.sleep(1)
+    status, _ = await api.call("GET", f"/api/emails/{thread_email_id(TEAM, channel, ts)}")
+    assert status == 404, "nothing started"
+
+    words = "to: tomb@example.com; subject: Kept; body: Still here"
+    channel, ts = await slack.dm(user, words)
+    card = await slack.card(channel, ts)
+    await slack.wait_card(channel, card, "Kept")
+    event = parent_deleted_event(user, channel, ts, words, slack.fake.new_ts())
+    status, _ = await slack.post(event_body(event, f"Ev{time.time_ns()}"), "application/json")
+    assert status == 200
+    await asyncio.sleep(1)
+    view = await api.describe(thread_email_id(TEAM, channel, ts))
+    assert (view["draft"], view["owner"], view["body"]) == ("", user, "Still here"), view
+    notes = [c.args["text"] for c in slack.fake.of("chat.postMessage", channel=channel, thread_ts=ts)]
+    assert not [n for n in notes if "deleted" in n.lower()], notes
+
+
 async def test_a_thread_reply_also_sent_to_the_conversation_is_taken(slack: Slack) -> None:
     user = user_id("bcast")
     channel, ts = await slack.dm(user, "to: bro@example.com; subject: Before; body: Hello")
@@ -747,3 +800,17 @@ async def test_a_replay_sent_while_the_original_is_being_handled_is_refused(slac
     assert [t["text"] for t in view["conversation"] if t["role"] == "user"] == [
         "to: rh@example.com; subject: Held; body: Hi"
     ]
+
+
+async def test_an_assistant_chat_delivered_again_is_greeted_once(slack: Slack) -> None:
+    """The first delivery greeted, and its ack was lost (past Slack's 3 s, a dropped connection): Slack sends
+    assistant_thread_started again with x-slack-retry-num, and the greeting already in the thread is found."""
+    user = user_id("greet")
+    channel, thread_ts = f"D{user}", slack.fake.new_ts()
+    slack.fake.messages[(channel, thread_ts)] = assistant_root(user, thread_ts)
+    body = event_body(assistant_thread_started(user, channel, thread_ts), f"Ev{time.time_ns()}")
+    assert await slack.deliver(body, retry=0) == 200
+    assert await slack.deliver(body, retry=1) == 200
+    greetings = slack.fake.of("chat.postMessage", channel=channel, thread_ts=thread_ts)
+    assert [c.args["text"] for c in greetings] == [GREETING], "greeted once"
+    assert len(slack.fake.of("assistant.threads.setSuggestedPrompts", thread_ts=thread_ts)) == 2, "set again: harmless"

@@ -146,6 +146,13 @@ async def test_send_now_waits_the_undo_window_undo_holds_it_and_strangers_change
     await slack.press(SEND_NOW_ACTION, email_id, owner, channel, card, ts)
     going = await slack.wait_card(channel, card, "Sending in")
     assert action_ids(going)[0] == UNDO_ACTION and SEND_NOW_ACTION not in action_ids(going)
+    # No Edit while it is about to go: the modal has no "when the window ends" to offer, and saved with an
+    # empty time it would quietly put on hold the email the user just told to go. An older card's Edit says so.
+    assert EDIT_ACTION not in action_ids(going)
+    opened = len(slack.fake.of("views.open"))
+    await slack.press(EDIT_ACTION, email_id, owner, channel, card, ts)
+    await ephemeral(slack.fake, owner, "Press Undo on the card first")
+    assert len(slack.fake.of("views.open")) == opened, "no editor opened"
     await slack.press(UNDO_ACTION, email_id, owner, channel, card, ts)
     held = await slack.wait_card(channel, card, "Undone")
     assert UNDO_ACTION not in action_ids(held) and SEND_NOW_ACTION in action_ids(held)

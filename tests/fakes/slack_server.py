@@ -426,6 +426,36 @@ def edited_event(user: str, channel: str, ts: str, text: str, previous: str, eve
     }
 
 
+def parent_deleted_event(user: str, channel: str, ts: str, previous: str, event_ts: str) -> dict[str, Any]:
+    """The user deleted their DM `ts`, which has replies: Slack sends no message_deleted but a message_changed
+    whose message is a "tombstone" from USLACKBOT (seen in Slack's events; e.g. hackclub/toriel#238)."""
+    return {
+        "type": "message",
+        "subtype": "message_changed",
+        "channel_type": "im",
+        "channel": channel,
+        "hidden": True,
+        "ts": event_ts,
+        "event_ts": event_ts,
+        "message": {
+            "type": "message",
+            "subtype": "tombstone",
+            "text": "This message was deleted.",
+            "user": "USLACKBOT",
+            "hidden": True,
+            "ts": ts,
+            "thread_ts": ts,
+            "parent_user_id": "USLACKBOT",
+            "reply_count": 1,
+            "reply_users_count": 1,
+            "reply_users": [BOT_USER],
+            "is_locked": False,
+            "subscribed": False,
+        },
+        "previous_message": {"type": "message", "user": user, "text": slack_encode(previous), "ts": ts},
+    }
+
+
 def message_event(
     user: str,
     ts: str,
