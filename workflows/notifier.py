@@ -12,8 +12,9 @@ from workflows.model import CardRef, EmailView
 
 
 class CardNotifier(Protocol):
-    def post_root(self, card: CardRef, email_id: str) -> tuple[str, str]:
-        """Opens the thread (posts `card.root_text` in `card.channel`); returns its (channel, ts)."""
+    def post_root(self, card: CardRef, email_id: str, retry: bool = False) -> tuple[str, str]:
+        """Opens the thread (posts `card.root_text` in `card.channel`); returns its (channel, ts). `retry`: an
+        earlier attempt may have posted it already: use that one if it is there."""
         ...
 
     def post(self, card: CardRef, email_id: str, view: EmailView, retry: bool = False) -> str:

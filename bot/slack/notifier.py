@@ -29,9 +29,12 @@ class SlackCardNotifier:
         self.on_change = on_change
         self._posted = threading.local()  # the card this thread just posted, in this state execution
 
-    def post_root(self, card: CardRef, email_id: str) -> tuple[str, str]:
+    def post_root(self, card: CardRef, email_id: str, retry: bool = False) -> tuple[str, str]:
         """Posting to a user id opens (or reuses) the app's DM with them. The email's id travels in the
-        message's metadata, so a reply in this thread finds its workflow."""
+        message's metadata, so a reply in this thread finds its workflow, and a retry finds the root an
+        attempt whose answer was lost posted (a second one would leave an empty thread behind)."""
+        if retry and (found := self._root_in_dm(card.channel, email_id)) is not None:
+            return found
         response = self._client.chat_postMessage(
             channel=card.channel,
             text=card.root_text or "New email",
@@ -54,6 +57,17 @@ class SlackCardNotifier:
         )
         self._posted.email_id = email_id
         return str(response["ts"])
+
+    def _root_in_dm(self, channel: str, email_id: str) -> tuple[str, str] | None:
+        if channel.startswith(("U", "W")):  # a user: their DM with the app (im:write), as posting opens it
+            channel = str(self._client.conversations_open(users=channel)["channel"]["id"])
+        history = self._client.conversations_history(channel=channel, include_all_metadata=True, limit=100)
+        for message in history.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == EMAIL_THREAD_EVENT and payload.get("email_id") == email_id:
+                return channel, str(message["ts"])
+        return None
 
     def _card_in_thread(self, card: CardRef, email_id: str) -> str | None:
         replies = self._client.conversations_replies(

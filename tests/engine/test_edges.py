@@ -25,7 +25,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from bot.slack.threads import thread_email_id
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import TEAM, FakeSlack, action_body
+from tests.fakes.slack_server import TEAM, FakeSlack, action_body, command_body
 from tests.fakes.worker_gate import STATE_EXECUTE, WorkerGate, rpc_call, state_call
 from tests.harness import (
     Api,
@@ -304,6 +304,44 @@ async def test_a_card_posted_by_a_call_whose_answer_was_lost_is_not_posted_twice
             await slack.wait_card(channel, card, "Once")
     posted = [c for c in fake_slack.of("chat.postMessage", channel=channel, thread_ts=ts) if c.args.get("blocks")]
     assert len(posted) == 1, [c.args.get("text") for c in posted]
+
+
+async def test_a_slash_commands_thread_posted_by_a_call_whose_answer_was_lost_is_opened_once(
+    engine: Engine,
+    smtp_sink: SmtpSink,
+    fake_openai: FakeOpenAI,
+    fake_slack: FakeSlack,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """/schedule-email: the card step posts the thread's root in the user's DM, its answer to iWF is lost, and
+    the app dies. The retry finds that root by its metadata (conversations.history) instead of opening a second
+    thread, which left the first one empty."""
+    state = tmp_path_factory.mktemp("lost-root")
+    async with gated_app(engine, smtp_sink, fake_openai, state, fake_slack) as (app, gate):
+        async with aiohttp.ClientSession() as session:
+            slack = Slack(session, app, fake_slack)
+            user = f"UROOT{unique('r')[-8:]}"
+
+            def first_root(path: str, body: dict[str, Any]) -> bool:
+                notify = path == STATE_EXECUTE and body.get("workflowStateId") == "NotifyState"
+                return notify and "-cmd-" in str((body.get("context") or {}).get("workflowId", ""))
+
+            lost = gate.lose_answer(first_root)
+            text = "to: lr@example.com; subject: One thread; body: Once"
+            status, _ = await slack.post(
+                command_body(text, user, fake_slack.response_url(user)), "application/x-www-form-urlencoded"
+            )
+            assert status == 200
+            await lost.wait_arrived()
+            await asyncio.to_thread(app.stop)  # the process that posted it is gone
+            await asyncio.to_thread(app.start)
+            [root] = fake_slack.of("chat.postMessage", channel=user)
+            channel, thread_ts = f"D{user}", fake_slack.answered_ts[fake_slack.calls.index(root)]
+            card = await slack.card(channel, thread_ts)
+            await slack.wait_card(channel, card, "One thread")
+    roots = fake_slack.of("chat.postMessage", channel=user)
+    assert len(roots) == 1, [c.args.get("text") for c in roots]
+    assert fake_slack.of("conversations.history", channel=channel), "the retry looked for it"
 
 
 async def test_a_model_failure_leaves_a_scheduled_email_scheduled(api: Api, smtp_sink: SmtpSink) -> None:

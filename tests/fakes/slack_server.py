@@ -221,6 +221,17 @@ class FakeSlack:
             return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self.new_ts()}
+        if method == "conversations.history":
+            # The conversation's own messages (not thread replies), newest first, as Slack answers.
+            channel = args["channel"]
+            top = [
+                {k: v for k, v in message.items() if v is not None}
+                for (where, ts), message in sorted(self.messages.items(), key=lambda item: -float(item[0][1]))
+                if where == channel and message.get("thread_ts") in (None, ts)
+            ]
+            if args.get("include_all_metadata") not in ("true", "1", True):
+                top = [{k: v for k, v in m.items() if k != "metadata"} for m in top]
+            return {"ok": True, "messages": top[: int(args.get("limit") or 100)], "has_more": False}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(args["users"])}}
         if method == "chat.getPermalink":

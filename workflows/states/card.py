@@ -57,15 +57,15 @@ class NotifyState(WorkflowState[str]):
         record = Record(persistence)
         card, notifier = record.card, self._services.notifier
         if card is not None and notifier is not None:
+            retry = (ctx.attempt or 1) > 1
             if not card.thread_ts:
-                channel, thread_ts = notifier.post_root(card, ctx.workflow_id)
+                channel, thread_ts = notifier.post_root(card, ctx.workflow_id, retry=retry)
                 record.card = card.model_copy(update={"channel": channel, "thread_ts": thread_ts})
                 return StateDecision.single_next_state(NotifyState, input)
             view = build_view(record)
             if card.ts:
                 notifier.update(card, ctx.workflow_id, view)
             else:
-                retry = (ctx.attempt or 1) > 1
                 card = card.model_copy(update={"ts": notifier.post(card, ctx.workflow_id, view, retry=retry)})
                 record.card = card
             notifier.settled(card, ctx.workflow_id, view)
