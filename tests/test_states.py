@@ -21,7 +21,7 @@ from iwf.workflow_context import WorkflowContext
 
 from workflows.agent import AgentReply, AgentUnavailableError
 from workflows.deliveries import Delivered, DeliveryRegistry
-from workflows.ledger import ClaimRequest, ClaimResult, DeliveryLedgerWorkflow, IwfDeliveryLedger
+from workflows.ledger import ClaimRequest, ClaimResult, DeliveryLedgerWorkflow, IwfDeliveryLedger, SettleRequest
 from workflows.mailer import AmbiguousSendError, OutgoingEmail, PermanentSendError, TransientSendError
 from workflows.mailer.message import build_message
 from workflows.model import DeliveryIntent, EmailDraft, EmailStatus, Turn
@@ -36,6 +36,7 @@ from workflows.states import (
     NotifyGaveUpState,
     ScheduleState,
     Services,
+    handover,
 )
 from workflows.states.common import MAYBE_SENT_CANCELED
 
@@ -94,6 +95,13 @@ class MemoryLedger:
         request.take_over_after_seconds = take_over_after
         raw = self._workflow.claim(None, request.model_dump_json(), self.attributes, None)  # type: ignore[arg-type]
         return ClaimResult.model_validate_json(raw)
+
+    def settle(self, intent: DeliveryIntent, execution: str, outcome: str) -> None:
+        request = SettleRequest(message_id=intent.message_id, round=intent.round, execution=execution, outcome=outcome)
+        self._workflow.settle(None, request.model_dump_json(), self.attributes, None)  # type: ignore[arg-type]
+
+    def outcome_of(self, intent: DeliveryIntent) -> str:
+        return str(json.loads(self.attributes["claims"])[f"{intent.message_id}#{intent.round}"].get("outcome", ""))
 
     def age_claims(self, seconds: float) -> None:
         """As if every claim had been made `seconds` earlier."""
@@ -854,3 +862,78 @@ def test_a_ledger_that_keeps_dropping_claims_is_given_up_on_after_the_outage_bou
     with pytest.raises(WorkflowNotExistsError):
         ledger.claim(intent, "Deliver-1:e", 0)
     assert 2 <= engine.claims <= 6 and engine.opens == engine.claims, (engine.claims, engine.opens)
+
+
+# --- a sibling execution in another process (iWF's local activity given up, the step run again elsewhere) -----
+
+
+class SettlingElsewhere(MemoryLedger):
+    """Another process claimed the hand-over and is still sending; it settles its claim (as `outcome`) while
+    this execution waits, on its second look."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__()
+        self.outcome, self.looks = outcome, 0
+        self.intent: DeliveryIntent | None = None
+
+    def claim(
+        self, intent: DeliveryIntent, execution: str, daily_limit: int, take_over_after: float = 0
+    ) -> ClaimResult:
+        self.looks += 1
+        if self.looks == 2 and self.intent is not None:
+            self.settle(self.intent, "Deliver-1:another-process", self.outcome)
+        return super().claim(intent, execution, daily_limit, take_over_after)
+
+
+def _sibling(outcome: str, delivered: bool | None = None) -> tuple[Attributes, SettlingElsewhere, RecordingMailer]:
+    ledger = SettlingElsewhere(outcome)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
+    intent = Record(attributes).delivery
+    assert intent is not None
+    MemoryLedger.claim(ledger, intent, "Deliver-1:another-process", 0)
+    ledger.intent = intent
+    mailer = RecordingMailer(delivered=delivered)
+    svc = services(mailer, ledger, handover_seconds=90, settle_wait_seconds=5)
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    return attributes, ledger, mailer
+
+
+def test_a_sibling_that_finds_a_young_claim_waits_for_its_word_and_does_not_send_again() -> None:
+    """No Sent folder (delivered=None): before, the sibling said "delivery unknown" of an email the other
+    process was delivering that very moment."""
+    attributes, ledger, mailer = _sibling("delivered")
+    record = Record(attributes)
+    assert record.status == EmailStatus.SENT and mailer.sent == [], record.last_reply
+    assert ledger.looks >= 2
+
+
+def test_a_sibling_told_the_other_attempt_was_refused_sends_itself_at_once() -> None:
+    """A definite failure over there (a 451, nothing taken): no reason to wait out the claim or say "unknown"."""
+    attributes, ledger, mailer = _sibling("not_sent")
+    assert Record(attributes).status == EmailStatus.SENT and len(mailer.sent) == 1
+    [claim] = json.loads(ledger.attributes["claims"]).values()
+    assert claim["execution"] != "Deliver-1:another-process", "taken over, so a third execution sees it live"
+
+
+def test_a_hand_over_that_took_long_settles_its_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handover, "SETTLE_AFTER_SECONDS", 0.0)
+    mailer, ledger = RecordingMailer(), MemoryLedger()
+    svc = services(mailer, ledger)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    intent = Record(attributes).delivery
+    assert intent is not None
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert len(mailer.sent) == 1 and ledger.outcome_of(intent) == "delivered"
+
+
+def test_a_short_hand_over_costs_the_ledger_no_settlement() -> None:
+    mailer, ledger = RecordingMailer(), MemoryLedger()
+    svc = services(mailer, ledger)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    intent = Record(attributes).delivery
+    assert intent is not None
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert len(mailer.sent) == 1 and ledger.outcome_of(intent) == ""

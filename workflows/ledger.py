@@ -54,7 +54,11 @@ from workflows.model import DeliveryIntent, utcnow
 from workflows.record import email_of
 from workflows.sendtime import seconds_until
 
-DA_CLAIMS = "claims"  # JSON {"<message_id>#<round>": {"execution": str, "at": iso}}
+DA_CLAIMS = "claims"  # JSON {"<message_id>#<round>": {"execution": str, "at": iso, "outcome"?: str}}
+# What the claiming execution itself found, when it may have had company (see settle): the email went out, or
+# it definitely did not (the mail server refused it, or nothing reached it).
+OUTCOME_DELIVERED = "delivered"
+OUTCOME_NOT_SENT = "not_sent"
 SHARED_SHARDS = 32  # emails without an owner spread over this many ledgers per day
 LEDGER_DAYS = 3  # a ledger outlives its day by enough for every late retry of a delivery step
 
@@ -82,7 +86,17 @@ class ClaimResult(BaseModel):
     refused: bool = Field(False, description="The daily limit is reached: do not send.")
     emails_today: int = 0
     earlier_at: str = ""
+    earlier_outcome: str = Field(
+        "", description="What the earlier execution settled its hand-over as (delivered, not_sent); empty: unknown."
+    )
     taken_over: bool = Field(False, description="First by replacing an earlier execution's claim that was over.")
+
+
+class SettleRequest(BaseModel):
+    message_id: str
+    round: int
+    execution: str = Field(description="The execution that claimed the hand-over: only it can settle it.")
+    outcome: str = Field(pattern=f"^({OUTCOME_DELIVERED}|{OUTCOME_NOT_SENT})$")
 
 
 def ledger_scope(worker_url: str) -> str:
@@ -150,13 +164,19 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
         earlier = claims.get(key)
         if earlier is not None and earlier["execution"] != request.execution and request.take_over_after_seconds:
             age = (self._clock() - datetime.fromisoformat(earlier["at"])).total_seconds()
-            if age >= request.take_over_after_seconds:
+            # Over: old enough that it must have ended, or ended without sending, as its execution recorded.
+            if age >= request.take_over_after_seconds or earlier.get("outcome") == OUTCOME_NOT_SENT:
                 claims[key] = {"execution": request.execution, "at": self._clock().isoformat()}
                 persistence.set_data_attribute(DA_CLAIMS, json.dumps(claims))
                 return ClaimResult(first=True, taken_over=True, emails_today=len(emails)).model_dump_json()
         if earlier is not None:
             first = earlier["execution"] == request.execution
-            return ClaimResult(first=first, emails_today=len(emails), earlier_at=earlier["at"]).model_dump_json()
+            return ClaimResult(
+                first=first,
+                emails_today=len(emails),
+                earlier_at=earlier["at"],
+                earlier_outcome=earlier.get("outcome", ""),
+            ).model_dump_json()
         this_email = email_of(request.message_id)
         if request.daily_limit and this_email not in emails and len(emails) >= request.daily_limit:
             return ClaimResult(first=True, refused=True, emails_today=len(emails)).model_dump_json()
@@ -165,6 +185,20 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
         emails.add(this_email)
         return ClaimResult(first=True, emails_today=len(emails)).model_dump_json()
 
+    @rpc(timeout_seconds=10, data_attribute_loading_policy=_LOCKED_CLAIMS)
+    def settle(self, ctx: WorkflowContext, input: str, persistence: Persistence, communication: Communication) -> str:
+        """The claiming execution records how its hand-over ended, for an execution of the same step in another
+        process that found its claim and waits to know (see workflows/states/handover.py)."""
+        request = SettleRequest.model_validate_json(input)
+        raw = persistence.get_data_attribute(DA_CLAIMS)
+        claims: dict[str, dict[str, str]] = json.loads(raw) if isinstance(raw, str) and raw else {}
+        claim = claims.get(f"{request.message_id}#{request.round}")
+        if claim is None or claim["execution"] != request.execution:
+            return "not yours"  # taken over meanwhile: the newer execution's word counts
+        claim["outcome"] = request.outcome
+        persistence.set_data_attribute(DA_CLAIMS, json.dumps(claims))
+        return "settled"
+
 
 class DeliveryLedger(Protocol):
     """The port the delivery step uses; implemented on the iWF client, faked in unit tests."""
@@ -172,6 +206,8 @@ class DeliveryLedger(Protocol):
     def claim(
         self, intent: DeliveryIntent, execution: str, daily_limit: int, take_over_after: float = 0
     ) -> ClaimResult: ...
+
+    def settle(self, intent: DeliveryIntent, execution: str, outcome: str) -> None: ...
 
 
 class IwfDeliveryLedger:
@@ -226,6 +262,24 @@ class IwfDeliveryLedger:
                 if time.monotonic() > outage_until:
                     raise
                 time.sleep(1.0)
+
+    def settle(self, intent: DeliveryIntent, execution: str, outcome: str) -> None:
+        """Retried only while the ledger is busy with another claim: the caller logs any other failure (a
+        waiting execution then does what it did before settlements: asks the Sent folder, or says "delivery
+        unknown")."""
+        payload = SettleRequest(
+            message_id=intent.message_id, round=intent.round, execution=execution, outcome=outcome
+        ).model_dump_json()
+        delay = 0.02
+        for attempt in range(self._lock_retries + 1):
+            try:
+                self._client.invoke_rpc(intent.ledger, DeliveryLedgerWorkflow.settle, payload, str)
+                return
+            except WorkflowRPCAcquiringLockFailure:
+                if attempt == self._lock_retries:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 0.5)
 
     def _opened(self, ledger: str) -> bool:
         """Whether this call started the ledger: not if it was running already, or the engine failed."""

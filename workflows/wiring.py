@@ -67,6 +67,10 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
     handover = 10 + settings.smtp_timeout_seconds * SMTP_DEADLINE_TIMEOUTS + 10
     # Up to two Sent-folder searches with the settle between.
     check_budget = settings.smtp_timeout_seconds * 2 + settings.imap_settle_seconds if settings.sent_folder_check else 0
+    # A typical worst case: the claim in an engine outage, a slow SMTP session, the Sent-folder check. Only a
+    # dead worker waits for all of it: a step that runs longer is asked again, and the call joins the running
+    # one in this process (the registry), so nothing is done twice.
+    send_timeout = 30 + settings.smtp_timeout_seconds * 2 + check_budget
     services = Services(
         agent=Agent(
             openai_client(settings),
@@ -94,11 +98,10 @@ def wire(settings: Settings, mailer: Mailer | None = None, notifier: CardNotifie
         send_backoff_seconds=settings.send_backoff_seconds,
         send_backoff_max_seconds=settings.send_backoff_max_seconds,
         agent_timeout_seconds=int(agent_budget),
-        # A typical worst case: the claim in an engine outage, a slow SMTP session, the Sent-folder check. Only
-        # a dead worker waits for all of it: a step that runs longer is asked again, and the call joins the
-        # running one in this process (the registry), so nothing is done twice.
-        send_timeout_seconds=int(30 + settings.smtp_timeout_seconds * 2 + check_budget),
+        send_timeout_seconds=int(send_timeout),
         handover_seconds=int(handover),
+        # Within the step's own time-out, leaving it time for what follows (the Sent folder, a send).
+        settle_wait_seconds=min(handover, send_timeout / 3),
     )
     registry.add_workflow(EmailAgentWorkflow(services))
     registry.add_workflow(DeliveryLedgerWorkflow())

@@ -60,6 +60,18 @@ def rpc_call(workflow_id: str, rpc_name: str) -> Callable[..., bool]:
     return matches
 
 
+@dataclass
+class Reroute:
+    """Matching callbacks after the first `after` go to `target` (another replica) instead of the gate's own:
+    what a load balancer in front of replicas does to a step iWF runs again."""
+
+    matches: Callable[[str, dict[str, Any]], bool]
+    target: str
+    after: int = 1
+    seen: int = 0
+    sent: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 @dataclass(frozen=True)
 class Passed:
     """One callback that went through: where to, for which state or RPC, and how much it carried."""
@@ -76,6 +88,7 @@ class WorkerGate:
     target: str = ""  # the app's real worker, http://127.0.0.1:<WORKER_PORT>
     holds: list[Hold] = field(default_factory=list)
     losses: list[Hold] = field(default_factory=list)
+    reroutes: list[Reroute] = field(default_factory=list)
     passed: list[Passed] = field(default_factory=list)
     runner: web.AppRunner | None = None
     session: aiohttp.ClientSession | None = None
@@ -92,6 +105,12 @@ class WorkerGate:
         lost.released.set()
         self.losses.append(lost)
         return lost
+
+    def reroute(self, matches: Callable[[str, dict[str, Any]], bool], target: str, after: int = 1) -> Reroute:
+        """Send the matching callbacks after the first `after` to the worker at `target`."""
+        reroute = Reroute(matches, target, after)
+        self.reroutes.append(reroute)
+        return reroute
 
     def hold(self, matches: Callable[[str, dict[str, Any]], bool], every: bool = False) -> Hold:
         """Hold the next callback that matches (`every`: each one that comes until then), until the returned
@@ -143,7 +162,15 @@ class WorkerGate:
         assert self.session is not None
         # As sent, the worker secret header included (the worker refuses state calls without it).
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        async with self.session.post(self.target + request.path, data=raw, headers=headers) as answer:
+        target = self.target
+        for reroute in self.reroutes:
+            if reroute.matches(request.path, body):
+                reroute.seen += 1
+                if reroute.seen > reroute.after:
+                    target = reroute.target
+                    reroute.sent.set()
+                break
+        async with self.session.post(target + request.path, data=raw, headers=headers) as answer:
             content = await answer.read()
         for lost in list(self.losses):
             if lost.matches(request.path, body):

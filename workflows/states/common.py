@@ -115,6 +115,9 @@ class Services:
     send_timeout_seconds: int = 90
     claim_grace_seconds: int = 10  # a claim answered later than this is not used to send (see handover)
     handover_seconds: int = 90  # a claim this old: its hand-over is over (claim grace + the SMTP deadline + margin)
+    # How long an execution that found another process's young claim waits for it to settle (see handover);
+    # 0: not at all (it asks the Sent folder at once, or says "delivery unknown").
+    settle_wait_seconds: float = 0.0
     clock: Callable[[], datetime] = field(default=utcnow)
 
 

@@ -1,18 +1,38 @@
 """The hand-over protocol the Deliver step runs: claim it in the owner's delivery ledger, then give the email
 to the mail server once; an execution that finds another's claim asks the mail account instead of sending.
 
+Another process's claim that is still young is usually a sibling execution of this very step: iWF gives a
+local activity up after 7 s and runs the step again as a normal activity, which the load balancer may send to
+another replica while the first is still talking to the mail server. So a hand-over that took that long
+records how it ended in the ledger (settle), and the sibling waits a while for that word before it falls back
+on the mail account, or on "delivery unknown".
+
 Plain functions over `Services` (no iWF state here): what comes back is an `Outcome`, which
 `workflows/states/sending.py` applies to the email.
 """
 
+import logging
+import time
 from datetime import UTC, datetime
 
 from workflows.deliveries import Delivered, Outcome
-from workflows.mailer import AmbiguousSendError, OutgoingEmail, PermanentSendError, TransientSendError
+from workflows.ledger import OUTCOME_DELIVERED, OUTCOME_NOT_SENT, ClaimResult
+from workflows.mailer import (
+    AmbiguousSendError,
+    OutgoingEmail,
+    PartlyDeliveredError,
+    PermanentSendError,
+    TransientSendError,
+)
 from workflows.model import DeliveryIntent
 from workflows.states.common import Services
 
+log = logging.getLogger(__name__)
+
 CONFIRMED_AFTERWARDS = "(The mail server's answer got lost; I checked the account's sent mail and it is there.)"
+# A hand-over this long may have a sibling execution waiting on it (iWF abandons a local activity after 7 s):
+# it settles its claim. Shorter ones, nearly all, cost the ledger nothing more.
+SETTLE_AFTER_SECONDS = 5.0
 
 
 class StillUnderWay(TransientSendError):
@@ -26,6 +46,7 @@ def hand_over(
     """Claim the hand-over in the ledger, then give the email to the mail server, once per process (the
     registry runs this): what comes back is what happened, as far as it can be known. `earlier_id` is the
     Message-ID of a copy that may have gone out in an earlier round (an edit since gives this round a new one)."""
+    began = time.monotonic()
     if intent.round > 1 and services.mailer.was_delivered(intent.message_id, settle=False) is True:
         # An earlier round whose answer was lost arrived after all (a search index may lag behind). Asked
         # before the claim: the claim's age is what others judge it by, and this look may take a while.
@@ -41,16 +62,20 @@ def hand_over(
     if claim.refused:
         return PermanentSendError(f"the daily limit of {services.daily_send_limit} emails per person is reached")
     if not claim.first:  # another process's hand-over (this process's own would be in its registry)
-        young = services.handover_seconds - claim_age_seconds(services, claim.earlier_at)
-        earlier = after_an_earlier_attempt(services, intent.message_id)
-        if isinstance(earlier, AmbiguousSendError) and young > 0:
-            # Cannot be asked, and that hand-over may still be going: "Send again" waits until it must be over.
-            return AmbiguousSendError(earlier.reason, hold_seconds=young)
-        if earlier is not None:
-            return earlier
-        # Not in the account's sent mail. Once that hand-over is over (sent, or timed out) this means "not
-        # sent": the ledger agrees under its lock and re-stamps the claim as this execution's, so a later
-        # execution sees a live claim again.
+        claim = wait_for_its_word(services, intent, execution, claim)
+        if claim.earlier_outcome == OUTCOME_DELIVERED:
+            return Delivered("delivered by another process's attempt (recorded in the delivery ledger)")
+        if claim.earlier_outcome != OUTCOME_NOT_SENT:
+            young = services.handover_seconds - claim_age_seconds(services, claim.earlier_at)
+            earlier = after_an_earlier_attempt(services, intent.message_id)
+            if isinstance(earlier, AmbiguousSendError) and young > 0:
+                # Cannot be asked, and that hand-over may still be going: "Send again" waits until it must be over.
+                return AmbiguousSendError(earlier.reason, hold_seconds=young)
+            if earlier is not None:
+                return earlier
+        # Not sent, as that execution said, or not in the account's sent mail, which means "not sent" once that
+        # hand-over is over (sent, or timed out): the ledger agrees under its lock and re-stamps the claim as
+        # this execution's, so a later execution sees a live claim again.
         asked = services.clock()
         claim = services.ledger.claim(
             intent, execution, services.daily_send_limit, take_over_after=services.handover_seconds
@@ -67,8 +92,17 @@ def hand_over(
     if (services.clock() - asked).total_seconds() > services.claim_grace_seconds:
         # Others judge a claim by its age: one answered this late may already look over to them.
         return TransientSendError("the delivery ledger answered too late to send safely now")
+    outcome = _send(services, intent, outgoing)
+    if time.monotonic() - began >= SETTLE_AFTER_SECONDS:
+        settle(services, intent, execution, outcome)
+    return outcome
+
+
+def _send(services: Services, intent: DeliveryIntent, outgoing: OutgoingEmail) -> Outcome:
     try:
         return Delivered(services.mailer.send(outgoing))
+    except (PermanentSendError, TransientSendError, PartlyDeliveredError) as answered:
+        return answered
     except AmbiguousSendError as lost:  # this hand-over is over, its answer lost: the account may tell
         checked = services.mailer.was_delivered(intent.message_id)
         if checked is None:
@@ -76,6 +110,36 @@ def hand_over(
         if checked:
             return Delivered("confirmed by the mail account afterwards", CONFIRMED_AFTERWARDS)
         return TransientSendError(f"{lost.reason}, and it did not arrive")
+
+
+def settle(services: Services, intent: DeliveryIntent, execution: str, outcome: Outcome) -> None:
+    """Tell a sibling execution that may be waiting (see the module docstring) how this hand-over ended, when it
+    is known for sure. Failing to is only logged: the sibling then does what it would without the word."""
+    if isinstance(outcome, Delivered | PartlyDeliveredError):  # some got it: sending again would repeat it
+        word = OUTCOME_DELIVERED
+    elif isinstance(outcome, PermanentSendError) or (
+        isinstance(outcome, TransientSendError) and not isinstance(outcome, StillUnderWay)
+    ):
+        word = OUTCOME_NOT_SENT
+    else:
+        return  # unknown (an answer lost and no Sent folder to ask): nothing to say for sure
+    try:
+        services.ledger.settle(intent, execution, word)
+    except Exception as error:  # the engine failing here must not turn a sent email into an error
+        log.warning("could not settle the hand-over of %s in its ledger: %s", intent.message_id, error)
+
+
+def wait_for_its_word(services: Services, intent: DeliveryIntent, execution: str, claim: ClaimResult) -> ClaimResult:
+    """Another process's young claim: wait (a while, within this step's time-out) for that execution to settle
+    it. Asked again with this execution's own token, the claim only answers, it changes nothing."""
+    young = services.handover_seconds - claim_age_seconds(services, claim.earlier_at)
+    deadline = time.monotonic() + min(young, services.settle_wait_seconds)
+    pause = 0.25
+    while not claim.earlier_outcome and time.monotonic() + pause < deadline:
+        time.sleep(pause)
+        pause = min(pause * 1.5, 4.0)
+        claim = services.ledger.claim(intent, execution, services.daily_send_limit)
+    return claim
 
 
 def claim_age_seconds(services: Services, earlier_at: str) -> float:
