@@ -181,7 +181,8 @@ async def test_invalid_recipient_is_refused_in_code(api: Api) -> None:
     await api.start(wid)
     await api.say(wid, "to: not-an-address; subject: X; body: Y; send in 2 seconds")
     view = await api.wait_for(wid, "waiting")
-    assert view["to"] == [] and view["send_at"] is None
+    assert view["to"] == [] and not view["will_send"], "nothing half-understood goes out"
+    assert view["plan"].startswith("On hold (was planned for"), "the time it was given waits for the answer"
     assert "not a valid email address" in view["last_error"]
 
 

@@ -70,4 +70,4 @@ async def test_a_refused_recipient_reads_as_one_sentence(api: Api) -> None:
     assert reply.startswith("'ana@example.com bob@example.com' is not a valid email address"), reply
     assert reply.endswith(".") and "Done." not in reply, "the problem alone, without the model's filler"
     assert view["last_error"] in reply
-    assert view["send_at"] is None
+    assert not view["will_send"] and view["plan"].startswith("On hold (was planned for")
