@@ -224,13 +224,14 @@ class Settings(BaseSettings):
     @classmethod
     def _names_the_owner(cls, value: str) -> str:
         """Checked here so a bad format stops the app at start, not every send."""
+        sentinel = "\x00owner\x00"  # in no format string by chance
         try:
-            shown = value.format(name="Alice")
-        except (KeyError, IndexError, ValueError) as error:
+            shown = value.format(name=sentinel)
+        except (LookupError, ValueError, AttributeError, TypeError) as error:
             raise ValueError(
                 f"{error!r} in it; the only field is {{name}}, e.g. '{{name}} (via email-agent)'"
             ) from None
-        if "Alice" not in shown:
+        if sentinel not in shown:
             raise ValueError("must contain {name}, e.g. '{name} (via email-agent)'")
         return value
 
@@ -263,6 +264,12 @@ class Settings(BaseSettings):
                 f"with EMBEDDED_ENGINE=false, WORKER_SECRET is required (16+ URL-safe characters): set the same "
                 f"value here and as interpreter.interpreterActivityConfig.defaultheaders.{WORKER_SECRET_HEADER} "
                 "in the iWF server's config, so that the worker can tell the iWF server's state calls from forged ones"
+            )
+        if not value and "api_token" in info.data and info.data["api_token"] is None:
+            # Generated per STATE_DIR otherwise: each replica would accept a token of its own, and every API
+            # call (user tokens too, which it signs) would work on one replica in N.
+            raise ValueError(
+                "with EMBEDDED_ENGINE=false, API_TOKEN is required (16+ characters): the same on every replica"
             )
         return value
 

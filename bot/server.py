@@ -23,7 +23,7 @@ from bot.slack.notifier import SlackCardNotifier
 from bot.slack.replay import ReplayGuard
 from bot.worker_app import worker_app
 from devstack.processes import PidFile, StackError
-from devstack.secrets import configured_or_local, local_secret
+from devstack.secrets import PRINTABLE, configured_or_local, local_secret
 from devstack.stack import LocalStack
 from settings import Settings
 from workflows.decisions import Policy
@@ -44,7 +44,7 @@ def api_token(settings: Settings) -> str:
     if settings.api_token:
         return settings.api_token.get_secret_value()
     log.warning("API_TOKEN is not set: the HTTP API uses the token in %s", settings.state_dir / "api-token")
-    return local_secret(settings.state_dir, "api-token")
+    return local_secret(settings.state_dir, "api-token", PRINTABLE)
 
 
 @dataclass

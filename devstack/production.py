@@ -24,7 +24,7 @@ from pathlib import Path
 from devstack import haproxy, iwf, postgres, temporal_server, temporal_setup
 from devstack.plan import Plan
 from devstack.processes import ManagedProcess, PidFile, StackError
-from devstack.secrets import configured_or_local
+from devstack.secrets import PRINTABLE, configured_or_local
 from settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ProductionStack:
 
     @property
     def api_token(self) -> str:
-        return configured_or_local(self.settings.api_token, self.plan.state_dir, "api-token")
+        return configured_or_local(self.settings.api_token, self.plan.state_dir, "api-token", PRINTABLE)
 
     def start(self) -> None:
         """Bring up whatever is not running; on failure, stop what this call started and re-raise."""
@@ -156,7 +156,8 @@ class ProductionStack:
             # Shared by every replica unless the given environment says otherwise.
             "API_TOKEN": self.api_token,
             "OUTBOX_DIR": str(self.settings.effective_outbox_dir),
-            **(self.app_env if self.app_env is not None else os.environ),
+            # A blank variable counts as unset (as settings.py reads it): it must not undo the shared token.
+            **{k: v for k, v in (self.app_env if self.app_env is not None else os.environ).items() if v},
             # What the iWF servers send on every state call (their config's defaultheaders).
             "WORKER_SECRET": configured_or_local(self.settings.worker_secret, plan.state_dir, "worker-secret"),
             # Each replica's own.

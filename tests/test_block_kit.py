@@ -178,8 +178,12 @@ def test_the_modal_is_filled_with_the_email_and_its_send_time() -> None:
     assert Opened.load(modal["private_metadata"]) == Opened(
         "wf-1", ZONE, keep_body=False, version=view().version, channel=card.channel, thread_ts=card.thread_ts
     )
+    # On hold with a question open, it keeps its time: so does the modal, or saving a fixed address would drop it.
     on_hold = edit_modal("wf-1", view(will_send=False))
-    assert "initial_date_time" not in next(b for b in on_hold["blocks"] if b["block_id"] == SEND_AT)["element"]
+    kept = next(b for b in on_hold["blocks"] if b["block_id"] == SEND_AT)["element"]
+    assert kept["initial_date_time"] == int(datetime(2026, 11, 27, 17, 0, tzinfo=UTC).timestamp())
+    undone = edit_modal("wf-1", view(will_send=False, send_at=None, send_at_local=None))  # Undo drops the time
+    assert "initial_date_time" not in next(b for b in undone["blocks"] if b["block_id"] == SEND_AT)["element"]
 
 
 def test_a_body_longer_than_a_slack_field_is_kept_not_cut() -> None:

@@ -107,7 +107,8 @@ def test_the_apps_settings_come_from_a_config_map_of_real_settings_and_a_missing
         **data,
         **env,
         "EMBEDDED_ENGINE": "false",
-        "WORKER_SECRET": "a-long-enough-secret-0123",
+        "WORKER_SECRET": "a-long-enough-secret-0123",  # the Secret's
+        "API_TOKEN": "an-admin-token-0123",
     }.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match="a mail server is required"):

@@ -71,7 +71,12 @@ def test_an_external_engine_without_a_worker_secret_is_refused_at_start(tmp_path
     assert result.returncode == 2
     assert "invalid setting EMBEDDED_ENGINE: with EMBEDDED_ENGINE=false, WORKER_SECRET is required" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    external = settings(embedded_engine=False, worker_secret="a-long-enough-secret-0123", smtp_host="mail.example")
+    external = settings(
+        embedded_engine=False,
+        worker_secret="a-long-enough-secret-0123",
+        api_token="an-admin-token-0123",
+        smtp_host="mail.example",
+    )
     assert external.embedded_engine is False
 
 
@@ -119,7 +124,9 @@ def test_an_api_token_the_api_could_never_accept_stops_the_app() -> None:
         settings(api_token="Schlüssel-für-prod-2026")
 
 
-@pytest.mark.parametrize("bad", ["{user} via bot", "{0} (via email-agent)", "via email-agent", "{name"])
+@pytest.mark.parametrize(
+    "bad", ["{user} via bot", "{0} (via email-agent)", "via email-agent", "{name", "{name.x}", "{name[0]}", "Alice bot"]
+)
 def test_a_from_name_format_that_cannot_name_the_owner_stops_the_app(bad: str) -> None:
     """Otherwise it would fail inside every send (a KeyError in the Deliver step), not at start."""
     with pytest.raises(ValidationError, match="from_name_format"):
@@ -148,19 +155,26 @@ def test_numbers_that_would_break_every_email_stop_the_app(field: str, value: in
 def test_a_deployment_without_a_mail_server_stops_at_start(tmp_path: Path) -> None:
     """EMBEDDED_ENGINE=false is a deployment: the default outbox would be a folder in a container nobody
     reads, every email "sent" to no one. A blank variable (a ConfigMap key left empty) counts as unset."""
-    secret = "a-long-enough-secret-0123"
+    secrets = {"worker_secret": "a-long-enough-secret-0123", "api_token": "an-admin-token-0123"}
     with pytest.raises(ValidationError, match="a mail server is required"):
-        settings(embedded_engine=False, worker_secret=secret)
+        settings(embedded_engine=False, **secrets)
     with pytest.raises(ValidationError, match="a mail server is required"):
-        settings(embedded_engine=False, worker_secret=secret, google_email_address="a@example.com")
-    assert settings(embedded_engine=False, worker_secret=secret, outbox_dir=tmp_path).outbox_dir == tmp_path
+        settings(embedded_engine=False, google_email_address="a@example.com", **secrets)
+    assert settings(embedded_engine=False, outbox_dir=tmp_path, **secrets).outbox_dir == tmp_path
     assert settings(embedded_engine=True).outbox_dir is None  # the local stack: STATE_DIR/outbox
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "GOOGLE_", "OUTBOX_"))}
-    env |= {"EMBEDDED_ENGINE": "false", "WORKER_SECRET": secret, "STATE_DIR": str(tmp_path), "SMTP_HOST": ""}
+    env |= {"EMBEDDED_ENGINE": "false", "STATE_DIR": str(tmp_path), "SMTP_HOST": ""}
+    env |= {"WORKER_SECRET": secrets["worker_secret"], "API_TOKEN": secrets["api_token"]}
     result = subprocess.run(
         [sys.executable, "-m", "bot"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
     assert "invalid setting OUTBOX_DIR: with EMBEDDED_ENGINE=false a mail server is required" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_deployment_without_a_shared_api_token_stops_at_start() -> None:
+    """Left blank, each replica would make a token of its own: every call would work on one replica in N."""
+    with pytest.raises(ValidationError, match="API_TOKEN is required"):
+        settings(embedded_engine=False, worker_secret="a-long-enough-secret-0123", smtp_host="mail.example")

@@ -96,8 +96,22 @@ class MemoryLedger:
         raw = self._workflow.claim(None, request.model_dump_json(), self.attributes, None)  # type: ignore[arg-type]
         return ClaimResult.model_validate_json(raw)
 
-    def settle(self, intent: DeliveryIntent, execution: str, outcome: str) -> None:
-        request = SettleRequest(message_id=intent.message_id, round=intent.round, execution=execution, outcome=outcome)
+    def settle(
+        self,
+        intent: DeliveryIntent,
+        execution: str,
+        outcome: str,
+        reason: str = "",
+        delivered_to: list[str] | None = None,
+    ) -> None:
+        request = SettleRequest(
+            message_id=intent.message_id,
+            round=intent.round,
+            execution=execution,
+            outcome=outcome,
+            reason=reason,
+            delivered_to=delivered_to or [],
+        )
         self._workflow.settle(None, request.model_dump_json(), self.attributes, None)  # type: ignore[arg-type]
 
     def outcome_of(self, intent: DeliveryIntent) -> str:
@@ -881,11 +895,14 @@ class SettlingElsewhere(MemoryLedger):
     ) -> ClaimResult:
         self.looks += 1
         if self.looks == 2 and self.intent is not None:
-            self.settle(self.intent, "Deliver-1:another-process", self.outcome)
+            partly = ("b@example.com was refused (550)", ["a@example.com"]) if self.outcome == "partly" else ("", [])
+            self.settle(self.intent, "Deliver-1:another-process", self.outcome, *partly)
         return super().claim(intent, execution, daily_limit, take_over_after)
 
 
-def _sibling(outcome: str, delivered: bool | None = None) -> tuple[Attributes, SettlingElsewhere, RecordingMailer]:
+def _sibling(
+    outcome: str, delivered: bool | None = None, wait: float = 5
+) -> tuple[Attributes, SettlingElsewhere, RecordingMailer]:
     ledger = SettlingElsewhere(outcome)
     attributes = scheduled()
     _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
@@ -894,7 +911,7 @@ def _sibling(outcome: str, delivered: bool | None = None) -> tuple[Attributes, S
     MemoryLedger.claim(ledger, intent, "Deliver-1:another-process", 0)
     ledger.intent = intent
     mailer = RecordingMailer(delivered=delivered)
-    svc = services(mailer, ledger, handover_seconds=90, settle_wait_seconds=5)
+    svc = services(mailer, ledger, handover_seconds=90, settle_wait_seconds=wait)
     DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
     return attributes, ledger, mailer
 
@@ -930,6 +947,52 @@ def test_a_hand_over_that_took_long_settles_its_claim(monkeypatch: pytest.Monkey
 
 def test_a_short_hand_over_costs_the_ledger_no_settlement() -> None:
     mailer, ledger = RecordingMailer(), MemoryLedger()
+    svc = services(mailer, ledger)
+    attributes = scheduled()
+    _ready_to_deliver(attributes, svc)
+    intent = Record(attributes).delivery
+    assert intent is not None
+    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert len(mailer.sent) == 1 and ledger.outcome_of(intent) == ""
+
+
+def test_a_word_that_comes_while_the_sibling_asks_the_sent_folder_is_heard_by_its_take_over_claim() -> None:
+    """No wait left (or none configured): the sibling asks the Sent folder (not there yet), and the other
+    process settles "delivered" meanwhile. Its take-over claim answers with that word: sent, not a new round
+    that could send a second copy."""
+    attributes, ledger, mailer = _sibling("delivered", delivered=False, wait=0)
+    assert Record(attributes).status == EmailStatus.SENT and mailer.sent == []
+    assert ledger.looks == 2
+
+
+def test_a_new_round_hears_that_an_earlier_round_of_the_same_message_went_out() -> None:
+    ledger = MemoryLedger()
+    attributes = scheduled()
+    _ready_to_deliver(attributes, services(RecordingMailer(), ledger))
+    first = Record(attributes).delivery
+    assert first is not None
+    ledger.claim(first, "Deliver-1:another-process", 0)
+    ledger.settle(first, "Deliver-1:another-process", "delivered")
+    Record(attributes).delivery = first.model_copy(update={"round": 2})  # the sibling backed off to a new round
+    mailer = RecordingMailer(delivered=False)  # the Sent folder lags behind
+    DeliverState(services(mailer, ledger)).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    assert Record(attributes).status == EmailStatus.SENT and mailer.sent == []
+
+
+def test_a_sibling_told_the_other_attempt_reached_only_some_says_who_did_not_get_it() -> None:
+    attributes, _, mailer = _sibling("partly")
+    record = Record(attributes)
+    assert record.status == EmailStatus.SENT and mailer.sent == []
+    reply = record.get_str("last_reply")
+    assert "b@example.com was refused (550)" in reply and "they did not get it" in reply, reply
+
+
+def test_a_lost_answer_the_sent_folder_did_not_show_is_not_settled_as_not_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "Not found" right after a lost answer is no proof (the folder may lag): a sibling told "not sent" would
+    take over and send at once."""
+    monkeypatch.setattr(handover, "SETTLE_AFTER_SECONDS", 0.0)
+    mailer = RecordingMailer(fail_with=AmbiguousSendError("no answer to DATA"), delivered=False)
+    ledger = MemoryLedger()
     svc = services(mailer, ledger)
     attributes = scheduled()
     _ready_to_deliver(attributes, svc)

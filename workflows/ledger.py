@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 from iwf.client import Client
@@ -58,7 +58,9 @@ DA_CLAIMS = "claims"  # JSON {"<message_id>#<round>": {"execution": str, "at": i
 # What the claiming execution itself found, when it may have had company (see settle): the email went out, or
 # it definitely did not (the mail server refused it, or nothing reached it).
 OUTCOME_DELIVERED = "delivered"
+OUTCOME_PARTLY = "partly"  # delivered to some recipients, refused for the others
 OUTCOME_NOT_SENT = "not_sent"
+_WENT_OUT = (OUTCOME_DELIVERED, OUTCOME_PARTLY)
 SHARED_SHARDS = 32  # emails without an owner spread over this many ledgers per day
 LEDGER_DAYS = 3  # a ledger outlives its day by enough for every late retry of a delivery step
 
@@ -87,8 +89,12 @@ class ClaimResult(BaseModel):
     emails_today: int = 0
     earlier_at: str = ""
     earlier_outcome: str = Field(
-        "", description="What the earlier execution settled its hand-over as (delivered, not_sent); empty: unknown."
+        "",
+        description="What the earlier execution settled its hand-over as (delivered, partly, not_sent), or any "
+        "earlier round of the same Message-ID as (delivered, partly); empty: unknown.",
     )
+    earlier_reason: str = Field("", description="Partly: who did not get it, and why.")
+    earlier_delivered_to: list[str] = Field(default_factory=list, description="Partly: who got it.")
     taken_over: bool = Field(False, description="First by replacing an earlier execution's claim that was over.")
 
 
@@ -96,7 +102,9 @@ class SettleRequest(BaseModel):
     message_id: str
     round: int
     execution: str = Field(description="The execution that claimed the hand-over: only it can settle it.")
-    outcome: str = Field(pattern=f"^({OUTCOME_DELIVERED}|{OUTCOME_NOT_SENT})$")
+    outcome: str = Field(pattern=f"^({OUTCOME_DELIVERED}|{OUTCOME_PARTLY}|{OUTCOME_NOT_SENT})$")
+    reason: str = Field("", max_length=2000)
+    delivered_to: list[str] = Field(default_factory=list, max_length=100)
 
 
 def ledger_scope(worker_url: str) -> str:
@@ -158,10 +166,15 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
         """Atomic under the lock: of two executions claiming the same hand-over, exactly one is first."""
         request = ClaimRequest.model_validate_json(input)
         raw = persistence.get_data_attribute(DA_CLAIMS)
-        claims: dict[str, dict[str, str]] = json.loads(raw) if isinstance(raw, str) and raw else {}
+        claims: dict[str, dict[str, Any]] = json.loads(raw) if isinstance(raw, str) and raw else {}
         key = f"{request.message_id}#{request.round}"
         emails = {email_of(k.rpartition("#")[0]) for k in claims}
         earlier = claims.get(key)
+        went_out = [c for k, c in claims.items() if k.rpartition("#")[0] == request.message_id and _went_out(c)]
+        if went_out and (earlier is None or earlier["execution"] != request.execution):
+            # This Message-ID went out, as the execution that sent it said (this round, or an earlier one that
+            # this execution's round followed while the word was on its way): never again, never taken over.
+            return ClaimResult(first=False, emails_today=len(emails), **_word_of(went_out[0])).model_dump_json()
         if earlier is not None and earlier["execution"] != request.execution and request.take_over_after_seconds:
             age = (self._clock() - datetime.fromisoformat(earlier["at"])).total_seconds()
             # Over: old enough that it must have ended, or ended without sending, as its execution recorded.
@@ -171,12 +184,7 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
                 return ClaimResult(first=True, taken_over=True, emails_today=len(emails)).model_dump_json()
         if earlier is not None:
             first = earlier["execution"] == request.execution
-            return ClaimResult(
-                first=first,
-                emails_today=len(emails),
-                earlier_at=earlier["at"],
-                earlier_outcome=earlier.get("outcome", ""),
-            ).model_dump_json()
+            return ClaimResult(first=first, emails_today=len(emails), **_word_of(earlier)).model_dump_json()
         this_email = email_of(request.message_id)
         if request.daily_limit and this_email not in emails and len(emails) >= request.daily_limit:
             return ClaimResult(first=True, refused=True, emails_today=len(emails)).model_dump_json()
@@ -191,13 +199,34 @@ class DeliveryLedgerWorkflow(ObjectWorkflow):
         process that found its claim and waits to know (see workflows/states/handover.py)."""
         request = SettleRequest.model_validate_json(input)
         raw = persistence.get_data_attribute(DA_CLAIMS)
-        claims: dict[str, dict[str, str]] = json.loads(raw) if isinstance(raw, str) and raw else {}
+        claims: dict[str, dict[str, Any]] = json.loads(raw) if isinstance(raw, str) and raw else {}
         claim = claims.get(f"{request.message_id}#{request.round}")
         if claim is None or claim["execution"] != request.execution:
             return "not yours"  # taken over meanwhile: the newer execution's word counts
         claim["outcome"] = request.outcome
+        if request.outcome == OUTCOME_PARTLY:
+            claim |= {"reason": request.reason, "delivered_to": request.delivered_to}
         persistence.set_data_attribute(DA_CLAIMS, json.dumps(claims))
         return "settled"
+
+
+def _pause_with_jitter(delay: float) -> float:
+    """Another claim holds the ledger's lock (a locked RPC is refused, not queued): pause, return the next delay."""
+    time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+    return min(delay * 2, 0.5)
+
+
+def _went_out(claim: dict[str, Any]) -> bool:
+    return claim.get("outcome") in _WENT_OUT
+
+
+def _word_of(claim: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "earlier_at": claim["at"],
+        "earlier_outcome": claim.get("outcome", ""),
+        "earlier_reason": claim.get("reason", ""),
+        "earlier_delivered_to": claim.get("delivered_to", []),
+    }
 
 
 class DeliveryLedger(Protocol):
@@ -207,7 +236,14 @@ class DeliveryLedger(Protocol):
         self, intent: DeliveryIntent, execution: str, daily_limit: int, take_over_after: float = 0
     ) -> ClaimResult: ...
 
-    def settle(self, intent: DeliveryIntent, execution: str, outcome: str) -> None: ...
+    def settle(
+        self,
+        intent: DeliveryIntent,
+        execution: str,
+        outcome: str,
+        reason: str = "",
+        delivered_to: list[str] | None = None,
+    ) -> None: ...
 
 
 class IwfDeliveryLedger:
@@ -254,8 +290,7 @@ class IwfDeliveryLedger:
                 lock_failures += 1
                 if lock_failures > self._lock_retries:
                     raise
-                time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
-                delay = min(delay * 2, 0.5)
+                delay = _pause_with_jitter(delay)
             except (httpx.HTTPError, WorkflowRPCExecutionError, ServerSideError, RuntimeError, ValueError):
                 # The engine, not the claim, failed (restarting, unreachable, an update it dropped, a proxy's
                 # page that is not iWF's JSON).
@@ -263,12 +298,24 @@ class IwfDeliveryLedger:
                     raise
                 time.sleep(1.0)
 
-    def settle(self, intent: DeliveryIntent, execution: str, outcome: str) -> None:
+    def settle(
+        self,
+        intent: DeliveryIntent,
+        execution: str,
+        outcome: str,
+        reason: str = "",
+        delivered_to: list[str] | None = None,
+    ) -> None:
         """Retried only while the ledger is busy with another claim: the caller logs any other failure (a
         waiting execution then does what it did before settlements: asks the Sent folder, or says "delivery
         unknown")."""
         payload = SettleRequest(
-            message_id=intent.message_id, round=intent.round, execution=execution, outcome=outcome
+            message_id=intent.message_id,
+            round=intent.round,
+            execution=execution,
+            outcome=outcome,
+            reason=reason,
+            delivered_to=delivered_to or [],
         ).model_dump_json()
         delay = 0.02
         for attempt in range(self._lock_retries + 1):
@@ -278,8 +325,7 @@ class IwfDeliveryLedger:
             except WorkflowRPCAcquiringLockFailure:
                 if attempt == self._lock_retries:
                     raise
-                time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
-                delay = min(delay * 2, 0.5)
+                delay = _pause_with_jitter(delay)
 
     def _opened(self, ledger: str) -> bool:
         """Whether this call started the ledger: not if it was running already, or the engine failed."""

@@ -121,8 +121,9 @@ class SlackBot:
         self._replies = replies
         self._notes = ThreadNotes(client)
         self._threads = ThreadDirectory(client)
-        # One draft save at a time per message, in the order this process got the edits: unlocked RPCs' writes
-        # land in the order they are sent (edited_ts refuses an older edit that comes later, from anywhere).
+        # One draft save at a time per message: two saves' unlocked RPCs in flight together could land in either
+        # order. Which edit wins is decided by edited_ts (an older edit arriving later is refused, whichever
+        # replica and whatever order Slack delivered them in); the lock keeps two from crossing unseen.
         self._saving: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     def register(self, app: AsyncApp) -> None:

@@ -110,7 +110,9 @@ def edit_modal(email_id: str, view: EmailView) -> dict[str, Any]:
     else:
         blocks.append(_text_input(BODY, "Body", view.body, INPUT_LIMIT, multiline=True))
     picker: dict[str, Any] = {"type": "datetimepicker", "action_id": FIELD}
-    if view.will_send and view.send_at is not None and view.undo_until is None:
+    # The time it goes out at, or the one it keeps while on hold (a question open): saved as it is, the edit
+    # keeps it; empty only when it has none (or is in its undo window: Edit is not offered then).
+    if view.send_at is not None and view.undo_until is None:
         picker["initial_date_time"] = int(view.send_at.timestamp())
     blocks.append(
         {

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 
 from workflows.deliveries import Delivered, Outcome
-from workflows.ledger import OUTCOME_DELIVERED, OUTCOME_NOT_SENT, ClaimResult
+from workflows.ledger import OUTCOME_DELIVERED, OUTCOME_NOT_SENT, OUTCOME_PARTLY, ClaimResult
 from workflows.mailer import (
     AmbiguousSendError,
     OutgoingEmail,
@@ -30,9 +30,10 @@ from workflows.states.common import Services
 log = logging.getLogger(__name__)
 
 CONFIRMED_AFTERWARDS = "(The mail server's answer got lost; I checked the account's sent mail and it is there.)"
-# A hand-over this long may have a sibling execution waiting on it (iWF abandons a local activity after 7 s):
-# it settles its claim. Shorter ones, nearly all, cost the ledger nothing more.
-SETTLE_AFTER_SECONDS = 5.0
+# A hand-over this long may have a sibling execution waiting on it (iWF abandons a local activity 7 s after it
+# began, time in the worker's queue included): it settles its claim. Shorter ones, nearly all, cost the ledger
+# nothing more.
+SETTLE_AFTER_SECONDS = 3.0
 
 
 class StillUnderWay(TransientSendError):
@@ -63,8 +64,8 @@ def hand_over(
         return PermanentSendError(f"the daily limit of {services.daily_send_limit} emails per person is reached")
     if not claim.first:  # another process's hand-over (this process's own would be in its registry)
         claim = wait_for_its_word(services, intent, execution, claim)
-        if claim.earlier_outcome == OUTCOME_DELIVERED:
-            return Delivered("delivered by another process's attempt (recorded in the delivery ledger)")
+        if (said := its_word(claim)) is not None:
+            return said
         if claim.earlier_outcome != OUTCOME_NOT_SENT:
             young = services.handover_seconds - claim_age_seconds(services, claim.earlier_at)
             earlier = after_an_earlier_attempt(services, intent.message_id)
@@ -80,9 +81,12 @@ def hand_over(
         claim = services.ledger.claim(
             intent, execution, services.daily_send_limit, take_over_after=services.handover_seconds
         )
+        if (said := its_word(claim)) is not None:  # settled while this execution was asking the Sent folder
+            return said
         if not claim.first:
             # It may still be under way: look again, in a new round, once it must be over (a durable timer
-            # through Schedule, where the user can still cancel). The new round looks before sending.
+            # through Schedule, where the user can still cancel). The new round looks before sending (and its
+            # claim answers with this one's word, should it come meanwhile).
             wait = services.handover_seconds - claim_age_seconds(services, claim.earlier_at)
             return StillUnderWay(
                 "an earlier attempt to send it was interrupted moments ago, and it is not in the account's "
@@ -92,41 +96,49 @@ def hand_over(
     if (services.clock() - asked).total_seconds() > services.claim_grace_seconds:
         # Others judge a claim by its age: one answered this late may already look over to them.
         return TransientSendError("the delivery ledger answered too late to send safely now")
-    outcome = _send(services, intent, outgoing)
+    try:
+        outcome: Outcome = Delivered(services.mailer.send(outgoing))
+    except (PermanentSendError, TransientSendError, PartlyDeliveredError) as answered:  # the server's own word
+        outcome = answered
+    except AmbiguousSendError as lost:  # this hand-over is over, its answer lost: the account may tell
+        return after_a_lost_answer(services, intent, lost)  # never settled: "not found" is no proof
     if time.monotonic() - began >= SETTLE_AFTER_SECONDS:
         settle(services, intent, execution, outcome)
     return outcome
 
 
-def _send(services: Services, intent: DeliveryIntent, outgoing: OutgoingEmail) -> Outcome:
-    try:
-        return Delivered(services.mailer.send(outgoing))
-    except (PermanentSendError, TransientSendError, PartlyDeliveredError) as answered:
-        return answered
-    except AmbiguousSendError as lost:  # this hand-over is over, its answer lost: the account may tell
-        checked = services.mailer.was_delivered(intent.message_id)
-        if checked is None:
-            return lost
-        if checked:
-            return Delivered("confirmed by the mail account afterwards", CONFIRMED_AFTERWARDS)
-        return TransientSendError(f"{lost.reason}, and it did not arrive")
+def after_a_lost_answer(services: Services, intent: DeliveryIntent, lost: AmbiguousSendError) -> Outcome:
+    checked = services.mailer.was_delivered(intent.message_id)
+    if checked is None:
+        return lost
+    if checked:
+        return Delivered("confirmed by the mail account afterwards", CONFIRMED_AFTERWARDS)
+    return TransientSendError(f"{lost.reason}, and it did not arrive")
 
 
 def settle(services: Services, intent: DeliveryIntent, execution: str, outcome: Outcome) -> None:
-    """Tell a sibling execution that may be waiting (see the module docstring) how this hand-over ended, when it
-    is known for sure. Failing to is only logged: the sibling then does what it would without the word."""
-    if isinstance(outcome, Delivered | PartlyDeliveredError):  # some got it: sending again would repeat it
+    """Tell a sibling execution that may be waiting (see the module docstring) how the mail server answered.
+    Failing to is only logged: the sibling then does what it would without the word."""
+    reason, delivered_to = "", list[str]()
+    if isinstance(outcome, Delivered):
         word = OUTCOME_DELIVERED
-    elif isinstance(outcome, PermanentSendError) or (
-        isinstance(outcome, TransientSendError) and not isinstance(outcome, StillUnderWay)
-    ):
-        word = OUTCOME_NOT_SENT
+    elif isinstance(outcome, PartlyDeliveredError):  # sent, to some: sending again would repeat it to them
+        word, reason, delivered_to = OUTCOME_PARTLY, str(outcome), outcome.delivered_to
     else:
-        return  # unknown (an answer lost and no Sent folder to ask): nothing to say for sure
+        word = OUTCOME_NOT_SENT
     try:
-        services.ledger.settle(intent, execution, word)
+        services.ledger.settle(intent, execution, word, reason, delivered_to)
     except Exception as error:  # the engine failing here must not turn a sent email into an error
         log.warning("could not settle the hand-over of %s in its ledger: %s", intent.message_id, error)
+
+
+def its_word(claim: ClaimResult) -> Outcome | None:
+    """What another execution settled this hand-over (or an earlier round of it) as, if it went out."""
+    if claim.earlier_outcome == OUTCOME_DELIVERED:
+        return Delivered("delivered by another process's attempt (recorded in the delivery ledger)")
+    if claim.earlier_outcome == OUTCOME_PARTLY:
+        return PartlyDeliveredError(claim.earlier_reason, claim.earlier_delivered_to)
+    return None
 
 
 def wait_for_its_word(services: Services, intent: DeliveryIntent, execution: str, claim: ClaimResult) -> ClaimResult:
