@@ -80,6 +80,14 @@ class Listing:
     busy: list[str]
 
 
+NOT_THE_OWNER = "only the person who started this email can change or cancel it"
+
+
+def _stranger(record: Record, actor: str | None) -> bool:
+    """An ended email answers a stranger as a running one does (403), saying nothing of how it ended."""
+    return bool(record.owner) and actor != record.owner
+
+
 class EmailClosed(RuntimeError):
     """The workflow has ended (sent or canceled): it takes no more requests. The message is for the user."""
 
@@ -229,7 +237,10 @@ class EmailEngine:
         try:
             raw = await self._rpc(email_id, Wf.send_request, request.model_dump_json())
         except EmailClosed:
-            if await self._took_before_the_end(email_id, request.actor, request.message_id):
+            record = await self._closed_record(email_id)
+            if _stranger(record, request.actor):  # as a running email answers: whose it is comes first
+                return RequestResult(accepted=False, refusal="forbidden", detail=NOT_THE_OWNER)
+            if record.has_taken(request.message_id):
                 return RequestResult(accepted=True, duplicate=True, detail="already received")
             raise
         return RequestResult.model_validate_json(raw)
@@ -241,18 +252,21 @@ class EmailEngine:
         try:
             raw = await self._rpc(email_id, Wf.control, control.model_dump_json())
         except EmailClosed:
-            if await self._took_before_the_end(email_id, control.actor, control.message_id):
+            record = await self._closed_record(email_id)
+            if _stranger(record, control.actor):
+                return ActionResult(ok=False, refusal="forbidden", detail=NOT_THE_OWNER)
+            if record.has_taken(control.message_id):  # a retry whose first try was taken before the end
                 return ActionResult(ok=True, already=True, detail="already received")
             raise
         return ActionResult.model_validate_json(raw)
 
-    async def _took_before_the_end(self, email_id: str, actor: str | None, message_id: str | None) -> bool:
-        """A retry reaching an ended email whose first try was taken (its owner's only: others learn nothing)."""
-        record = await self._closed_record(email_id)
-        return (not record.owner or actor == record.owner) and record.has_taken(message_id)
-
     async def save_draft(self, email_id: str, draft: DraftInput) -> ActionResult:
-        raw = await self._rpc(email_id, Wf.save_draft, draft.model_dump_json())
+        try:
+            raw = await self._rpc(email_id, Wf.save_draft, draft.model_dump_json())
+        except EmailClosed:
+            if _stranger(await self._closed_record(email_id), draft.actor):
+                return ActionResult(ok=False, refusal="forbidden", detail=NOT_THE_OWNER)
+            raise
         return ActionResult.model_validate_json(raw)
 
     async def cancel(self, email_id: str, cancel: CancelInput) -> ActionResult:
@@ -262,9 +276,7 @@ class EmailEngine:
         except EmailClosed:
             view = await self.describe(email_id)
             if view.owner and cancel.actor != view.owner:
-                return ActionResult(
-                    ok=False, refusal="forbidden", detail="only the person who started this email can cancel it"
-                )
+                return ActionResult(ok=False, refusal="forbidden", detail=NOT_THE_OWNER)
             if view.status != EmailStatus.CANCELED:
                 raise EmailClosed(f"this email is already {view.status.value}; it can no longer be canceled") from None
             return ActionResult(ok=True, already=True, detail="already canceled")

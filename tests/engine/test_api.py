@@ -168,7 +168,14 @@ async def test_refusals_have_the_one_error_shape(api: Api) -> None:
     assert status == 200 and body["ok"], body
     answers.append(await api.call("POST", f"/api/emails/{wid}/messages", {"text": "more", "actor": "alice"}))
     answers.append(await api.call("PUT", f"/api/emails/{wid}/draft", {"text": "y", "actor": "alice"}))
-    assert [status for status, _ in answers] == [403, 403, 403, 409, 409], answers
+    # Ended, a stranger is still told only that it is not theirs (before: 409, saying how it ended).
+    for path, payload in (("/messages", {"text": "hi"}), ("/draft", {"text": "x"}), ("/cancel", {}), ("/undo", {})):
+        answers.append(
+            await api.call(
+                "PUT" if path == "/draft" else "POST", f"/api/emails/{wid}{path}", {**payload, "actor": "mallory"}
+            )
+        )
+    assert [status for status, _ in answers] == [403, 403, 403, 409, 409, 403, 403, 403, 403], answers
     for status, body in answers:
         assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
         assert body["error"]["code"] in ({"forbidden"} if status == 403 else {"finished", "closed"}), body
