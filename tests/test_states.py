@@ -104,14 +104,7 @@ class MemoryLedger:
         reason: str = "",
         delivered_to: list[str] | None = None,
     ) -> None:
-        request = SettleRequest(
-            message_id=intent.message_id,
-            round=intent.round,
-            execution=execution,
-            outcome=outcome,
-            reason=reason,
-            delivered_to=delivered_to or [],
-        )
+        request = SettleRequest.of(intent, execution, outcome, reason, delivered_to)
         self._workflow.settle(None, request.model_dump_json(), self.attributes, None)  # type: ignore[arg-type]
 
     def outcome_of(self, intent: DeliveryIntent) -> str:
@@ -933,26 +926,27 @@ def test_a_sibling_told_the_other_attempt_was_refused_sends_itself_at_once() -> 
     assert claim["execution"] != "Deliver-1:another-process", "taken over, so a third execution sees it live"
 
 
-def test_a_hand_over_that_took_long_settles_its_claim(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handover, "SETTLE_AFTER_SECONDS", 0.0)
-    mailer, ledger = RecordingMailer(), MemoryLedger()
+def _deliver_once(mailer: RecordingMailer, ledger: MemoryLedger) -> DeliveryIntent:
+    """A scheduled email through Deliver, this process alone: the intent it handed over."""
     svc = services(mailer, ledger)
     attributes = scheduled()
     _ready_to_deliver(attributes, svc)
     intent = Record(attributes).delivery
     assert intent is not None
     DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    return intent
+
+
+def test_a_hand_over_that_took_long_settles_its_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handover, "SETTLE_AFTER_SECONDS", 0.0)
+    mailer, ledger = RecordingMailer(), MemoryLedger()
+    intent = _deliver_once(mailer, ledger)
     assert len(mailer.sent) == 1 and ledger.outcome_of(intent) == "delivered"
 
 
 def test_a_short_hand_over_costs_the_ledger_no_settlement() -> None:
     mailer, ledger = RecordingMailer(), MemoryLedger()
-    svc = services(mailer, ledger)
-    attributes = scheduled()
-    _ready_to_deliver(attributes, svc)
-    intent = Record(attributes).delivery
-    assert intent is not None
-    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    intent = _deliver_once(mailer, ledger)
     assert len(mailer.sent) == 1 and ledger.outcome_of(intent) == ""
 
 
@@ -993,10 +987,5 @@ def test_a_lost_answer_the_sent_folder_did_not_show_is_not_settled_as_not_sent(m
     monkeypatch.setattr(handover, "SETTLE_AFTER_SECONDS", 0.0)
     mailer = RecordingMailer(fail_with=AmbiguousSendError("no answer to DATA"), delivered=False)
     ledger = MemoryLedger()
-    svc = services(mailer, ledger)
-    attributes = scheduled()
-    _ready_to_deliver(attributes, svc)
-    intent = Record(attributes).delivery
-    assert intent is not None
-    DeliverState(svc).execute(CTX, None, results(), attributes, None)  # type: ignore[arg-type]
+    intent = _deliver_once(mailer, ledger)
     assert len(mailer.sent) == 1 and ledger.outcome_of(intent) == ""

@@ -106,6 +106,19 @@ class SettleRequest(BaseModel):
     reason: str = Field("", max_length=2000)
     delivered_to: list[str] = Field(default_factory=list, max_length=100)
 
+    @classmethod
+    def of(
+        cls, intent: DeliveryIntent, execution: str, outcome: str, reason: str, delivered_to: list[str] | None
+    ) -> "SettleRequest":
+        return cls(
+            message_id=intent.message_id,
+            round=intent.round,
+            execution=execution,
+            outcome=outcome,
+            reason=reason,
+            delivered_to=delivered_to or [],
+        )
+
 
 def ledger_scope(worker_url: str) -> str:
     """Ledgers belong to one deployment: iWF calls a workflow's worker at the URL it was started with, so
@@ -309,14 +322,7 @@ class IwfDeliveryLedger:
         """Retried only while the ledger is busy with another claim: the caller logs any other failure (a
         waiting execution then does what it did before settlements: asks the Sent folder, or says "delivery
         unknown")."""
-        payload = SettleRequest(
-            message_id=intent.message_id,
-            round=intent.round,
-            execution=execution,
-            outcome=outcome,
-            reason=reason,
-            delivered_to=delivered_to or [],
-        ).model_dump_json()
+        payload = SettleRequest.of(intent, execution, outcome, reason, delivered_to).model_dump_json()
         delay = 0.02
         for attempt in range(self._lock_retries + 1):
             try:
